@@ -1,0 +1,63 @@
+//! Bearer-token check for the admin API and the worker RPC.
+
+use axum::extract::{Request, State};
+use axum::http::header::AUTHORIZATION;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use subtle::ConstantTimeEq;
+
+use super::error::ApiError;
+
+/// The cluster token, if one is configured. Compared in constant time so that response timing
+/// leaks nothing about how much of a guess was right.
+#[derive(Clone, Default)]
+pub struct Token(Option<std::sync::Arc<str>>);
+
+impl Token {
+    pub fn new(token: Option<String>) -> Self {
+        Token(token.filter(|t| !t.is_empty()).map(Into::into))
+    }
+
+    pub fn is_set(&self) -> bool {
+        self.0.is_some()
+    }
+
+    fn accepts(&self, presented: Option<&str>) -> bool {
+        match (&self.0, presented) {
+            (None, _) => true,
+            (Some(expected), Some(presented)) => {
+                bool::from(expected.as_bytes().ct_eq(presented.as_bytes()))
+            }
+            (Some(_), None) => false,
+        }
+    }
+}
+
+pub async fn require_token(State(token): State<Token>, request: Request, next: Next) -> Response {
+    let presented = request
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if token.accepts(presented) {
+        next.run(request).await
+    } else {
+        ApiError::Unauthorized.into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_match_exactly() {
+        let token = Token::new(Some("s3cret".into()));
+        assert!(token.accepts(Some("s3cret")));
+        assert!(!token.accepts(Some("s3cre")));
+        assert!(!token.accepts(Some("s3cret2")));
+        assert!(!token.accepts(None));
+        assert!(Token::new(None).accepts(None));
+        assert!(!Token::new(Some(String::new())).is_set());
+    }
+}

@@ -1,0 +1,293 @@
+//! The `shoal` command line. Each subcommand parses its flags into a typed config and hands it to
+//! a daemon (`server`, `worker`) or to the API client (everything else). Errors go to stderr with
+//! a non-zero exit.
+
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::client::{ApiClient, DEFAULT_SERVER};
+use crate::node::{DEFAULT_CLUSTER, GossipSettings};
+use crate::server::ServerConfig;
+use crate::telemetry::{self, LogFormat};
+use crate::worker::WorkerConfig;
+pub use output::Output;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "shoal",
+    version,
+    about = "A distributed job scheduler: durable schedules, HTTP tasks on live workers.",
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server: stores jobs, fires them on time, assigns tasks to live workers.
+    Server(ServerArgs),
+    /// Run a worker: joins the cluster by gossip and executes the HTTP tasks it is assigned.
+    Worker(WorkerArgs),
+    /// List the cluster's members as the server sees them.
+    Members(MembersArgs),
+}
+
+/// Flags every daemon shares.
+#[derive(Debug, Args)]
+struct DaemonArgs {
+    /// Cluster name; nodes of another cluster are never members.
+    #[arg(long, env = "SHOAL_CLUSTER", default_value = DEFAULT_CLUSTER)]
+    cluster: String,
+    /// Address other nodes use to gossip with this one, when --gossip binds 0.0.0.0.
+    #[arg(long, value_name = "HOST:PORT")]
+    advertise: Option<String>,
+    /// Gossip round interval; failure detection takes a few of these (e.g. 200ms → ~1-2 s).
+    #[arg(long, default_value = "200ms", value_parser = parse_duration, value_name = "DURATION")]
+    gossip_interval: Duration,
+    /// Failure detector threshold: lower declares silent nodes dead sooner, with more false alarms.
+    #[arg(long, default_value_t = 8.0, value_name = "PHI")]
+    phi_threshold: f64,
+    /// Cluster token required by the API and the worker RPC.
+    #[arg(long, env = "SHOAL_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Log format on stdout.
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: LogFormat,
+}
+
+#[derive(Debug, Args)]
+struct ServerArgs {
+    /// Directory of the server's database (created if missing).
+    #[arg(long, env = "SHOAL_DATA_DIR", default_value = "shoal-data")]
+    data_dir: PathBuf,
+    /// Address of the HTTP API (and the worker RPC).
+    #[arg(
+        long,
+        env = "SHOAL_API",
+        default_value = "127.0.0.1:7070",
+        value_name = "HOST:PORT"
+    )]
+    api: String,
+    /// UDP address for gossip; workers --join it.
+    #[arg(
+        long,
+        env = "SHOAL_GOSSIP",
+        default_value = "127.0.0.1:7946",
+        value_name = "HOST:PORT"
+    )]
+    gossip: String,
+    /// Node id (stable across restarts).
+    #[arg(long, default_value = "server")]
+    id: String,
+    #[command(flatten)]
+    daemon: DaemonArgs,
+}
+
+#[derive(Debug, Args)]
+struct WorkerArgs {
+    /// Gossip address of any node already in the cluster (usually the server). Repeatable.
+    #[arg(
+        long,
+        env = "SHOAL_JOIN",
+        default_value = "127.0.0.1:7946",
+        value_name = "HOST:PORT",
+        value_delimiter = ','
+    )]
+    join: Vec<String>,
+    /// UDP address for this worker's gossip; port 0 (the default) picks a free port.
+    #[arg(long, default_value = "127.0.0.1:0", value_name = "HOST:PORT")]
+    gossip: String,
+    /// Node id (stable across restarts); defaults to HOSTNAME-GOSSIPPORT.
+    #[arg(long)]
+    id: Option<String>,
+    /// A tag jobs can target (e.g. billing, gpu, zone:eu). Repeatable.
+    #[arg(long = "tag", value_name = "TAG")]
+    tags: Vec<String>,
+    /// How many tasks this worker runs at once.
+    #[arg(long, default_value_t = 8)]
+    capacity: u32,
+    /// On SIGTERM, how long running tasks may take to finish before the worker leaves.
+    #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
+    drain_timeout: Duration,
+    #[command(flatten)]
+    daemon: DaemonArgs,
+}
+
+/// How a client command reaches the server.
+#[derive(Debug, Args)]
+pub struct ClientArgs {
+    /// The server's API URL.
+    #[arg(long, env = "SHOAL_SERVER", default_value = DEFAULT_SERVER, global = true)]
+    server: String,
+    /// Cluster token, if the server requires one.
+    #[arg(long, env = "SHOAL_TOKEN", hide_env_values = true, global = true)]
+    token: Option<String>,
+    /// `table` for people, `json` for scripts.
+    #[arg(long, short, value_enum, default_value = "table", global = true)]
+    output: Output,
+}
+
+impl ClientArgs {
+    fn client(&self) -> anyhow::Result<ApiClient> {
+        ApiClient::new(&self.server, self.token.clone())
+    }
+}
+
+#[derive(Debug, Args)]
+struct MembersArgs {
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Server(args) => {
+            telemetry::init(args.daemon.log_format);
+            crate::server::run(server_config(args)?).await
+        }
+        Command::Worker(args) => {
+            telemetry::init(args.daemon.log_format);
+            crate::worker::run(worker_config(args)?).await
+        }
+        Command::Members(args) => members(&args.client).await,
+    }
+}
+
+fn gossip_settings(
+    daemon: &DaemonArgs,
+    listen: &str,
+    seeds: Vec<String>,
+) -> anyhow::Result<GossipSettings> {
+    let mut settings = GossipSettings::new(
+        daemon.cluster.clone(),
+        crate::net::parse_addr("--gossip", listen)?,
+    );
+    settings.advertise = daemon
+        .advertise
+        .as_deref()
+        .map(|a| crate::net::parse_addr("--advertise", a))
+        .transpose()?;
+    settings.seeds = seeds;
+    settings.interval = daemon.gossip_interval;
+    if daemon.phi_threshold.is_nan() || daemon.phi_threshold <= 0.0 {
+        anyhow::bail!("--phi-threshold must be a positive number (8 is a good default)");
+    }
+    settings.phi_threshold = daemon.phi_threshold;
+    Ok(settings)
+}
+
+fn server_config(args: ServerArgs) -> anyhow::Result<ServerConfig> {
+    Ok(ServerConfig {
+        id: args.id,
+        data_dir: args.data_dir,
+        api_addr: crate::net::parse_addr("--api", &args.api)?,
+        gossip: gossip_settings(&args.daemon, &args.gossip, Vec::new())?,
+        token: args.daemon.token,
+    })
+}
+
+fn worker_config(args: WorkerArgs) -> anyhow::Result<WorkerConfig> {
+    let seeds = args
+        .join
+        .iter()
+        .map(|s| crate::net::check_seed(s))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    for tag in &args.tags {
+        shoal_gossip::validate_tag(tag).map_err(|reason| anyhow::anyhow!("--tag: {reason}"))?;
+    }
+    let mut gossip = gossip_settings(&args.daemon, &args.gossip, seeds)?;
+    gossip.listen = crate::net::pick_free_udp_port(gossip.listen)?;
+    let id = args
+        .id
+        .unwrap_or_else(|| format!("{}-{}", crate::net::hostname(), gossip.listen.port()));
+    Ok(WorkerConfig {
+        id,
+        gossip,
+        tags: args.tags,
+        capacity: args.capacity,
+        token: args.daemon.token,
+        drain_timeout: args.drain_timeout,
+    })
+}
+
+async fn members(args: &ClientArgs) -> anyhow::Result<()> {
+    let members = args.client()?.members().await?;
+    match args.output {
+        Output::Json => output::print_json(&members),
+        Output::Table => {
+            let rows: Vec<Vec<String>> = members
+                .iter()
+                .map(|m| {
+                    vec![
+                        m.id.clone(),
+                        m.role.to_string(),
+                        m.state.to_string(),
+                        m.addr.clone(),
+                        if m.tags.is_empty() {
+                            "-".into()
+                        } else {
+                            m.tags.join(",")
+                        },
+                        format!("{}/{}", m.running, m.capacity),
+                        output::ago(m.last_seen_ms),
+                        m.version.clone(),
+                    ]
+                })
+                .collect();
+            output::print_table(
+                &[
+                    "ID",
+                    "ROLE",
+                    "STATE",
+                    "ADDR",
+                    "TAGS",
+                    "RUNNING",
+                    "LAST SEEN",
+                    "VERSION",
+                ],
+                &rows,
+            );
+            Ok(())
+        }
+    }
+}
+
+/// Durations as people write them: `250ms`, `30s`, `5m`, `1h 30m`.
+pub fn parse_duration(value: &str) -> Result<Duration, String> {
+    humantime::parse_duration(value).map_err(|error| {
+        format!("{value:?} is not a duration ({error}); write e.g. 500ms, 30s, 5m")
+    })
+}
+
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default()
+}

@@ -1,0 +1,23 @@
+//! Shoal: a distributed job scheduler. A server stores job schedules durably, fires them on time
+//! and assigns HTTP tasks to live workers found by gossip; workers run them and report back.
+//!
+//! Module map (dependencies point down this list, never up):
+//! - `cli` — the `shoal` command line: parses flags, calls the daemons or the API client.
+//! - `server`, `worker` — the two daemons, wiring the pieces below together.
+//! - `api` — the HTTP API (admin REST + worker RPC); `client` — its typed client.
+//! - `node`, `net`, `shutdown`, `telemetry` — what both daemons share.
+//!
+//! Membership lives in the `shoal-gossip` crate, the console in `shoal-tui`.
+
+pub mod api;
+pub mod cli;
+pub mod client;
+pub mod net;
+pub mod node;
+pub mod server;
+pub mod shutdown;
+pub mod telemetry;
+pub mod worker;
+
+/// This build's version, advertised in gossip and shown by the API.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,203 @@
+//! Shared harness of the end-to-end tests: real `shoal` processes on 127.0.0.1, free ports, a
+//! temp data dir, and polling helpers with generous deadlines (no timing assertions here; timing
+//! goals live in the benchmarks).
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_shoal");
+
+pub fn free_tcp_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free tcp port")
+}
+
+pub fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("free udp port")
+}
+
+/// A child process that is killed when dropped, with its output captured in a log file.
+pub struct Node {
+    pub name: String,
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Node {
+    pub fn spawn(name: &str, dir: &Path, args: &[&str]) -> Node {
+        Node::spawn_with_env(name, dir, args, &[])
+    }
+
+    pub fn spawn_with_env(name: &str, dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Node {
+        let log = dir.join(format!("{name}.log"));
+        let file = std::fs::File::create(&log).expect("log file");
+        let err = file.try_clone().expect("log file");
+        let mut command = Command::new(BIN);
+        command
+            .args(args)
+            .env_remove("SHOAL_SERVER")
+            .env_remove("SHOAL_TOKEN")
+            .env("SHOAL_LOG", "info,shoal=debug")
+            .stdin(Stdio::null())
+            .stdout(file)
+            .stderr(err);
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let child = command.spawn().expect("spawn shoal");
+        Node {
+            name: name.to_string(),
+            child,
+            log,
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.pid().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -{signal} {}", self.name);
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits for the process to exit on its own; panics with its log after the deadline.
+    pub fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            if start.elapsed() > within {
+                panic!("{} did not exit; log:\n{}", self.name, self.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A running server with its addresses.
+pub struct Server {
+    pub node: Node,
+    pub api: SocketAddr,
+    pub gossip: SocketAddr,
+    pub url: String,
+}
+
+impl Server {
+    pub fn start(dir: &Path, extra: &[&str]) -> Server {
+        let api: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse().unwrap();
+        let gossip: SocketAddr = format!("127.0.0.1:{}", free_udp_port()).parse().unwrap();
+        let data = dir.join("data");
+        let mut args = vec![
+            "server".to_string(),
+            "--data-dir".into(),
+            data.display().to_string(),
+            "--api".into(),
+            api.to_string(),
+            "--gossip".into(),
+            gossip.to_string(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let node = Node::spawn("server", dir, &args);
+        let server = Server {
+            node,
+            api,
+            gossip,
+            url: format!("http://{api}"),
+        };
+        server.wait_ready();
+        server
+    }
+
+    fn wait_ready(&self) {
+        eventually(&format!("server at {} to answer", self.url), || {
+            let out = cli(&["members", "--server", &self.url, "--output", "json"]);
+            out.status.success().then_some(())
+        });
+    }
+
+    pub fn worker(&self, dir: &Path, name: &str, extra: &[&str]) -> Node {
+        let join = self.gossip.to_string();
+        let mut args = vec!["worker", "--join", &join, "--id", name];
+        args.extend_from_slice(extra);
+        Node::spawn(name, dir, &args)
+    }
+
+    pub fn cli(&self, args: &[&str]) -> Output {
+        let mut all = args.to_vec();
+        all.extend_from_slice(&["--server", &self.url]);
+        cli(&all)
+    }
+
+    /// Runs a CLI command that must succeed and print JSON.
+    pub fn cli_json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = args.to_vec();
+        all.extend_from_slice(&["--output", "json"]);
+        let out = self.cli(&all);
+        assert!(
+            out.status.success(),
+            "shoal {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "shoal {args:?} printed no JSON ({e}): {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })
+    }
+
+    pub fn member_state(&self, id: &str) -> Option<String> {
+        let members = self.cli_json(&["members"]);
+        members.as_array()?.iter().find_map(|m| {
+            (m["id"] == id).then(|| m["state"].as_str().unwrap_or_default().to_string())
+        })
+    }
+}
+
+pub fn cli(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env_remove("SHOAL_SERVER")
+        .env_remove("SHOAL_TOKEN")
+        .output()
+        .expect("run shoal")
+}
+
+/// Polls `check` until it yields a value, for up to 60 s (generous: CI machines are busy).
+pub fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        if start.elapsed() > Duration::from_secs(60) {
+            panic!("timed out after 60s waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

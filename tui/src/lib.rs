@@ -1,0 +1,1 @@
+//! Shoal's ops console (being built).
