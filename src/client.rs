@@ -9,6 +9,9 @@ use serde::de::DeserializeOwned;
 
 use crate::api::ErrorBody;
 use crate::api::types::{ClusterInfo, MemberRow};
+use crate::model::{Instance, InstanceId, Job};
+use crate::service::JobSummary;
+use crate::spec::JobSpec;
 
 pub const DEFAULT_SERVER: &str = "http://127.0.0.1:7070";
 
@@ -67,6 +70,87 @@ impl ApiClient {
 
     pub async fn cluster(&self) -> Result<ClusterInfo, ClientError> {
         self.call(Method::GET, "/api/v1/cluster", None::<&()>).await
+    }
+
+    pub async fn create_job(&self, spec: &JobSpec) -> Result<Job, ClientError> {
+        self.call(Method::POST, "/api/v1/jobs", Some(spec)).await
+    }
+
+    pub async fn apply_job(&self, spec: &JobSpec) -> Result<Job, ClientError> {
+        self.call(Method::PUT, "/api/v1/jobs", Some(spec)).await
+    }
+
+    pub async fn update_job(&self, key: &str, spec: &JobSpec) -> Result<Job, ClientError> {
+        self.call(Method::PUT, &job_path(key, ""), Some(spec)).await
+    }
+
+    pub async fn jobs(&self) -> Result<Vec<JobSummary>, ClientError> {
+        self.call(Method::GET, "/api/v1/jobs", None::<&()>).await
+    }
+
+    pub async fn job(&self, key: &str) -> Result<Job, ClientError> {
+        self.call(Method::GET, &job_path(key, ""), None::<&()>)
+            .await
+    }
+
+    pub async fn delete_job(&self, key: &str) -> Result<Job, ClientError> {
+        self.call(Method::DELETE, &job_path(key, ""), None::<&()>)
+            .await
+    }
+
+    pub async fn pause_job(&self, key: &str) -> Result<Job, ClientError> {
+        self.call(Method::POST, &job_path(key, "/pause"), None::<&()>)
+            .await
+    }
+
+    pub async fn resume_job(&self, key: &str) -> Result<Job, ClientError> {
+        self.call(Method::POST, &job_path(key, "/resume"), None::<&()>)
+            .await
+    }
+
+    pub async fn run_job(&self, key: &str) -> Result<Instance, ClientError> {
+        self.call(Method::POST, &job_path(key, "/run"), None::<&()>)
+            .await
+    }
+
+    /// Lists instances; `query` holds `job`, `state` (comma-separated) and `limit` as given.
+    pub async fn instances(&self, query: &InstanceQuery) -> Result<Vec<Instance>, ClientError> {
+        let mut path = "/api/v1/instances?".to_string();
+        let mut params = url::form_urlencoded::Serializer::new(String::new());
+        if let Some(job) = &query.job {
+            params.append_pair("job", job);
+        }
+        if let Some(state) = &query.state {
+            params.append_pair("state", state);
+        }
+        if let Some(limit) = query.limit {
+            params.append_pair("limit", &limit.to_string());
+        }
+        path.push_str(&params.finish());
+        self.call(Method::GET, &path, None::<&()>).await
+    }
+
+    pub async fn instance(&self, id: InstanceId) -> Result<Instance, ClientError> {
+        self.call(Method::GET, &format!("/api/v1/instances/{id}"), None::<&()>)
+            .await
+    }
+
+    pub async fn cancel_instance(&self, id: InstanceId) -> Result<Instance, ClientError> {
+        self.call(
+            Method::POST,
+            &format!("/api/v1/instances/{id}/cancel"),
+            None::<&()>,
+        )
+        .await
+    }
+
+    pub async fn retry_instance(&self, id: InstanceId) -> Result<Instance, ClientError> {
+        self.call(
+            Method::POST,
+            &format!("/api/v1/instances/{id}/retry"),
+            None::<&()>,
+        )
+        .await
     }
 
     pub(crate) async fn call<T: DeserializeOwned>(
@@ -137,4 +221,17 @@ fn describe(error: &reqwest::Error) -> String {
     } else {
         source.to_string()
     }
+}
+
+/// Filters of `GET /api/v1/instances`.
+#[derive(Debug, Clone, Default)]
+pub struct InstanceQuery {
+    pub job: Option<String>,
+    pub state: Option<String>,
+    pub limit: Option<usize>,
+}
+
+fn job_path(key: &str, suffix: &str) -> String {
+    let key: String = url::form_urlencoded::byte_serialize(key.as_bytes()).collect();
+    format!("/api/v1/jobs/{key}{suffix}")
 }

@@ -5,6 +5,10 @@
 //! - `cli` — the `shoal` command line: parses flags, calls the daemons or the API client.
 //! - `server`, `worker` — the two daemons, wiring the pieces below together.
 //! - `api` — the HTTP API (admin REST + worker RPC); `client` — its typed client.
+//! - `service` — operations on jobs and instances, one store transaction each.
+//! - `schedule` — next-fire computation, misfire policy, and the scheduler loop.
+//! - `spec` — the user-facing job format and its validation; `model` — the typed domain.
+//! - `store` — redb; the only module that touches it.
 //! - `node`, `net`, `shutdown`, `telemetry` — what both daemons share.
 //!
 //! Membership lives in the `shoal-gossip` crate, the console in `shoal-tui`.
@@ -12,10 +16,15 @@
 pub mod api;
 pub mod cli;
 pub mod client;
+pub mod model;
 pub mod net;
 pub mod node;
+pub mod schedule;
 pub mod server;
+pub mod service;
 pub mod shutdown;
+pub mod spec;
+pub mod store;
 pub mod telemetry;
 pub mod worker;
 

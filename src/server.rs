@@ -8,11 +8,15 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use shoal_gossip::{Membership, NodeInfo, Role};
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use crate::api::{self, ApiState, Token};
 use crate::node::GossipSettings;
+use crate::schedule::scheduler::Scheduler;
+use crate::service::Service;
 use crate::shutdown::{self, Shutdown, ShutdownTrigger};
+use crate::store::Store;
 
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -29,12 +33,15 @@ pub struct RunningServer {
     membership: Arc<Membership>,
     trigger: ShutdownTrigger,
     api_task: JoinHandle<std::io::Result<()>>,
+    background: Vec<JoinHandle<()>>,
+    service: Service,
 }
 
 impl RunningServer {
     pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         check_token_for_exposed_api(&config)?;
         ensure_writable_dir(&config.data_dir)?;
+        let store = Arc::new(Store::open(&config.data_dir)?);
         let listener = TcpListener::bind(config.api_addr).await.with_context(|| {
             format!(
                 "cannot listen on --api {}: is another server already running there? \
@@ -64,9 +71,15 @@ impl RunningServer {
         );
 
         let (trigger, shutdown) = shutdown::channel();
+        let scheduler_wake = Arc::new(Notify::new());
+        let dispatch_wake = Arc::new(Notify::new());
+        let service = Service::new(store.clone(), scheduler_wake.clone(), dispatch_wake.clone());
+        let scheduler = Scheduler::new(store.clone(), scheduler_wake, dispatch_wake);
+        let background = vec![tokio::spawn(scheduler.run(trigger.subscribe()))];
         let state = ApiState {
             cluster: config.gossip.cluster.clone(),
             membership: membership.clone(),
+            service: service.clone(),
         };
         let router = api::router(state, Token::new(config.token.clone()));
         let api_task = tokio::spawn(serve(listener, router, shutdown));
@@ -75,6 +88,8 @@ impl RunningServer {
             membership,
             trigger,
             api_task,
+            background,
+            service,
         })
     }
 
@@ -90,10 +105,18 @@ impl RunningServer {
         &self.membership
     }
 
+    pub fn service(&self) -> &Service {
+        &self.service
+    }
+
     /// Stops taking requests, announces the leave to the cluster, and waits for the API to close.
     pub async fn stop(self) -> anyhow::Result<()> {
         self.trigger.trigger();
         let api_result = self.api_task.await;
+        for task in self.background {
+            let _ = task.await;
+        }
+        drop(self.service);
         if let Ok(membership) = Arc::try_unwrap(self.membership) {
             membership.leave().await;
         }

@@ -78,3 +78,18 @@ impl IntoResponse for ApiError {
         (self.status(), Json(body)).into_response()
     }
 }
+
+impl From<crate::service::ServiceError> for ApiError {
+    fn from(error: crate::service::ServiceError) -> Self {
+        use crate::service::ServiceError;
+        match error {
+            ServiceError::Invalid(field) => ApiError::Invalid {
+                field: field.field,
+                reason: field.reason,
+            },
+            ServiceError::NotFound(what) => ApiError::NotFound { what },
+            ServiceError::Conflict(message) => ApiError::Conflict(message),
+            ServiceError::Store(error) => ApiError::Internal(error.to_string()),
+        }
+    }
+}

@@ -4,6 +4,9 @@
 
 mod auth;
 mod error;
+mod instances;
+mod jobs;
+mod json;
 mod members;
 pub mod types;
 
@@ -11,7 +14,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::get;
+use axum::routing::{get, post};
 use shoal_gossip::Membership;
 
 pub use auth::Token;
@@ -25,12 +28,25 @@ pub const MAX_REQUEST_BODY: usize = 256 * 1024;
 pub struct ApiState {
     pub cluster: String,
     pub membership: Arc<Membership>,
+    pub service: crate::service::Service,
 }
 
 pub fn router(state: ApiState, token: Token) -> Router {
     let api = Router::new()
         .route("/members", get(members::list))
         .route("/cluster", get(members::cluster))
+        .route("/jobs", get(jobs::list).post(jobs::create).put(jobs::apply))
+        .route(
+            "/jobs/{key}",
+            get(jobs::get).put(jobs::update).delete(jobs::delete),
+        )
+        .route("/jobs/{key}/pause", post(jobs::pause))
+        .route("/jobs/{key}/resume", post(jobs::resume))
+        .route("/jobs/{key}/run", post(jobs::run))
+        .route("/instances", get(instances::list))
+        .route("/instances/{id}", get(instances::get))
+        .route("/instances/{id}/cancel", post(instances::cancel))
+        .route("/instances/{id}/retry", post(instances::retry))
         .layer(axum::middleware::from_fn_with_state(
             token,
             auth::require_token,

@@ -2,6 +2,7 @@
 //! a daemon (`server`, `worker`) or to the API client (everything else). Errors go to stderr with
 //! a non-zero exit.
 
+mod jobs;
 mod output;
 
 use std::path::PathBuf;
@@ -32,11 +33,25 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the server: stores jobs, fires them on time, assigns tasks to live workers.
-    Server(ServerArgs),
+    Server(Box<ServerArgs>),
     /// Run a worker: joins the cluster by gossip and executes the HTTP tasks it is assigned.
-    Worker(WorkerArgs),
+    Worker(Box<WorkerArgs>),
     /// List the cluster's members as the server sees them.
     Members(MembersArgs),
+    /// Create, change and run jobs.
+    Job {
+        #[command(subcommand)]
+        command: jobs::JobCommand,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Inspect, cancel and retry job instances.
+    Instance {
+        #[command(subcommand)]
+        command: jobs::InstanceCommand,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
 }
 
 /// Flags every daemon shares.
@@ -169,13 +184,15 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Server(args) => {
             telemetry::init(args.daemon.log_format);
-            crate::server::run(server_config(args)?).await
+            crate::server::run(server_config(*args)?).await
         }
         Command::Worker(args) => {
             telemetry::init(args.daemon.log_format);
-            crate::worker::run(worker_config(args)?).await
+            crate::worker::run(worker_config(*args)?).await
         }
         Command::Members(args) => members(&args.client).await,
+        Command::Job { command, client } => jobs::job(command, &client).await,
+        Command::Instance { command, client } => jobs::instance(command, &client).await,
     }
 }
 

@@ -1,0 +1,477 @@
+//! `shoal job …` and `shoal instance …`: the API's verbs on the command line.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+
+use super::ClientArgs;
+use super::output::{self, Output};
+use crate::client::{ApiClient, InstanceQuery};
+use crate::model::{Instance, InstanceId, InstanceState, Job, human_ms, rfc3339};
+use crate::spec::{HttpSpec, JobSpec, RetrySpec, TargetSpec};
+
+#[derive(Debug, Subcommand)]
+pub enum JobCommand {
+    /// Create a job from flags or a TOML file.
+    Add(Box<JobFlags>),
+    /// Change a job: flags override its current definition (or --file replaces it).
+    Update {
+        /// Job name or id.
+        job: String,
+        #[command(flatten)]
+        flags: Box<JobFlags>,
+    },
+    /// Create or update the job of a TOML file, by name (idempotent).
+    Apply {
+        #[arg(long, short)]
+        file: PathBuf,
+    },
+    /// List jobs with their queues.
+    List,
+    /// Show one job's definition and state.
+    Show { job: String },
+    /// Delete a job (its unfinished instances are cancelled; history is kept).
+    Delete { job: String },
+    /// Stop firing a job on schedule.
+    Pause { job: String },
+    /// Fire a paused job on schedule again.
+    Resume { job: String },
+    /// Queue an instance now.
+    Run { job: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InstanceCommand {
+    /// List instances, newest first.
+    List {
+        /// Only this job's (name or id).
+        #[arg(long)]
+        job: Option<String>,
+        /// Only these states (comma-separated): queued, assigned, running, succeeded, failed,
+        /// cancelled.
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Show an instance with its attempts and, if it waits, why.
+    Show { id: InstanceId },
+    /// Cancel an unfinished instance.
+    Cancel { id: InstanceId },
+    /// Run a failed or cancelled instance's job again (as a new instance).
+    Retry { id: InstanceId },
+}
+
+/// A job as flags. Any flag given overrides the --file (or, for update, the current definition).
+#[derive(Debug, Args, Default)]
+pub struct JobFlags {
+    /// TOML job file (see the README's job file reference).
+    #[arg(long, short)]
+    file: Option<PathBuf>,
+    #[arg(long)]
+    name: Option<String>,
+    /// Cron expression with seconds: "0 */5 * * * *" (5 fields are accepted and run at second 0).
+    #[arg(long, group = "schedule")]
+    cron: Option<String>,
+    /// Fixed rate, e.g. 30s.
+    #[arg(long, group = "schedule")]
+    every: Option<String>,
+    /// Fixed delay after each finish, e.g. 1m.
+    #[arg(long, group = "schedule")]
+    delay: Option<String>,
+    /// One-shot at an RFC 3339 time, e.g. 2026-12-01T10:00:00Z.
+    #[arg(long, group = "schedule")]
+    at: Option<String>,
+    /// Only run when asked.
+    #[arg(long, group = "schedule")]
+    on_demand: bool,
+    /// IANA timezone of the cron expression (default UTC).
+    #[arg(long)]
+    timezone: Option<String>,
+    #[arg(long)]
+    url: Option<String>,
+    #[arg(long)]
+    method: Option<String>,
+    /// A request header, `Name: value`. Repeatable.
+    #[arg(long = "header", value_name = "NAME:VALUE")]
+    headers: Vec<String>,
+    #[arg(long)]
+    body: Option<String>,
+    /// Request timeout, e.g. 10s.
+    #[arg(long)]
+    timeout: Option<String>,
+    /// Accepted status code (repeatable; default any 2xx).
+    #[arg(long = "expect-status")]
+    expect_status: Vec<u16>,
+    /// The response body must contain this.
+    #[arg(long)]
+    expect_body: Option<String>,
+    /// Extra attempts after a failure.
+    #[arg(long)]
+    retries: Option<u32>,
+    /// Delay before the first retry (doubles each time), e.g. 2s.
+    #[arg(long)]
+    backoff: Option<String>,
+    /// Only workers carrying this tag (repeatable: all must match).
+    #[arg(long = "tag")]
+    tags: Vec<String>,
+    /// Only these worker ids (repeatable).
+    #[arg(long = "worker")]
+    workers: Vec<String>,
+    /// least-loaded, round-robin, random, consistent-hash or broadcast.
+    #[arg(long)]
+    strategy: Option<String>,
+    #[arg(long)]
+    max_concurrent: Option<u32>,
+    /// How long an instance may wait for a worker before it fails, e.g. 10m.
+    #[arg(long)]
+    dispatch_timeout: Option<String>,
+    /// fire-once, skip or fire-all.
+    #[arg(long)]
+    misfire: Option<String>,
+    /// Create the job paused.
+    #[arg(long)]
+    paused: bool,
+}
+
+impl JobFlags {
+    /// Builds the spec: the file (or `base`) first, then every flag given on top.
+    fn to_spec(&self, base: Option<JobSpec>) -> anyhow::Result<JobSpec> {
+        let mut spec = match &self.file {
+            Some(path) => read_spec(path)?,
+            None => base.unwrap_or_default(),
+        };
+        if let Some(name) = &self.name {
+            spec.name = name.clone();
+        }
+        let schedule_given = self.cron.is_some()
+            || self.every.is_some()
+            || self.delay.is_some()
+            || self.at.is_some()
+            || self.on_demand;
+        if schedule_given {
+            spec.cron = self.cron.clone();
+            spec.every = self.every.clone();
+            spec.delay = self.delay.clone();
+            spec.at = self.at.clone();
+            spec.on_demand = self.on_demand;
+        }
+        set(&mut spec.timezone, &self.timezone);
+        let http: &mut HttpSpec = &mut spec.http;
+        if let Some(url) = &self.url {
+            http.url = url.clone();
+        }
+        set(&mut http.method, &self.method);
+        for header in &self.headers {
+            let (name, value) = header.split_once(':').ok_or_else(|| {
+                anyhow::anyhow!(
+                    "--header {header:?}: expected NAME:VALUE, e.g. \"Authorization: Bearer x\""
+                )
+            })?;
+            http.headers
+                .insert(name.trim().to_string(), value.trim().to_string());
+        }
+        set(&mut http.body, &self.body);
+        set(&mut http.timeout, &self.timeout);
+        if !self.expect_status.is_empty() {
+            http.expect_status = Some(self.expect_status.clone());
+        }
+        set(&mut http.expect_body, &self.expect_body);
+        if self.retries.is_some() || self.backoff.is_some() {
+            let retry = spec.retry.get_or_insert_with(RetrySpec::default);
+            if let Some(count) = self.retries {
+                retry.count = count;
+            }
+            set(&mut retry.backoff, &self.backoff);
+        }
+        if !self.tags.is_empty() || !self.workers.is_empty() {
+            let target = spec.target.get_or_insert_with(TargetSpec::default);
+            if !self.tags.is_empty() {
+                target.tags = self.tags.clone();
+            }
+            if !self.workers.is_empty() {
+                target.workers = self.workers.clone();
+            }
+        }
+        set(&mut spec.strategy, &self.strategy);
+        if self.max_concurrent.is_some() {
+            spec.max_concurrent = self.max_concurrent;
+        }
+        set(&mut spec.dispatch_timeout, &self.dispatch_timeout);
+        set(&mut spec.misfire, &self.misfire);
+        if self.paused {
+            spec.paused = true;
+        }
+        Ok(spec)
+    }
+}
+
+fn set(target: &mut Option<String>, value: &Option<String>) {
+    if value.is_some() {
+        *target = value.clone();
+    }
+}
+
+fn read_spec(path: &PathBuf) -> anyhow::Result<JobSpec> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|error| anyhow::anyhow!("--file {}: {error}", path.display()))?;
+    JobSpec::from_toml(&text)
+        .map_err(|error| anyhow::anyhow!("{}: {}", path.display(), error.reason))
+}
+
+pub async fn job(command: JobCommand, args: &ClientArgs) -> anyhow::Result<()> {
+    let client = args.client()?;
+    match command {
+        JobCommand::Add(flags) => {
+            let job = client.create_job(&flags.to_spec(None)?).await?;
+            print_job_change(&job, "created", args.output)
+        }
+        JobCommand::Update { job, flags } => {
+            let base = if flags.file.is_some() {
+                None
+            } else {
+                Some(client.job(&job).await?.def.to_spec())
+            };
+            let updated = client.update_job(&job, &flags.to_spec(base)?).await?;
+            print_job_change(&updated, "updated", args.output)
+        }
+        JobCommand::Apply { file } => {
+            let job = client.apply_job(&read_spec(&file)?).await?;
+            print_job_change(&job, "applied", args.output)
+        }
+        JobCommand::List => list_jobs(&client, args.output).await,
+        JobCommand::Show { job } => {
+            let job = client.job(&job).await?;
+            match args.output {
+                Output::Json => output::print_json(&job),
+                Output::Table => {
+                    println!("# job {} — next fire: {}", job.id, next_fire(&job));
+                    print!("{}", toml::to_string_pretty(&job.def.to_spec())?);
+                    Ok(())
+                }
+            }
+        }
+        JobCommand::Delete { job } => {
+            let job = client.delete_job(&job).await?;
+            print_job_change(&job, "deleted", args.output)
+        }
+        JobCommand::Pause { job } => {
+            let job = client.pause_job(&job).await?;
+            print_job_change(&job, "paused", args.output)
+        }
+        JobCommand::Resume { job } => {
+            let job = client.resume_job(&job).await?;
+            print_job_change(&job, "resumed", args.output)
+        }
+        JobCommand::Run { job } => {
+            let instance = client.run_job(&job).await?;
+            print_instance_change(&instance, "queued", args.output)
+        }
+    }
+}
+
+pub async fn instance(command: InstanceCommand, args: &ClientArgs) -> anyhow::Result<()> {
+    let client = args.client()?;
+    match command {
+        InstanceCommand::List { job, state, limit } => {
+            let instances = client
+                .instances(&InstanceQuery {
+                    job,
+                    state,
+                    limit: Some(limit),
+                })
+                .await?;
+            match args.output {
+                Output::Json => output::print_json(&instances),
+                Output::Table => {
+                    print_instance_table(&instances);
+                    Ok(())
+                }
+            }
+        }
+        InstanceCommand::Show { id } => {
+            let instance = client.instance(id).await?;
+            match args.output {
+                Output::Json => output::print_json(&instance),
+                Output::Table => {
+                    print_instance_detail(&instance);
+                    Ok(())
+                }
+            }
+        }
+        InstanceCommand::Cancel { id } => {
+            let instance = client.cancel_instance(id).await?;
+            print_instance_change(&instance, "cancelled", args.output)
+        }
+        InstanceCommand::Retry { id } => {
+            let instance = client.retry_instance(id).await?;
+            print_instance_change(
+                &instance,
+                &format!("queued as a retry of {id}"),
+                args.output,
+            )
+        }
+    }
+}
+
+fn print_job_change(job: &Job, what: &str, out: Output) -> anyhow::Result<()> {
+    match out {
+        Output::Json => output::print_json(job),
+        Output::Table => {
+            println!(
+                "job {:?} {what} (id {}); {}; next fire: {}",
+                job.def.name,
+                job.id,
+                job.def.schedule.describe(&job.def.timezone),
+                next_fire(job)
+            );
+            Ok(())
+        }
+    }
+}
+
+fn print_instance_change(instance: &Instance, what: &str, out: Output) -> anyhow::Result<()> {
+    match out {
+        Output::Json => output::print_json(instance),
+        Output::Table => {
+            println!(
+                "instance {} of job {:?} {what}",
+                instance.id, instance.job_name
+            );
+            Ok(())
+        }
+    }
+}
+
+fn next_fire(job: &Job) -> String {
+    match job.next_fire_ms {
+        Some(ms) => rfc3339(ms),
+        None if job.def.paused => "- (paused)".into(),
+        None => "-".into(),
+    }
+}
+
+async fn list_jobs(client: &ApiClient, out: Output) -> anyhow::Result<()> {
+    let jobs = client.jobs().await?;
+    if out == Output::Json {
+        return output::print_json(&jobs);
+    }
+    let rows: Vec<Vec<String>> = jobs
+        .iter()
+        .map(|summary| {
+            let job = &summary.job;
+            vec![
+                job.id.to_string(),
+                job.def.name.clone(),
+                job.def.schedule.describe(&job.def.timezone),
+                next_fire(job),
+                summary.queued.to_string(),
+                summary.running.to_string(),
+                summary
+                    .last_result
+                    .map_or("-".into(), |k| k.as_str().to_string()),
+                if job.def.paused { "yes" } else { "no" }.into(),
+            ]
+        })
+        .collect();
+    output::print_table(
+        &[
+            "ID",
+            "NAME",
+            "SCHEDULE",
+            "NEXT FIRE",
+            "QUEUED",
+            "RUNNING",
+            "LAST",
+            "PAUSED",
+        ],
+        &rows,
+    );
+    Ok(())
+}
+
+/// The one-line reason of a state, if it has one.
+pub fn state_reason(state: &InstanceState) -> Option<&str> {
+    match state {
+        InstanceState::Queued { reason, .. } => reason.as_deref(),
+        InstanceState::Failed { reason } | InstanceState::Cancelled { reason } => Some(reason),
+        _ => None,
+    }
+}
+
+fn print_instance_table(instances: &[Instance]) {
+    let rows: Vec<Vec<String>> = instances
+        .iter()
+        .map(|i| {
+            vec![
+                i.id.to_string(),
+                i.job_name.clone(),
+                i.state.kind().as_str().to_string(),
+                i.attempts.len().to_string(),
+                i.state
+                    .worker()
+                    .or(i.current_attempt().map(|a| a.worker.as_str()))
+                    .unwrap_or("-")
+                    .to_string(),
+                rfc3339(i.fire_at_ms),
+                state_reason(&i.state).unwrap_or("").to_string(),
+            ]
+        })
+        .collect();
+    output::print_table(
+        &[
+            "ID", "JOB", "STATE", "ATTEMPTS", "WORKER", "FIRE AT", "REASON",
+        ],
+        &rows,
+    );
+}
+
+fn print_instance_detail(i: &Instance) {
+    println!(
+        "instance {} of job {:?} (job id {})",
+        i.id, i.job_name, i.job_id
+    );
+    println!("state:    {}", i.state.kind().as_str());
+    if let Some(reason) = state_reason(&i.state) {
+        println!("reason:   {reason}");
+    }
+    if let InstanceState::Queued {
+        not_before_ms: Some(at),
+        ..
+    } = &i.state
+    {
+        println!("retry at: {}", rfc3339(*at));
+    }
+    if let Some(worker) = i.state.worker() {
+        println!("worker:   {worker}");
+    }
+    println!("fire at:  {}", rfc3339(i.fire_at_ms));
+    println!("created:  {}", rfc3339(i.created_ms));
+    println!("updated:  {}", rfc3339(i.updated_ms));
+    if i.attempts.is_empty() {
+        println!("attempts: none yet");
+    }
+    for a in &i.attempts {
+        println!(
+            "attempt {} on {}: {}{}{}{}",
+            a.number,
+            a.worker,
+            a.outcome
+                .map_or("in progress".to_string(), |o| format!("{o:?}")
+                    .to_lowercase()),
+            a.http_status
+                .map_or(String::new(), |s| format!(", HTTP {s}")),
+            a.duration_ms
+                .map_or(String::new(), |d| format!(", {}", human_ms(d))),
+            a.error
+                .as_deref()
+                .map_or(String::new(), |e| format!(", {e}")),
+        );
+        if let Some(excerpt) = &a.excerpt {
+            println!(
+                "  response: {}",
+                excerpt.chars().take(300).collect::<String>()
+            );
+        }
+    }
+}

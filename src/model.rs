@@ -1,0 +1,432 @@
+//! The domain model: jobs, their schedules and HTTP tasks, and the instances a job fires.
+//!
+//! Typed throughout: a stored job is a validated [`JobDefinition`] (built from the user-facing
+//! [`JobSpec`](crate::spec::JobSpec) by `spec::validate`), and an instance's lifecycle is the
+//! [`InstanceState`] enum, whose terminal states never change.
+
+use serde::{Deserialize, Serialize};
+
+pub type JobId = u64;
+pub type InstanceId = u64;
+
+/// Milliseconds since the Unix epoch (UTC).
+pub type UnixMs = i64;
+
+pub fn now_ms() -> UnixMs {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+/// When a job fires.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Schedule {
+    /// A cron expression with a seconds field (6 or 7 fields), in the job's timezone.
+    Cron { expr: String },
+    /// Every `every_ms`, measured between scheduled times (late runs do not shift the grid).
+    FixedRate { every_ms: u64 },
+    /// `delay_ms` after the previous instance finished (so runs never overlap).
+    FixedDelay { delay_ms: u64 },
+    /// Once, at a given time.
+    Once { at_ms: UnixMs },
+    /// Only when asked (`shoal job run`, the API or the console).
+    OnDemand,
+}
+
+impl Schedule {
+    /// A short human description, e.g. `cron 0 * * * * * (Europe/Paris)` or `every 30s`.
+    pub fn describe(&self, timezone: &str) -> String {
+        match self {
+            Schedule::Cron { expr } => format!("cron {expr} ({timezone})"),
+            Schedule::FixedRate { every_ms } => format!("every {}", human_ms(*every_ms)),
+            Schedule::FixedDelay { delay_ms } => {
+                format!("{} after each finish", human_ms(*delay_ms))
+            }
+            Schedule::Once { at_ms } => format!("once at {}", rfc3339(*at_ms)),
+            Schedule::OnDemand => "on demand".to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MisfirePolicy {
+    /// After downtime, fire once for all missed times, then resume the schedule.
+    #[default]
+    FireOnce,
+    /// After downtime, skip missed times.
+    Skip,
+    /// After downtime, fire each missed time (bounded by [`MAX_MISFIRE_FIRES`]).
+    FireAll,
+}
+
+/// The most missed fires `fire-all` creates in one go, so a long outage cannot flood the queue.
+pub const MAX_MISFIRE_FIRES: usize = 100;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Strategy {
+    /// The live worker with the lowest running/capacity ratio.
+    #[default]
+    LeastLoaded,
+    RoundRobin,
+    Random,
+    /// The same worker for the same job while it lives.
+    ConsistentHash,
+    /// One sub-task per matching live worker; succeeds when all do.
+    Broadcast,
+}
+
+/// The HTTP request a task makes, and what counts as success.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HttpTask {
+    pub method: String,
+    pub url: String,
+    #[serde(default)]
+    pub headers: Vec<(String, String)>,
+    #[serde(default)]
+    pub body: Option<String>,
+    pub timeout_ms: u64,
+    /// Accepted status codes; empty means any 2xx.
+    #[serde(default)]
+    pub expect_status: Vec<u16>,
+    /// If set, the response body must contain it.
+    #[serde(default)]
+    pub expect_body: Option<String>,
+}
+
+impl HttpTask {
+    pub fn status_ok(&self, status: u16) -> bool {
+        if self.expect_status.is_empty() {
+            (200..300).contains(&status)
+        } else {
+            self.expect_status.contains(&status)
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct RetryPolicy {
+    /// Extra attempts after the first fails.
+    pub count: u32,
+    /// Delay before the first retry; doubles for each further retry (capped at 10 min).
+    pub backoff_ms: u64,
+}
+
+impl RetryPolicy {
+    /// Delay before attempt `next_attempt` (2 = the first retry).
+    pub fn delay_before(&self, next_attempt: u32) -> u64 {
+        let doublings = next_attempt.saturating_sub(2).min(20);
+        self.backoff_ms
+            .saturating_mul(1u64 << doublings)
+            .min(600_000)
+    }
+}
+
+/// Which workers may run a job's tasks: all listed tags must be carried, and if `workers` is
+/// non-empty the worker's id must be one of them.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Target {
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub workers: Vec<String>,
+}
+
+impl Target {
+    pub fn matches(&self, worker_id: &str, worker_tags: &[String]) -> bool {
+        (self.workers.is_empty() || self.workers.iter().any(|w| w == worker_id))
+            && self.tags.iter().all(|t| worker_tags.contains(t))
+    }
+}
+
+/// A validated job definition: everything the user decides.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobDefinition {
+    pub name: String,
+    pub schedule: Schedule,
+    /// IANA timezone name, used by cron schedules.
+    pub timezone: String,
+    pub http: HttpTask,
+    pub retry: RetryPolicy,
+    pub target: Target,
+    pub strategy: Strategy,
+    /// Most instances of this job queued-or-running at once beyond which fires are skipped.
+    pub max_concurrent: u32,
+    /// How long an instance may wait for a worker before it fails.
+    pub dispatch_timeout_ms: u64,
+    pub misfire: MisfirePolicy,
+    pub paused: bool,
+}
+
+/// A stored job: its definition plus what the server tracks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Job {
+    pub id: JobId,
+    #[serde(flatten)]
+    pub def: JobDefinition,
+    pub created_ms: UnixMs,
+    pub updated_ms: UnixMs,
+    /// The next scheduled fire, if any (none when paused, on demand, finished, or waiting for a
+    /// fixed-delay run to end).
+    pub next_fire_ms: Option<UnixMs>,
+}
+
+/// Why an instance exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Trigger {
+    Schedule,
+    Manual,
+}
+
+/// Where an instance is in its life. Terminal states (`Succeeded`, `Failed`, `Cancelled`) never
+/// change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "kebab-case")]
+pub enum InstanceState {
+    /// Waiting for a worker. `reason` says why it is still waiting when it cannot be placed;
+    /// `not_before_ms` holds a retry back until its backoff has passed.
+    Queued {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        not_before_ms: Option<UnixMs>,
+        /// When it started waiting for a worker (the dispatch timeout counts from here).
+        since_ms: UnixMs,
+    },
+    /// Handed to a worker, which has not yet confirmed it started.
+    Assigned {
+        worker: String,
+        lease_until_ms: UnixMs,
+    },
+    /// The worker is making the request.
+    Running {
+        worker: String,
+        lease_until_ms: UnixMs,
+    },
+    Succeeded,
+    Failed {
+        reason: String,
+    },
+    Cancelled {
+        reason: String,
+    },
+}
+
+/// The state names, for filters and display.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StateKind {
+    Queued,
+    Assigned,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl StateKind {
+    pub const ALL: [StateKind; 6] = [
+        StateKind::Queued,
+        StateKind::Assigned,
+        StateKind::Running,
+        StateKind::Succeeded,
+        StateKind::Failed,
+        StateKind::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StateKind::Queued => "queued",
+            StateKind::Assigned => "assigned",
+            StateKind::Running => "running",
+            StateKind::Succeeded => "succeeded",
+            StateKind::Failed => "failed",
+            StateKind::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<StateKind> {
+        StateKind::ALL.into_iter().find(|k| k.as_str() == value)
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            StateKind::Succeeded | StateKind::Failed | StateKind::Cancelled
+        )
+    }
+}
+
+impl InstanceState {
+    pub fn kind(&self) -> StateKind {
+        match self {
+            InstanceState::Queued { .. } => StateKind::Queued,
+            InstanceState::Assigned { .. } => StateKind::Assigned,
+            InstanceState::Running { .. } => StateKind::Running,
+            InstanceState::Succeeded => StateKind::Succeeded,
+            InstanceState::Failed { .. } => StateKind::Failed,
+            InstanceState::Cancelled { .. } => StateKind::Cancelled,
+        }
+    }
+
+    pub fn is_terminal(&self) -> bool {
+        self.kind().is_terminal()
+    }
+
+    pub fn worker(&self) -> Option<&str> {
+        match self {
+            InstanceState::Assigned { worker, .. } | InstanceState::Running { worker, .. } => {
+                Some(worker)
+            }
+            _ => None,
+        }
+    }
+
+    pub fn queued(since_ms: UnixMs) -> InstanceState {
+        InstanceState::Queued {
+            reason: None,
+            not_before_ms: None,
+            since_ms,
+        }
+    }
+}
+
+/// How one attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AttemptOutcome {
+    Succeeded,
+    Failed,
+    /// The worker was lost (dead, or its lease lapsed) before it reported.
+    Lost,
+    Cancelled,
+}
+
+/// One try at running an instance's task, on one worker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attempt {
+    pub number: u32,
+    pub worker: String,
+    pub assigned_ms: UnixMs,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_ms: Option<UnixMs>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_ms: Option<UnixMs>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<AttemptOutcome>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_status: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The start of the response body, capped (see `worker::EXCERPT_LIMIT`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub excerpt: Option<String>,
+}
+
+/// One run of a job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Instance {
+    pub id: InstanceId,
+    pub job_id: JobId,
+    pub job_name: String,
+    pub trigger: Trigger,
+    /// The scheduled time (for manual runs, when it was asked for).
+    pub fire_at_ms: UnixMs,
+    pub created_ms: UnixMs,
+    pub updated_ms: UnixMs,
+    #[serde(flatten)]
+    pub state: InstanceState,
+    /// Attempts so far, oldest first; the current one is last.
+    #[serde(default)]
+    pub attempts: Vec<Attempt>,
+}
+
+impl Instance {
+    /// The number the next attempt will carry (attempts are fenced by this number).
+    pub fn next_attempt_number(&self) -> u32 {
+        self.attempts.last().map_or(1, |a| a.number + 1)
+    }
+
+    pub fn current_attempt(&self) -> Option<&Attempt> {
+        self.attempts.last()
+    }
+
+    pub fn current_attempt_mut(&mut self) -> Option<&mut Attempt> {
+        self.attempts.last_mut()
+    }
+}
+
+pub fn human_ms(ms: u64) -> String {
+    humantime::format_duration(std::time::Duration::from_millis(ms)).to_string()
+}
+
+pub fn rfc3339(ms: UnixMs) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_else(|| ms.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_expectations_default_to_2xx() {
+        let mut task = HttpTask {
+            method: "GET".into(),
+            url: "http://127.0.0.1/".into(),
+            headers: vec![],
+            body: None,
+            timeout_ms: 1000,
+            expect_status: vec![],
+            expect_body: None,
+        };
+        assert!(task.status_ok(204));
+        assert!(!task.status_ok(302));
+        task.expect_status = vec![404];
+        assert!(task.status_ok(404) && !task.status_ok(200));
+    }
+
+    #[test]
+    fn retry_backoff_doubles_and_caps() {
+        let policy = RetryPolicy {
+            count: 5,
+            backoff_ms: 1000,
+        };
+        assert_eq!(policy.delay_before(2), 1000);
+        assert_eq!(policy.delay_before(3), 2000);
+        assert_eq!(policy.delay_before(4), 4000);
+        assert_eq!(policy.delay_before(40), 600_000);
+    }
+
+    #[test]
+    fn targets_need_every_tag_and_a_listed_id() {
+        let target = Target {
+            tags: vec!["billing".into()],
+            workers: vec![],
+        };
+        assert!(target.matches("w1", &["billing".into(), "eu".into()]));
+        assert!(!target.matches("w1", &["eu".into()]));
+        let pinned = Target {
+            tags: vec![],
+            workers: vec!["w2".into()],
+        };
+        assert!(pinned.matches("w2", &[]) && !pinned.matches("w1", &[]));
+    }
+
+    #[test]
+    fn instance_state_serializes_with_a_state_tag() {
+        let state = InstanceState::Failed {
+            reason: "boom".into(),
+        };
+        let json = serde_json::to_value(&state).unwrap();
+        assert_eq!(json["state"], "failed");
+        assert_eq!(json["reason"], "boom");
+    }
+}

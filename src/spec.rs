@@ -1,0 +1,507 @@
+//! The user-facing job format (TOML files, JSON API bodies, CLI flags all build a [`JobSpec`]) and
+//! its validation into a [`JobDefinition`]. Validation is total: every field is checked, and the
+//! first problem is reported with the field named and the fix. Nothing is stored before it passes.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{
+    HttpTask, JobDefinition, MisfirePolicy, RetryPolicy, Schedule, Strategy, Target, UnixMs,
+};
+use crate::schedule::cron_expr;
+
+/// Largest request body a task may send.
+pub const MAX_TASK_BODY: usize = 64 * 1024;
+pub const MAX_NAME_LEN: usize = 128;
+pub const MAX_HEADERS: usize = 64;
+pub const DEFAULT_TIMEOUT_MS: u64 = 30_000;
+pub const MAX_TIMEOUT_MS: u64 = 24 * 3600 * 1000;
+pub const DEFAULT_DISPATCH_TIMEOUT_MS: u64 = 10 * 60 * 1000;
+pub const DEFAULT_BACKOFF_MS: u64 = 1_000;
+pub const MAX_RETRIES: u32 = 100;
+/// Fixed-rate schedules faster than this would flood the queue rather than schedule anything.
+pub const MIN_INTERVAL_MS: u64 = 100;
+const METHODS: [&str; 7] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
+
+/// A job as people write it. Exactly one of `cron`, `every`, `delay`, `at`, `on_demand`.
+/// Durations are written like `500ms`, `30s`, `5m`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobSpec {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cron: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub every: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay: Option<String>,
+    /// RFC 3339 time, e.g. `2026-12-01T10:00:00Z`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<String>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub on_demand: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+    pub http: HttpSpec,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetrySpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<TargetSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrent: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dispatch_timeout: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub misfire: Option<String>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub paused: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    pub url: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect_status: Option<Vec<u16>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect_body: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetrySpec {
+    #[serde(default)]
+    pub count: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetSpec {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub workers: Vec<String>,
+}
+
+fn is_false(value: &bool) -> bool {
+    !value
+}
+
+/// A rejected field: which one, and why (with the fix where there is one).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct FieldError {
+    pub field: String,
+    pub reason: String,
+}
+
+fn invalid(field: &str, reason: impl Into<String>) -> FieldError {
+    FieldError {
+        field: field.to_string(),
+        reason: reason.into(),
+    }
+}
+
+type Result<T> = std::result::Result<T, FieldError>;
+
+impl JobSpec {
+    /// Parses a TOML job file. Syntax errors and unknown fields name the line and the key.
+    pub fn from_toml(text: &str) -> Result<JobSpec> {
+        toml::from_str(text).map_err(|error| invalid("file", error.to_string().trim().to_string()))
+    }
+
+    pub fn validate(&self) -> Result<JobDefinition> {
+        let name = validate_name(&self.name)?;
+        let timezone = validate_timezone(self.timezone.as_deref())?;
+        let schedule = self.validate_schedule()?;
+        let http = validate_http(&self.http)?;
+        let retry = match &self.retry {
+            None => RetryPolicy::default(),
+            Some(retry) => validate_retry(retry)?,
+        };
+        let target = match &self.target {
+            None => Target::default(),
+            Some(target) => validate_target(target)?,
+        };
+        let strategy = match self.strategy.as_deref() {
+            None => Strategy::default(),
+            Some(text) => parse_keyword(
+                "strategy",
+                text,
+                &[
+                    ("least-loaded", Strategy::LeastLoaded),
+                    ("round-robin", Strategy::RoundRobin),
+                    ("random", Strategy::Random),
+                    ("consistent-hash", Strategy::ConsistentHash),
+                    ("broadcast", Strategy::Broadcast),
+                ],
+            )?,
+        };
+        let misfire = match self.misfire.as_deref() {
+            None => MisfirePolicy::default(),
+            Some(text) => parse_keyword(
+                "misfire",
+                text,
+                &[
+                    ("fire-once", MisfirePolicy::FireOnce),
+                    ("skip", MisfirePolicy::Skip),
+                    ("fire-all", MisfirePolicy::FireAll),
+                ],
+            )?,
+        };
+        let max_concurrent = match self.max_concurrent {
+            Some(0) => {
+                return Err(invalid(
+                    "max_concurrent",
+                    "must be at least 1 (omit it for the default of 1)",
+                ));
+            }
+            Some(n) if n > 10_000 => {
+                return Err(invalid("max_concurrent", "must be at most 10000"));
+            }
+            Some(n) => n,
+            None => 1,
+        };
+        let dispatch_timeout_ms = match &self.dispatch_timeout {
+            None => DEFAULT_DISPATCH_TIMEOUT_MS,
+            Some(text) => positive_duration("dispatch_timeout", text, 7 * 24 * 3600 * 1000)?,
+        };
+        Ok(JobDefinition {
+            name,
+            schedule,
+            timezone,
+            http,
+            retry,
+            target,
+            strategy,
+            max_concurrent,
+            dispatch_timeout_ms,
+            misfire,
+            paused: self.paused,
+        })
+    }
+
+    fn validate_schedule(&self) -> Result<Schedule> {
+        let given: Vec<&str> = [
+            ("cron", self.cron.is_some()),
+            ("every", self.every.is_some()),
+            ("delay", self.delay.is_some()),
+            ("at", self.at.is_some()),
+            ("on_demand", self.on_demand),
+        ]
+        .iter()
+        .filter(|(_, set)| *set)
+        .map(|(name, _)| *name)
+        .collect();
+        match given.as_slice() {
+            [] => Err(invalid(
+                "schedule",
+                "missing: give one of cron, every, delay, at or on_demand",
+            )),
+            [_] => Ok(()),
+            many => Err(invalid(
+                "schedule",
+                format!("{} given; give exactly one", many.join(" and ")),
+            )),
+        }?;
+        if let Some(expr) = &self.cron {
+            let normalized = cron_expr::parse(expr).map_err(|reason| invalid("cron", reason))?;
+            return Ok(Schedule::Cron {
+                expr: normalized.source,
+            });
+        }
+        if let Some(every) = &self.every {
+            let every_ms = positive_duration("every", every, 366 * 24 * 3600 * 1000)?;
+            if every_ms < MIN_INTERVAL_MS {
+                return Err(invalid(
+                    "every",
+                    format!("must be at least {MIN_INTERVAL_MS}ms"),
+                ));
+            }
+            return Ok(Schedule::FixedRate { every_ms });
+        }
+        if let Some(delay) = &self.delay {
+            let delay_ms = positive_duration("delay", delay, 366 * 24 * 3600 * 1000)?;
+            return Ok(Schedule::FixedDelay { delay_ms });
+        }
+        if let Some(at) = &self.at {
+            return Ok(Schedule::Once {
+                at_ms: parse_time("at", at)?,
+            });
+        }
+        Ok(Schedule::OnDemand)
+    }
+}
+
+impl JobDefinition {
+    /// The definition back in the user-facing form (for `job show`, the console and round trips).
+    pub fn to_spec(&self) -> JobSpec {
+        let mut spec = JobSpec {
+            name: self.name.clone(),
+            timezone: (self.timezone != "UTC").then(|| self.timezone.clone()),
+            http: HttpSpec {
+                method: Some(self.http.method.clone()),
+                url: self.http.url.clone(),
+                headers: self.http.headers.iter().cloned().collect(),
+                body: self.http.body.clone(),
+                timeout: Some(crate::model::human_ms(self.http.timeout_ms)),
+                expect_status: (!self.http.expect_status.is_empty())
+                    .then(|| self.http.expect_status.clone()),
+                expect_body: self.http.expect_body.clone(),
+            },
+            retry: (self.retry.count > 0).then(|| RetrySpec {
+                count: self.retry.count,
+                backoff: Some(crate::model::human_ms(self.retry.backoff_ms)),
+            }),
+            target: (self.target != Target::default()).then(|| TargetSpec {
+                tags: self.target.tags.clone(),
+                workers: self.target.workers.clone(),
+            }),
+            strategy: Some(keyword_of(&self.strategy)),
+            max_concurrent: Some(self.max_concurrent),
+            dispatch_timeout: Some(crate::model::human_ms(self.dispatch_timeout_ms)),
+            misfire: Some(keyword_of(&self.misfire)),
+            paused: self.paused,
+            ..JobSpec::default()
+        };
+        match &self.schedule {
+            Schedule::Cron { expr } => spec.cron = Some(expr.clone()),
+            Schedule::FixedRate { every_ms } => {
+                spec.every = Some(crate::model::human_ms(*every_ms))
+            }
+            Schedule::FixedDelay { delay_ms } => {
+                spec.delay = Some(crate::model::human_ms(*delay_ms))
+            }
+            Schedule::Once { at_ms } => spec.at = Some(crate::model::rfc3339(*at_ms)),
+            Schedule::OnDemand => spec.on_demand = true,
+        }
+        spec
+    }
+}
+
+/// The kebab-case keyword serde gives a unit variant.
+fn keyword_of(value: &impl Serialize) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+fn validate_name(name: &str) -> Result<String> {
+    if name.trim().is_empty() {
+        return Err(invalid("name", "missing: every job needs a unique name"));
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(invalid("name", format!("longer than {MAX_NAME_LEN} bytes")));
+    }
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '/')))
+    {
+        return Err(invalid(
+            "name",
+            format!("{name:?} contains {bad:?}; use letters, digits and - _ . : /"),
+        ));
+    }
+    if name.chars().all(|c| c.is_ascii_digit()) {
+        return Err(invalid(
+            "name",
+            "must not be all digits (numbers are job ids)",
+        ));
+    }
+    Ok(name.to_string())
+}
+
+fn validate_timezone(timezone: Option<&str>) -> Result<String> {
+    let Some(name) = timezone else {
+        return Ok("UTC".to_string());
+    };
+    name.parse::<chrono_tz::Tz>().map_err(|_| {
+        invalid(
+            "timezone",
+            format!("{name:?} is not a known IANA timezone; write e.g. UTC, Europe/Paris, America/New_York"),
+        )
+    })?;
+    Ok(name.to_string())
+}
+
+fn validate_http(spec: &HttpSpec) -> Result<HttpTask> {
+    let method = spec.method.as_deref().unwrap_or("GET").to_ascii_uppercase();
+    if !METHODS.contains(&method.as_str()) {
+        return Err(invalid(
+            "http.method",
+            format!(
+                "{method:?} is not supported; use one of {}",
+                METHODS.join(", ")
+            ),
+        ));
+    }
+    if spec.url.trim().is_empty() {
+        return Err(invalid("http.url", "missing: the URL the task requests"));
+    }
+    let url = url::Url::parse(&spec.url)
+        .map_err(|error| invalid("http.url", format!("{:?} is not a URL: {error}", spec.url)))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(invalid(
+            "http.url",
+            format!(
+                "scheme {:?} is not supported; use http:// or https://",
+                url.scheme()
+            ),
+        ));
+    }
+    if !url.has_host() || url.host_str().is_some_and(str::is_empty) {
+        return Err(invalid("http.url", "has no host"));
+    }
+    if spec.headers.len() > MAX_HEADERS {
+        return Err(invalid(
+            "http.headers",
+            format!("more than {MAX_HEADERS} headers"),
+        ));
+    }
+    let mut headers = Vec::with_capacity(spec.headers.len());
+    for (name, value) in &spec.headers {
+        let field = format!("http.headers.{name}");
+        reqwest::header::HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| invalid(&field, "is not a valid header name (letters, digits and -)"))?;
+        if value.chars().any(|c| c == '\r' || c == '\n' || c == '\0') {
+            return Err(invalid(&field, "value contains CR, LF or NUL"));
+        }
+        reqwest::header::HeaderValue::from_str(value)
+            .map_err(|_| invalid(&field, "value has characters not allowed in a header"))?;
+        if name.eq_ignore_ascii_case("x-shoal-instance") {
+            return Err(invalid(&field, "is set by Shoal on every request"));
+        }
+        headers.push((name.clone(), value.clone()));
+    }
+    if let Some(body) = &spec.body
+        && body.len() > MAX_TASK_BODY
+    {
+        return Err(invalid(
+            "http.body",
+            format!("{} bytes; the limit is {MAX_TASK_BODY}", body.len()),
+        ));
+    }
+    let timeout_ms = match &spec.timeout {
+        None => DEFAULT_TIMEOUT_MS,
+        Some(text) => positive_duration("http.timeout", text, MAX_TIMEOUT_MS)?,
+    };
+    let expect_status = spec.expect_status.clone().unwrap_or_default();
+    if let Some(bad) = expect_status.iter().find(|s| !(100..=599).contains(*s)) {
+        return Err(invalid(
+            "http.expect_status",
+            format!("{bad} is not an HTTP status (100–599)"),
+        ));
+    }
+    if let Some(expect) = &spec.expect_body
+        && (expect.is_empty() || expect.len() > 1024)
+    {
+        return Err(invalid("http.expect_body", "must be 1–1024 bytes"));
+    }
+    Ok(HttpTask {
+        method,
+        url: spec.url.clone(),
+        headers,
+        body: spec.body.clone(),
+        timeout_ms,
+        expect_status,
+        expect_body: spec.expect_body.clone(),
+    })
+}
+
+fn validate_retry(spec: &RetrySpec) -> Result<RetryPolicy> {
+    if spec.count > MAX_RETRIES {
+        return Err(invalid("retry.count", format!("at most {MAX_RETRIES}")));
+    }
+    let backoff_ms = match &spec.backoff {
+        None => DEFAULT_BACKOFF_MS,
+        Some(text) => positive_duration("retry.backoff", text, 3600 * 1000)?,
+    };
+    Ok(RetryPolicy {
+        count: spec.count,
+        backoff_ms,
+    })
+}
+
+fn validate_target(spec: &TargetSpec) -> Result<Target> {
+    for tag in &spec.tags {
+        shoal_gossip::validate_tag(tag).map_err(|reason| invalid("target.tags", reason))?;
+    }
+    for worker in &spec.workers {
+        if worker.is_empty() || worker.len() > 128 {
+            return Err(invalid("target.workers", "worker ids are 1–128 characters"));
+        }
+    }
+    Ok(Target {
+        tags: spec.tags.clone(),
+        workers: spec.workers.clone(),
+    })
+}
+
+fn parse_keyword<T: Copy>(field: &str, text: &str, choices: &[(&str, T)]) -> Result<T> {
+    choices
+        .iter()
+        .find(|(name, _)| *name == text)
+        .map(|(_, value)| *value)
+        .ok_or_else(|| {
+            let names: Vec<&str> = choices.iter().map(|(n, _)| *n).collect();
+            invalid(
+                field,
+                format!("{text:?} is not one of {}", names.join(", ")),
+            )
+        })
+}
+
+/// A duration that must be above zero and at most `max_ms`.
+pub fn positive_duration(field: &str, text: &str, max_ms: u64) -> Result<u64> {
+    let duration = humantime::parse_duration(text.trim()).map_err(|error| {
+        invalid(
+            field,
+            format!("{text:?} is not a duration ({error}); write e.g. 500ms, 30s, 5m"),
+        )
+    })?;
+    let ms = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
+    if ms == 0 {
+        return Err(invalid(field, "must be greater than zero"));
+    }
+    if ms > max_ms {
+        return Err(invalid(
+            field,
+            format!(
+                "{text} is longer than the limit of {}",
+                crate::model::human_ms(max_ms)
+            ),
+        ));
+    }
+    Ok(ms)
+}
+
+fn parse_time(field: &str, text: &str) -> Result<UnixMs> {
+    chrono::DateTime::parse_from_rfc3339(text.trim())
+        .map(|t| t.timestamp_millis())
+        .map_err(|error| {
+            invalid(
+                field,
+                format!(
+                    "{text:?} is not an RFC 3339 time ({error}); write e.g. 2026-12-01T10:00:00Z"
+                ),
+            )
+        })
+}
+
+#[cfg(test)]
+#[path = "spec_tests.rs"]
+mod tests;

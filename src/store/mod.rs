@@ -1,0 +1,469 @@
+//! Durable state in one redb file: jobs, instances with their attempts, and the indexes the
+//! scheduler and dispatcher need. The only module that touches redb.
+//!
+//! Promises: every change runs in a write transaction passed to [`Store::write`]; it is committed
+//! (durably) before `write` returns, and a closure that returns an error commits nothing. Callers
+//! acknowledge a change only after `write` returned. A file of an unknown schema version is
+//! refused, never rewritten; a second process opening the same data dir is refused.
+
+mod tables;
+
+use std::path::{Path, PathBuf};
+
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::model::{Instance, InstanceId, Job, JobId, StateKind, UnixMs};
+use tables::*;
+
+/// Bumped when the layout of the file changes incompatibly.
+pub const SCHEMA_VERSION: u64 = 1;
+pub const DB_FILE: &str = "shoal.redb";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(
+        "data dir {0} is already in use by another Shoal server (one server per data dir); stop \
+         it or pass another --data-dir"
+    )]
+    InUse(PathBuf),
+    #[error(
+        "{path} has schema version {found}, newer than this build understands ({SCHEMA_VERSION}); \
+         run a newer shoal, or point --data-dir elsewhere. The file was not modified."
+    )]
+    NewerSchema { path: PathBuf, found: u64 },
+    #[error("database error: {0}")]
+    Db(#[from] redb::Error),
+    #[error("corrupt record in {table}: {reason}")]
+    Corrupt { table: &'static str, reason: String },
+}
+
+fn db_error(error: impl Into<redb::Error>) -> StoreError {
+    StoreError::Db(error.into())
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+pub struct Store {
+    db: Database,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens (or creates) `DIR/shoal.redb`.
+    pub fn open(dir: &Path) -> Result<Store> {
+        let path = dir.join(DB_FILE);
+        let db = match Database::create(&path) {
+            Ok(db) => db,
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
+                return Err(StoreError::InUse(dir.to_path_buf()));
+            }
+            Err(error) => return Err(db_error(error)),
+        };
+        let store = Store { db, path };
+        store.check_schema()?;
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn check_schema(&self) -> Result<()> {
+        let txn = self.db.begin_write().map_err(db_error)?;
+        {
+            let mut meta = txn.open_table(META).map_err(db_error)?;
+            let found = meta.get(SCHEMA_KEY).map_err(db_error)?.map(|v| v.value());
+            match found {
+                Some(version) if version > SCHEMA_VERSION => {
+                    return Err(StoreError::NewerSchema {
+                        path: self.path.clone(),
+                        found: version,
+                    });
+                }
+                Some(_) => {}
+                None => {
+                    meta.insert(SCHEMA_KEY, SCHEMA_VERSION).map_err(db_error)?;
+                }
+            }
+            // Create every table so that readers never meet a missing one.
+            txn.open_table(JOBS).map_err(db_error)?;
+            txn.open_table(JOB_NAMES).map_err(db_error)?;
+            txn.open_table(DUE).map_err(db_error)?;
+            txn.open_table(INSTANCES).map_err(db_error)?;
+            txn.open_table(JOB_INSTANCES).map_err(db_error)?;
+            txn.open_table(ACTIVE).map_err(db_error)?;
+        }
+        txn.commit().map_err(db_error)
+    }
+
+    /// Runs `change` in one write transaction and commits it durably if it returns `Ok`.
+    /// An `Err` aborts the transaction: nothing of it is written.
+    pub fn write<T, E: From<StoreError>>(
+        &self,
+        change: impl FnOnce(&mut WriteTx) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let txn = self.db.begin_write().map_err(db_error)?;
+        let mut tx = WriteTx { txn };
+        let value = change(&mut tx)?;
+        tx.txn.commit().map_err(db_error)?;
+        Ok(value)
+    }
+
+    pub fn read(&self) -> Result<ReadTx> {
+        Ok(ReadTx {
+            txn: self.db.begin_read().map_err(db_error)?,
+        })
+    }
+}
+
+/// A consistent snapshot for reading.
+pub struct ReadTx {
+    txn: redb::ReadTransaction,
+}
+
+/// An open write transaction. Methods keep the indexes in step with the records.
+pub struct WriteTx {
+    txn: redb::WriteTransaction,
+}
+
+/// Which instances to list.
+#[derive(Debug, Clone, Default)]
+pub struct InstanceFilter {
+    pub job_id: Option<JobId>,
+    pub states: Vec<StateKind>,
+    /// Only ids below this (for paging newest-first).
+    pub before: Option<InstanceId>,
+    pub limit: usize,
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    // Our model types serialize infallibly (no maps with non-string keys, no custom errors).
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+fn decode<T: DeserializeOwned>(table: &'static str, bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|error| StoreError::Corrupt {
+        table,
+        reason: error.to_string(),
+    })
+}
+
+fn key_ms(ms: UnixMs) -> u64 {
+    ms.max(0) as u64
+}
+
+/// Reads shared by both transaction kinds, generic over redb's readable tables.
+mod reads {
+    use super::*;
+
+    pub fn job(table: &impl ReadableTable<JobId, &'static [u8]>, id: JobId) -> Result<Option<Job>> {
+        match table.get(id).map_err(db_error)? {
+            Some(bytes) => Ok(Some(decode("jobs", bytes.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    pub fn instance(
+        table: &impl ReadableTable<InstanceId, &'static [u8]>,
+        id: InstanceId,
+    ) -> Result<Option<Instance>> {
+        match table.get(id).map_err(db_error)? {
+            Some(bytes) => Ok(Some(decode("instances", bytes.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    pub fn job_id_by_name(
+        table: &impl ReadableTable<&'static str, JobId>,
+        name: &str,
+    ) -> Result<Option<JobId>> {
+        Ok(table.get(name).map_err(db_error)?.map(|v| v.value()))
+    }
+
+    pub fn active_count(
+        table: &impl ReadableTable<(JobId, InstanceId), ()>,
+        job_id: JobId,
+    ) -> Result<u64> {
+        let mut count = 0;
+        for entry in table
+            .range((job_id, 0)..=(job_id, u64::MAX))
+            .map_err(db_error)?
+        {
+            entry.map_err(db_error)?;
+            count += 1;
+        }
+        Ok(count)
+    }
+}
+
+impl ReadTx {
+    pub fn job(&self, id: JobId) -> Result<Option<Job>> {
+        reads::job(&self.txn.open_table(JOBS).map_err(db_error)?, id)
+    }
+
+    pub fn job_id_by_name(&self, name: &str) -> Result<Option<JobId>> {
+        reads::job_id_by_name(&self.txn.open_table(JOB_NAMES).map_err(db_error)?, name)
+    }
+
+    pub fn jobs(&self) -> Result<Vec<Job>> {
+        let table = self.txn.open_table(JOBS).map_err(db_error)?;
+        let mut jobs = Vec::new();
+        for entry in table.iter().map_err(db_error)? {
+            let (_, bytes) = entry.map_err(db_error)?;
+            jobs.push(decode("jobs", bytes.value())?);
+        }
+        Ok(jobs)
+    }
+
+    pub fn job_count(&self) -> Result<u64> {
+        self.txn
+            .open_table(JOBS)
+            .map_err(db_error)?
+            .len()
+            .map_err(db_error)
+    }
+
+    pub fn instance(&self, id: InstanceId) -> Result<Option<Instance>> {
+        reads::instance(&self.txn.open_table(INSTANCES).map_err(db_error)?, id)
+    }
+
+    pub fn active_count(&self, job_id: JobId) -> Result<u64> {
+        reads::active_count(&self.txn.open_table(ACTIVE).map_err(db_error)?, job_id)
+    }
+
+    /// The earliest scheduled fire, if any job has one.
+    pub fn earliest_due(&self) -> Result<Option<UnixMs>> {
+        let table = self.txn.open_table(DUE).map_err(db_error)?;
+        Ok(table
+            .first()
+            .map_err(db_error)?
+            .map(|(key, _)| key.value().0 as UnixMs))
+    }
+
+    /// Every non-terminal instance (the dispatcher's working set).
+    pub fn active_instances(&self) -> Result<Vec<Instance>> {
+        let active = self.txn.open_table(ACTIVE).map_err(db_error)?;
+        let instances = self.txn.open_table(INSTANCES).map_err(db_error)?;
+        let mut out = Vec::new();
+        for entry in active.iter().map_err(db_error)? {
+            let (key, _) = entry.map_err(db_error)?;
+            if let Some(instance) = reads::instance(&instances, key.value().1)? {
+                out.push(instance);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Instances newest first, filtered.
+    pub fn instances(&self, filter: &InstanceFilter) -> Result<Vec<Instance>> {
+        let instances = self.txn.open_table(INSTANCES).map_err(db_error)?;
+        let limit = if filter.limit == 0 { 100 } else { filter.limit };
+        let before = filter.before.unwrap_or(u64::MAX);
+        let wanted = |instance: &Instance| {
+            filter.states.is_empty() || filter.states.contains(&instance.state.kind())
+        };
+        let mut out = Vec::new();
+        if let Some(job_id) = filter.job_id {
+            let by_job = self.txn.open_table(JOB_INSTANCES).map_err(db_error)?;
+            for entry in by_job
+                .range((job_id, 0)..(job_id, before))
+                .map_err(db_error)?
+                .rev()
+            {
+                let (key, _) = entry.map_err(db_error)?;
+                if let Some(instance) = reads::instance(&instances, key.value().1)?
+                    && wanted(&instance)
+                {
+                    out.push(instance);
+                    if out.len() >= limit {
+                        break;
+                    }
+                }
+            }
+        } else {
+            for entry in instances.range(..before).map_err(db_error)?.rev() {
+                let (_, bytes) = entry.map_err(db_error)?;
+                let instance: Instance = decode("instances", bytes.value())?;
+                if wanted(&instance) {
+                    out.push(instance);
+                    if out.len() >= limit {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn instance_count(&self) -> Result<u64> {
+        self.txn
+            .open_table(INSTANCES)
+            .map_err(db_error)?
+            .len()
+            .map_err(db_error)
+    }
+}
+
+impl WriteTx {
+    fn next_id(&mut self, key: &str) -> Result<u64> {
+        let mut meta = self.txn.open_table(META).map_err(db_error)?;
+        let next = meta.get(key).map_err(db_error)?.map_or(1, |v| v.value());
+        meta.insert(key, next + 1).map_err(db_error)?;
+        Ok(next)
+    }
+
+    pub fn next_job_id(&mut self) -> Result<JobId> {
+        self.next_id(NEXT_JOB_KEY)
+    }
+
+    pub fn next_instance_id(&mut self) -> Result<InstanceId> {
+        self.next_id(NEXT_INSTANCE_KEY)
+    }
+
+    pub fn job(&self, id: JobId) -> Result<Option<Job>> {
+        reads::job(&self.txn.open_table(JOBS).map_err(db_error)?, id)
+    }
+
+    pub fn job_id_by_name(&self, name: &str) -> Result<Option<JobId>> {
+        reads::job_id_by_name(&self.txn.open_table(JOB_NAMES).map_err(db_error)?, name)
+    }
+
+    /// Inserts or replaces a job, keeping the name and due indexes in step.
+    pub fn put_job(&mut self, job: &Job) -> Result<()> {
+        let old = self.job(job.id)?;
+        {
+            let mut names = self.txn.open_table(JOB_NAMES).map_err(db_error)?;
+            if let Some(old) = &old
+                && old.def.name != job.def.name
+            {
+                names.remove(old.def.name.as_str()).map_err(db_error)?;
+            }
+            names
+                .insert(job.def.name.as_str(), job.id)
+                .map_err(db_error)?;
+        }
+        {
+            let mut due = self.txn.open_table(DUE).map_err(db_error)?;
+            if let Some(fire) = old.as_ref().and_then(|o| o.next_fire_ms) {
+                due.remove((key_ms(fire), job.id)).map_err(db_error)?;
+            }
+            if let Some(fire) = job.next_fire_ms {
+                due.insert((key_ms(fire), job.id), ()).map_err(db_error)?;
+            }
+        }
+        self.txn
+            .open_table(JOBS)
+            .map_err(db_error)?
+            .insert(job.id, encode(job).as_slice())
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    /// Removes a job and its indexes. Its instances stay as history.
+    pub fn delete_job(&mut self, id: JobId) -> Result<Option<Job>> {
+        let Some(job) = self.job(id)? else {
+            return Ok(None);
+        };
+        self.txn
+            .open_table(JOB_NAMES)
+            .map_err(db_error)?
+            .remove(job.def.name.as_str())
+            .map_err(db_error)?;
+        if let Some(fire) = job.next_fire_ms {
+            self.txn
+                .open_table(DUE)
+                .map_err(db_error)?
+                .remove((key_ms(fire), id))
+                .map_err(db_error)?;
+        }
+        self.txn
+            .open_table(JOBS)
+            .map_err(db_error)?
+            .remove(id)
+            .map_err(db_error)?;
+        Ok(Some(job))
+    }
+
+    /// Jobs whose next fire is at or before `now`, earliest first, at most `limit`.
+    pub fn due_jobs(&self, now: UnixMs, limit: usize) -> Result<Vec<JobId>> {
+        let due = self.txn.open_table(DUE).map_err(db_error)?;
+        let mut out = Vec::new();
+        for entry in due
+            .range(..=(key_ms(now), u64::MAX))
+            .map_err(db_error)?
+            .take(limit)
+        {
+            out.push(entry.map_err(db_error)?.0.value().1);
+        }
+        Ok(out)
+    }
+
+    pub fn instance(&self, id: InstanceId) -> Result<Option<Instance>> {
+        reads::instance(&self.txn.open_table(INSTANCES).map_err(db_error)?, id)
+    }
+
+    pub fn active_count(&self, job_id: JobId) -> Result<u64> {
+        reads::active_count(&self.txn.open_table(ACTIVE).map_err(db_error)?, job_id)
+    }
+
+    /// The unfinished instances of one job.
+    pub fn active_of_job(&self, job_id: JobId) -> Result<Vec<Instance>> {
+        let active = self.txn.open_table(ACTIVE).map_err(db_error)?;
+        let instances = self.txn.open_table(INSTANCES).map_err(db_error)?;
+        let mut out = Vec::new();
+        for entry in active
+            .range((job_id, 0)..=(job_id, u64::MAX))
+            .map_err(db_error)?
+        {
+            let (key, _) = entry.map_err(db_error)?;
+            if let Some(instance) = reads::instance(&instances, key.value().1)? {
+                out.push(instance);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Inserts or replaces an instance. Refuses to move an instance out of a terminal state: that
+    /// is the store's last line of defence for "terminal states never change".
+    pub fn put_instance(&mut self, instance: &Instance) -> Result<()> {
+        if let Some(old) = self.instance(instance.id)?
+            && old.state.is_terminal()
+            && old.state != instance.state
+        {
+            return Err(StoreError::Corrupt {
+                table: "instances",
+                reason: format!(
+                    "refused to move instance {} from terminal state {} to {}",
+                    instance.id,
+                    old.state.kind().as_str(),
+                    instance.state.kind().as_str()
+                ),
+            });
+        }
+        let key = (instance.job_id, instance.id);
+        {
+            let mut active = self.txn.open_table(ACTIVE).map_err(db_error)?;
+            if instance.state.is_terminal() {
+                active.remove(key).map_err(db_error)?;
+            } else {
+                active.insert(key, ()).map_err(db_error)?;
+            }
+        }
+        self.txn
+            .open_table(JOB_INSTANCES)
+            .map_err(db_error)?
+            .insert(key, ())
+            .map_err(db_error)?;
+        self.txn
+            .open_table(INSTANCES)
+            .map_err(db_error)?
+            .insert(instance.id, encode(instance).as_slice())
+            .map_err(db_error)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

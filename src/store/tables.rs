@@ -1,0 +1,23 @@
+//! Table definitions. Keys are typed; records are JSON (self-describing, so fields can be added
+//! without a migration).
+
+use redb::TableDefinition;
+
+use crate::model::{InstanceId, JobId};
+
+pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+pub const SCHEMA_KEY: &str = "schema_version";
+pub const NEXT_JOB_KEY: &str = "next_job_id";
+pub const NEXT_INSTANCE_KEY: &str = "next_instance_id";
+
+pub const JOBS: TableDefinition<JobId, &[u8]> = TableDefinition::new("jobs");
+/// Unique job names.
+pub const JOB_NAMES: TableDefinition<&str, JobId> = TableDefinition::new("job_names");
+/// `(next fire ms, job id)` for every job with a next fire: the scheduler reads its head.
+pub const DUE: TableDefinition<(u64, JobId), ()> = TableDefinition::new("due");
+pub const INSTANCES: TableDefinition<InstanceId, &[u8]> = TableDefinition::new("instances");
+/// Every instance of a job, for per-job listing.
+pub const JOB_INSTANCES: TableDefinition<(JobId, InstanceId), ()> =
+    TableDefinition::new("job_instances");
+/// Non-terminal instances by job: the dispatcher's working set and the concurrency count.
+pub const ACTIVE: TableDefinition<(JobId, InstanceId), ()> = TableDefinition::new("active");

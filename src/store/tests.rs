@@ -1,0 +1,193 @@
+use super::*;
+use crate::model::{InstanceState, Job, MisfirePolicy, Trigger};
+use crate::schedule::scheduler::{create_instance, fire_everything_due};
+use crate::spec::{HttpSpec, JobSpec};
+
+fn spec(name: &str) -> JobSpec {
+    JobSpec {
+        name: name.into(),
+        every: Some("1m".into()),
+        http: HttpSpec {
+            url: "http://127.0.0.1:9/".into(),
+            ..HttpSpec::default()
+        },
+        ..JobSpec::default()
+    }
+}
+
+fn add_job(store: &Store, name: &str, next_fire: Option<i64>) -> Job {
+    store
+        .write(|tx| {
+            let job = Job {
+                id: tx.next_job_id()?,
+                def: spec(name).validate().unwrap(),
+                created_ms: 1,
+                updated_ms: 1,
+                next_fire_ms: next_fire,
+            };
+            tx.put_job(&job)?;
+            Ok::<_, StoreError>(job)
+        })
+        .unwrap()
+}
+
+#[test]
+fn jobs_and_instances_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (job, instance) = {
+        let store = Store::open(dir.path()).unwrap();
+        let job = add_job(&store, "survivor", Some(5_000));
+        let instance = store
+            .write(|tx| create_instance(tx, &job, Trigger::Manual, 10, 10))
+            .unwrap();
+        (job, instance)
+    };
+    let store = Store::open(dir.path()).unwrap();
+    let read = store.read().unwrap();
+    assert_eq!(read.job(job.id).unwrap(), Some(job.clone()));
+    assert_eq!(read.job_id_by_name("survivor").unwrap(), Some(job.id));
+    assert_eq!(read.instance(instance.id).unwrap(), Some(instance.clone()));
+    assert_eq!(read.earliest_due().unwrap(), Some(5_000));
+    assert_eq!(read.active_count(job.id).unwrap(), 1);
+    // Ids keep growing after a restart.
+    let next = add_job(&store, "second", None);
+    assert!(next.id > job.id);
+}
+
+#[test]
+fn a_second_open_of_the_same_dir_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let _first = Store::open(dir.path()).unwrap();
+    let error = Store::open(dir.path()).err().unwrap();
+    assert!(matches!(error, StoreError::InUse(_)), "{error}");
+    assert!(error.to_string().contains("already in use"));
+}
+
+#[test]
+fn a_newer_schema_is_refused_and_left_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path()).unwrap();
+        add_job(&store, "keep-me", None);
+        store
+            .write(|tx| {
+                tx.txn
+                    .open_table(META)
+                    .map_err(db_error)?
+                    .insert(SCHEMA_KEY, SCHEMA_VERSION + 1)
+                    .map_err(db_error)?;
+                Ok::<_, StoreError>(())
+            })
+            .unwrap();
+    }
+    let error = Store::open(dir.path()).err().unwrap();
+    assert!(matches!(error, StoreError::NewerSchema { .. }), "{error}");
+    assert!(error.to_string().contains("newer"));
+    // Its records and version are as they were.
+    let db = redb::ReadOnlyDatabase::open(dir.path().join(DB_FILE)).unwrap();
+    let txn = db.begin_read().unwrap();
+    let meta = txn.open_table(META).unwrap();
+    assert_eq!(
+        meta.get(SCHEMA_KEY).unwrap().unwrap().value(),
+        SCHEMA_VERSION + 1
+    );
+    assert_eq!(txn.open_table(JOB_NAMES).unwrap().len().unwrap(), 1);
+}
+
+#[test]
+fn a_failed_change_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let result: Result<(), StoreError> = store.write(|tx| {
+        let job = Job {
+            id: tx.next_job_id()?,
+            def: spec("ghost").validate().unwrap(),
+            created_ms: 1,
+            updated_ms: 1,
+            next_fire_ms: Some(1),
+        };
+        tx.put_job(&job)?;
+        Err(StoreError::Corrupt {
+            table: "test",
+            reason: "abort".into(),
+        })
+    });
+    assert!(result.is_err());
+    let read = store.read().unwrap();
+    assert_eq!(read.job_count().unwrap(), 0);
+    assert_eq!(read.job_id_by_name("ghost").unwrap(), None);
+    assert_eq!(read.earliest_due().unwrap(), None);
+}
+
+#[test]
+fn terminal_states_never_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let job = add_job(&store, "j", None);
+    let mut instance = store
+        .write(|tx| create_instance(tx, &job, Trigger::Manual, 1, 1))
+        .unwrap();
+    instance.state = InstanceState::Succeeded;
+    store.write(|tx| tx.put_instance(&instance)).unwrap();
+    assert_eq!(store.read().unwrap().active_count(job.id).unwrap(), 0);
+    instance.state = InstanceState::queued(2);
+    let error = store.write(|tx| tx.put_instance(&instance)).unwrap_err();
+    assert!(error.to_string().contains("terminal"), "{error}");
+    let stored = store
+        .read()
+        .unwrap()
+        .instance(instance.id)
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.state, InstanceState::Succeeded);
+}
+
+/// The scheduler after a simulated hour of downtime, for each misfire policy, against a real file.
+#[test]
+fn misfire_policies_after_downtime() {
+    let hour_ago = 1_000_000_000_000;
+    let now = hour_ago + 3_600_000 + 500;
+    for (policy, expected) in [
+        (MisfirePolicy::FireOnce, 2), // the collapsed missed fires + the on-time one
+        (MisfirePolicy::Skip, 1),
+        (MisfirePolicy::FireAll, 61),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let job = store
+            .write(|tx| {
+                let mut def = spec("every-minute").validate().unwrap();
+                def.misfire = policy;
+                def.max_concurrent = 1000;
+                let job = Job {
+                    id: tx.next_job_id()?,
+                    def,
+                    created_ms: 1,
+                    updated_ms: 1,
+                    next_fire_ms: Some(hour_ago),
+                };
+                tx.put_job(&job)?;
+                Ok::<_, StoreError>(job)
+            })
+            .unwrap();
+        let created = fire_everything_due(&store, now).unwrap();
+        assert_eq!(created, expected, "{policy:?}");
+        let read = store.read().unwrap();
+        let next = read.job(job.id).unwrap().unwrap().next_fire_ms.unwrap();
+        assert_eq!(next, hour_ago + 61 * 60_000, "{policy:?}");
+        // Firing again at the same moment doubles nothing.
+        drop(read);
+        assert_eq!(fire_everything_due(&store, now).unwrap(), 0);
+    }
+}
+
+#[test]
+fn max_concurrent_caps_queued_fires() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let job = add_job(&store, "capped", Some(1_000));
+    // max_concurrent defaults to 1: the first fire queues, later ones are skipped while it waits.
+    assert_eq!(fire_everything_due(&store, 1_000).unwrap(), 1);
+    assert_eq!(fire_everything_due(&store, 61_000).unwrap(), 0);
+    assert_eq!(store.read().unwrap().active_count(job.id).unwrap(), 1);
+}
