@@ -16,6 +16,7 @@
 pub mod api;
 pub mod cli;
 pub mod client;
+pub mod dispatch;
 pub mod model;
 pub mod net;
 pub mod node;

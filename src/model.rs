@@ -75,8 +75,6 @@ pub enum Strategy {
     Random,
     /// The same worker for the same job while it lives.
     ConsistentHash,
-    /// One sub-task per matching live worker; succeeds when all do.
-    Broadcast,
 }
 
 /// The HTTP request a task makes, and what counts as success.
@@ -359,6 +357,27 @@ impl Instance {
 
     pub fn current_attempt_mut(&mut self) -> Option<&mut Attempt> {
         self.attempts.last_mut()
+    }
+
+    /// Moves to `state` (terminal or back to the queue), closing the current attempt with
+    /// `outcome` if it is still open.
+    pub fn finish(&mut self, state: InstanceState, outcome: AttemptOutcome, now: UnixMs) {
+        if let Some(attempt) = self.current_attempt_mut()
+            && attempt.outcome.is_none()
+        {
+            attempt.outcome = Some(outcome);
+            attempt.ended_ms = Some(now);
+        }
+        self.state = state;
+        self.updated_ms = now;
+    }
+
+    /// Attempts that failed on their own account (lost workers do not count against retries).
+    pub fn failed_attempts(&self) -> u32 {
+        self.attempts
+            .iter()
+            .filter(|a| a.outcome == Some(AttemptOutcome::Failed))
+            .count() as u32
     }
 }
 

@@ -12,6 +12,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use crate::api::{self, ApiState, Token};
+use crate::dispatch::Dispatcher;
 use crate::node::GossipSettings;
 use crate::schedule::scheduler::Scheduler;
 use crate::service::Service;
@@ -74,12 +75,23 @@ impl RunningServer {
         let scheduler_wake = Arc::new(Notify::new());
         let dispatch_wake = Arc::new(Notify::new());
         let service = Service::new(store.clone(), scheduler_wake.clone(), dispatch_wake.clone());
+        let dispatcher = Dispatcher::new(
+            store.clone(),
+            membership.clone(),
+            dispatch_wake.clone(),
+            scheduler_wake.clone(),
+        );
         let scheduler = Scheduler::new(store.clone(), scheduler_wake, dispatch_wake);
-        let background = vec![tokio::spawn(scheduler.run(trigger.subscribe()))];
+        let background = vec![
+            tokio::spawn(scheduler.run(trigger.subscribe())),
+            tokio::spawn(dispatcher.clone().run(trigger.subscribe())),
+        ];
         let state = ApiState {
             cluster: config.gossip.cluster.clone(),
             membership: membership.clone(),
             service: service.clone(),
+            dispatcher,
+            shutdown: trigger.subscribe(),
         };
         let router = api::router(state, Token::new(config.token.clone()));
         let api_task = tokio::spawn(serve(listener, router, shutdown));
@@ -117,9 +129,7 @@ impl RunningServer {
             let _ = task.await;
         }
         drop(self.service);
-        if let Ok(membership) = Arc::try_unwrap(self.membership) {
-            membership.leave().await;
-        }
+        self.membership.leave().await;
         api_result
             .context("API task panicked")?
             .context("API server failed")?;

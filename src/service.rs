@@ -10,7 +10,8 @@ use crate::model::{
     AttemptOutcome, Instance, InstanceId, InstanceState, Job, JobId, Schedule, StateKind, Trigger,
     now_ms,
 };
-use crate::schedule::{initial_fire, scheduler::create_instance};
+use crate::schedule::initial_fire;
+use crate::schedule::scheduler::{create_instance, instance_ended};
 use crate::spec::{FieldError, JobSpec};
 use crate::store::{InstanceFilter, Store, StoreError, WriteTx};
 
@@ -152,8 +153,7 @@ impl Service {
         let job = self.write(|tx| {
             let job = find_job(tx, key)?;
             for mut instance in tx.active_of_job(job.id)? {
-                finish(
-                    &mut instance,
+                instance.finish(
                     InstanceState::Cancelled {
                         reason: "job deleted".into(),
                     },
@@ -280,8 +280,7 @@ impl Service {
                     instance.state.kind().as_str()
                 )));
             }
-            finish(
-                &mut instance,
+            instance.finish(
                 InstanceState::Cancelled {
                     reason: "cancelled by operator".into(),
                 },
@@ -289,7 +288,7 @@ impl Service {
                 now,
             );
             tx.put_instance(&instance)?;
-            after_instance_end(tx, instance.job_id, now)?;
+            instance_ended(tx, instance.job_id, now)?;
             Ok(instance)
         })?;
         self.scheduler_wake.notify_one();
@@ -327,33 +326,4 @@ fn find_job(tx: &WriteTx, key: &str) -> Result<Job> {
         Some(id) => tx.job(id)?.ok_or_else(|| job_not_found(key)),
         None => Err(job_not_found(key)),
     }
-}
-
-/// Moves an instance to a terminal state and closes its current attempt.
-pub fn finish(instance: &mut Instance, state: InstanceState, outcome: AttemptOutcome, now: i64) {
-    if let Some(attempt) = instance.current_attempt_mut()
-        && attempt.outcome.is_none()
-    {
-        attempt.outcome = Some(outcome);
-        attempt.ended_ms = Some(now);
-    }
-    instance.state = state;
-    instance.updated_ms = now;
-}
-
-/// Book-keeping when an instance of `job_id` ends: a fixed-delay job's next run is measured
-/// from this moment.
-pub fn after_instance_end(tx: &mut WriteTx, job_id: JobId, now: i64) -> Result<()> {
-    let Some(mut job) = tx.job(job_id)? else {
-        return Ok(());
-    };
-    if let Schedule::FixedDelay { delay_ms } = job.def.schedule
-        && !job.def.paused
-        && job.next_fire_ms.is_none()
-        && tx.active_count(job_id)? == 0
-    {
-        job.next_fire_ms = Some(now + delay_ms as i64);
-        tx.put_job(&job)?;
-    }
-    Ok(())
 }

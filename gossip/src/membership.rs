@@ -228,17 +228,14 @@ impl Membership {
     }
 
     /// Announces that this node is leaving, waits long enough for the announcement to spread
-    /// (a few gossip rounds), then stops gossiping.
-    pub async fn leave(mut self) {
+    /// (a few gossip rounds), then stops gossiping. Takes `&self` so that a node can leave while
+    /// other parts of it still hold the membership.
+    pub async fn leave(&self) {
         self.publish(keys::LEAVING, "1".into()).await;
         tokio::time::sleep(self.gossip_interval * 3).await;
-        self.stop().await;
-    }
-
-    async fn stop(&mut self) {
         self.refresher.abort();
-        if let Some(handle) = self.handle.take()
-            && let Err(error) = handle.shutdown().await
+        if let Some(handle) = &self.handle
+            && let Err(error) = handle.initiate_shutdown()
         {
             tracing::debug!(%error, "gossip shutdown");
         }

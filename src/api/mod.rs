@@ -8,6 +8,7 @@ mod instances;
 mod jobs;
 mod json;
 mod members;
+mod rpc;
 pub mod types;
 
 use std::sync::Arc;
@@ -29,9 +30,19 @@ pub struct ApiState {
     pub cluster: String,
     pub membership: Arc<Membership>,
     pub service: crate::service::Service,
+    pub dispatcher: crate::dispatch::Dispatcher,
+    /// Ends long-polls when the server stops.
+    pub shutdown: crate::shutdown::Shutdown,
 }
 
 pub fn router(state: ApiState, token: Token) -> Router {
+    let rpc = Router::new()
+        .route("/poll", post(rpc::poll))
+        .route("/report", post(rpc::report))
+        .layer(axum::middleware::from_fn_with_state(
+            token.clone(),
+            auth::require_token,
+        ));
     let api = Router::new()
         .route("/members", get(members::list))
         .route("/cluster", get(members::cluster))
@@ -53,6 +64,7 @@ pub fn router(state: ApiState, token: Token) -> Router {
         ));
     Router::new()
         .nest("/api/v1", api)
+        .nest("/rpc/v1", rpc)
         .route("/healthz", get(|| async { "ok" }))
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BODY))
         .with_state(state)

@@ -118,7 +118,7 @@ pub struct JobFlags {
     /// Only these worker ids (repeatable).
     #[arg(long = "worker")]
     workers: Vec<String>,
-    /// least-loaded, round-robin, random, consistent-hash or broadcast.
+    /// least-loaded, round-robin, random or consistent-hash.
     #[arg(long)]
     strategy: Option<String>,
     #[arg(long)]

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use super::fire_due;
-use crate::model::{Instance, InstanceState, Job, Trigger, UnixMs, now_ms};
+use crate::model::{Instance, InstanceState, Job, JobId, Schedule, Trigger, UnixMs, now_ms};
 use crate::shutdown::Shutdown;
 use crate::store::{Store, StoreError, WriteTx};
 
@@ -140,4 +140,21 @@ pub fn create_instance(
     };
     tx.put_instance(&instance)?;
     Ok(instance)
+}
+
+/// Book-keeping when an instance of `job_id` ends: a fixed-delay job's next run is measured from
+/// this moment (the caller wakes the scheduler after the commit).
+pub fn instance_ended(tx: &mut WriteTx, job_id: JobId, now: UnixMs) -> Result<(), StoreError> {
+    let Some(mut job) = tx.job(job_id)? else {
+        return Ok(());
+    };
+    if let Schedule::FixedDelay { delay_ms } = job.def.schedule
+        && !job.def.paused
+        && job.next_fire_ms.is_none()
+        && tx.active_count(job_id)? == 0
+    {
+        job.next_fire_ms = Some(now + delay_ms as i64);
+        tx.put_job(&job)?;
+    }
+    Ok(())
 }

@@ -1,14 +1,24 @@
-//! The worker daemon: joins the cluster, finds the server through gossip, runs HTTP tasks and
-//! reports their results.
+//! The worker daemon: joins the cluster, finds the server through gossip, long-polls it for
+//! assignments within its free capacity, runs each HTTP task, and reports results in batches,
+//! retrying until the server acknowledges them. On shutdown it stops taking work, lets running
+//! tasks finish (bounded by the drain timeout), reports, then leaves.
+
+pub mod executor;
+mod rpc;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use shoal_gossip::{Membership, MembershipView, NodeInfo, Role};
+use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinHandle;
 
+use crate::api::types::{Assignment, TaskEvent, TaskResult};
+use crate::model::now_ms;
 use crate::node::GossipSettings;
 use crate::shutdown::{self, Shutdown, ShutdownTrigger};
+use rpc::ServerRpc;
 
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
@@ -21,11 +31,30 @@ pub struct WorkerConfig {
     pub drain_timeout: Duration,
 }
 
+/// How long one poll waits for work before asking again.
+const POLL_WAIT: Duration = Duration::from_secs(10);
+
 pub struct RunningWorker {
     id: String,
     membership: Arc<Membership>,
     trigger: ShutdownTrigger,
-    tasks: Vec<JoinHandle<()>>,
+    poller: JoinHandle<()>,
+    reporter: JoinHandle<()>,
+    watcher: JoinHandle<()>,
+    slots: Arc<Semaphore>,
+    capacity: u32,
+    drain_timeout: Duration,
+    events: mpsc::UnboundedSender<TaskEvent>,
+}
+
+/// What the poll loop and task runners share.
+struct Context {
+    id: String,
+    membership: Arc<Membership>,
+    rpc: ServerRpc,
+    http: reqwest::Client,
+    slots: Arc<Semaphore>,
+    running: AtomicU32,
 }
 
 impl RunningWorker {
@@ -54,16 +83,38 @@ impl RunningWorker {
             "worker started"
         );
         let (trigger, shutdown) = shutdown::channel();
-        let tasks = vec![tokio::spawn(report_server_reachability(
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let slots = Arc::new(Semaphore::new(config.capacity as usize));
+        let context = Arc::new(Context {
+            id: config.id.clone(),
+            membership: membership.clone(),
+            rpc: ServerRpc::new(config.token.clone())?,
+            http: executor::client()?,
+            slots: slots.clone(),
+            running: AtomicU32::new(0),
+        });
+        let poller = tokio::spawn(poll_loop(
+            context.clone(),
+            events_tx.clone(),
+            shutdown.clone(),
+        ));
+        let reporter = tokio::spawn(report_loop(context.clone(), events_rx));
+        let watcher = tokio::spawn(report_server_reachability(
             membership.clone(),
             config.gossip.seeds.clone(),
             shutdown,
-        ))];
+        ));
         Ok(RunningWorker {
             id: config.id,
             membership,
             trigger,
-            tasks,
+            poller,
+            reporter,
+            watcher,
+            slots,
+            capacity: config.capacity,
+            drain_timeout: config.drain_timeout,
+            events: events_tx,
         })
     }
 
@@ -75,15 +126,31 @@ impl RunningWorker {
         self.membership.gossip_addr()
     }
 
-    /// Stops taking work, lets running tasks finish, then announces the leave.
+    /// Stops taking work, lets running tasks finish (up to the drain timeout), reports, leaves.
     pub async fn stop(self) {
         self.trigger.trigger();
-        for task in self.tasks {
-            let _ = task.await;
+        let _ = self.poller.await;
+        let _ = self.watcher.await;
+        let busy = self.capacity as usize - self.slots.available_permits();
+        if busy > 0 {
+            tracing::info!(running = busy, timeout = ?self.drain_timeout, "draining running tasks");
         }
-        if let Ok(membership) = Arc::try_unwrap(self.membership) {
-            membership.leave().await;
+        let drained =
+            tokio::time::timeout(self.drain_timeout, self.slots.acquire_many(self.capacity)).await;
+        if drained.is_err() {
+            tracing::warn!(
+                "drain timeout reached with tasks still running; the server will re-queue them"
+            );
         }
+        // The reporter ends once every sender is gone and its queue is flushed (bounded).
+        drop(self.events);
+        if tokio::time::timeout(Duration::from_secs(10), self.reporter)
+            .await
+            .is_err()
+        {
+            tracing::warn!("could not deliver every report before leaving");
+        }
+        self.membership.leave().await;
         tracing::info!(id = %self.id, "worker stopped");
     }
 }
@@ -94,6 +161,152 @@ pub async fn run(config: WorkerConfig) -> anyhow::Result<()> {
     shutdown::signal().await;
     worker.stop().await;
     Ok(())
+}
+
+fn server_api(view: &MembershipView) -> Option<String> {
+    view.live_server()
+        .map(|m| m.info.api_addr.clone())
+        .filter(|a| !a.is_empty())
+}
+
+/// Asks the server for work whenever there is a free slot.
+async fn poll_loop(
+    context: Arc<Context>,
+    events: mpsc::UnboundedSender<TaskEvent>,
+    mut shutdown: Shutdown,
+) {
+    let mut backoff = Duration::from_millis(200);
+    let mut members = context.membership.watch();
+    loop {
+        if shutdown.is_triggered() {
+            return;
+        }
+        let Some(server) = server_api(&members.borrow_and_update()) else {
+            tokio::select! {
+                _ = shutdown.wait() => return,
+                _ = members.changed() => {}
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+            continue;
+        };
+        if context.slots.available_permits() == 0 {
+            tokio::select! {
+                _ = shutdown.wait() => return,
+                permit = context.slots.acquire() => drop(permit),
+            }
+            continue;
+        }
+        let free = context.slots.available_permits() as u32;
+        let polled = tokio::select! {
+            _ = shutdown.wait() => return,
+            polled = context.rpc.poll(&server, &context.id, free, POLL_WAIT) => polled,
+        };
+        match polled {
+            Ok(assignments) => {
+                backoff = Duration::from_millis(200);
+                for assignment in assignments {
+                    start_task(&context, &events, assignment);
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, server = %server, retry_in = ?backoff, "poll failed");
+                tokio::select! {
+                    _ = shutdown.wait() => return,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// Runs one assignment in its own task. It holds a sender of the report queue, so the reporter
+/// outlives every running task.
+fn start_task(
+    context: &Arc<Context>,
+    events: &mpsc::UnboundedSender<TaskEvent>,
+    assignment: Assignment,
+) {
+    let Ok(permit) = context.slots.clone().try_acquire_owned() else {
+        // The server never sends more than the free slots we asked for; if it does, the lease
+        // runs out and the task is re-queued elsewhere.
+        tracing::warn!(
+            instance = assignment.instance,
+            "assignment beyond capacity ignored"
+        );
+        return;
+    };
+    let context = context.clone();
+    let events = events.clone();
+    tokio::spawn(async move {
+        let running = context.running.fetch_add(1, Ordering::SeqCst) + 1;
+        context.membership.set_running(running).await;
+        let _ = events.send(TaskEvent::Started {
+            instance: assignment.instance,
+            attempt: assignment.attempt,
+            at_ms: now_ms(),
+        });
+        let tag = format!("{}-{}", assignment.instance, assignment.attempt);
+        let execution = executor::execute(&context.http, &assignment.task, &tag).await;
+        tracing::debug!(instance = assignment.instance, attempt = assignment.attempt,
+            job = %assignment.job, succeeded = execution.succeeded, status = ?execution.http_status,
+            error = ?execution.error, "task finished");
+        let _ = events.send(TaskEvent::Finished(TaskResult {
+            instance: assignment.instance,
+            attempt: assignment.attempt,
+            started_ms: execution.started_ms,
+            ended_ms: execution.ended_ms,
+            succeeded: execution.succeeded,
+            http_status: execution.http_status,
+            error: execution.error,
+            excerpt: execution.excerpt,
+        }));
+        let running = context.running.fetch_sub(1, Ordering::SeqCst) - 1;
+        context.membership.set_running(running).await;
+        drop(permit);
+    });
+}
+
+/// Most events sent in one report.
+const REPORT_BATCH: usize = 1024;
+
+/// Sends events in batches; a batch is retried until the server acknowledges it (the server
+/// applies each event at most once: a repeated one is refused by its fence).
+async fn report_loop(context: Arc<Context>, mut events: mpsc::UnboundedReceiver<TaskEvent>) {
+    let mut batch = Vec::new();
+    while let Some(first) = events.recv().await {
+        batch.push(first);
+        while batch.len() < REPORT_BATCH {
+            match events.try_recv() {
+                Ok(event) => batch.push(event),
+                Err(_) => break,
+            }
+        }
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let server = server_api(&context.membership.view());
+            let sent = match &server {
+                Some(server) => context.rpc.report(server, &context.id, &batch).await,
+                None => Err(anyhow::anyhow!("no live server")),
+            };
+            match sent {
+                Ok(ack) => {
+                    for refusal in ack.refused {
+                        tracing::warn!(instance = refusal.instance, attempt = refusal.attempt,
+                            reason = %refusal.reason, "server refused a result");
+                    }
+                    break;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, events = batch.len(), retry_in = ?backoff,
+                        "report not delivered yet");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        batch.clear();
+    }
 }
 
 /// Logs when the server becomes reachable or is lost, and — while it is not — says so at a
@@ -107,7 +320,7 @@ async fn report_server_reachability(
     let mut server: Option<String> = None;
     let mut quiet_for = Duration::from_secs(3);
     loop {
-        let current = server_of(&watch.borrow_and_update());
+        let current = server_api(&watch.borrow_and_update());
         match (&server, &current) {
             (None, Some(api)) => tracing::info!(server_api = %api, "joined cluster: server found"),
             (Some(_), None) => tracing::warn!("server lost: no live server in the cluster"),
@@ -130,8 +343,4 @@ async fn report_server_reachability(
             }
         }
     }
-}
-
-fn server_of(view: &MembershipView) -> Option<String> {
-    view.live_server().map(|m| m.info.api_addr.clone())
 }

@@ -1,0 +1,52 @@
+//! `/rpc/v1`: the worker protocol. Workers long-poll for assignments and report results in
+//! batches; both require the cluster token when one is set.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+
+use super::ApiState;
+use super::error::ApiError;
+use super::json::JsonBody;
+use super::types::{Assignment, PollRequest, Report, ReportAck};
+
+/// The longest a poll may wait: long enough to keep idle traffic low, short enough that a
+/// restarted server is noticed quickly.
+pub const MAX_POLL_WAIT: Duration = Duration::from_secs(20);
+/// Most events one report may carry.
+pub const MAX_REPORT_EVENTS: usize = 4096;
+
+pub async fn poll(
+    State(state): State<ApiState>,
+    JsonBody(request): JsonBody<PollRequest>,
+) -> Result<Json<Vec<Assignment>>, ApiError> {
+    if request.worker.is_empty() {
+        return Err(ApiError::invalid("worker", "missing worker id"));
+    }
+    let wait = Duration::from_millis(request.wait_ms).min(MAX_POLL_WAIT);
+    let assignments = state
+        .dispatcher
+        .poll(&request.worker, request.free, wait, state.shutdown.clone())
+        .await;
+    Ok(Json(assignments))
+}
+
+pub async fn report(
+    State(state): State<ApiState>,
+    JsonBody(report): JsonBody<Report>,
+) -> Result<Json<ReportAck>, ApiError> {
+    if report.events.len() > MAX_REPORT_EVENTS {
+        return Err(ApiError::invalid(
+            "events",
+            format!("at most {MAX_REPORT_EVENTS} per report"),
+        ));
+    }
+    let dispatcher = state.dispatcher.clone();
+    let ack =
+        tokio::task::spawn_blocking(move || dispatcher.report(&report.worker, &report.events))
+            .await
+            .map_err(|error| ApiError::Internal(error.to_string()))?
+            .map_err(|error| ApiError::Internal(error.to_string()))?;
+    Ok(Json(ack))
+}

@@ -1,0 +1,442 @@
+//! Assigns queued instances to live workers, hands assignments to the workers' long-polls,
+//! applies their reports, and takes work back from workers that are lost.
+//!
+//! Every assignment (with its lease) is committed before any worker can see it; every report is
+//! fenced by attempt number, so a late report from a lost attempt is refused, never applied.
+
+pub mod placement;
+mod results;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use shoal_gossip::{Membership, MembershipView};
+use tokio::sync::Notify;
+
+use crate::api::types::{Assignment, ReportAck, TaskEvent};
+use crate::model::{
+    Attempt, AttemptOutcome, Instance, InstanceState, Job, JobId, UnixMs, human_ms, now_ms,
+};
+use crate::shutdown::Shutdown;
+use crate::store::{Store, StoreError};
+use placement::{Candidate, Unplaced};
+
+/// A lease outlives the task's own timeout by this much before the task counts as lost.
+pub const LEASE_GRACE_MS: i64 = 15_000;
+/// Look at leases, backoffs and dispatch timeouts at least this often.
+const TICK: Duration = Duration::from_millis(250);
+/// Right after a restart the member list is still filling in: an unknown worker is not yet lost.
+const STARTUP_GRACE: Duration = Duration::from_secs(10);
+/// Most instances examined per pass, so one pass never holds a transaction for long.
+const PASS_LIMIT: usize = 5_000;
+
+#[derive(Clone)]
+pub struct Dispatcher {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<Store>,
+    membership: Arc<Membership>,
+    /// Wakes the dispatch loop (new work queued, capacity freed).
+    wake: Arc<Notify>,
+    /// Wakes the scheduler (a fixed-delay job's run ended).
+    scheduler_wake: Arc<Notify>,
+    outboxes: Mutex<HashMap<String, Outbox>>,
+    round_robin: Mutex<HashMap<JobId, usize>>,
+    started: Instant,
+    /// The gossip address a new worker should join, for "start one with: …" hints.
+    join_hint: String,
+}
+
+#[derive(Default)]
+struct Outbox {
+    pending: Vec<Assignment>,
+    ready: Arc<Notify>,
+}
+
+impl Dispatcher {
+    pub fn new(
+        store: Arc<Store>,
+        membership: Arc<Membership>,
+        wake: Arc<Notify>,
+        scheduler_wake: Arc<Notify>,
+    ) -> Dispatcher {
+        let join_hint = membership.gossip_addr().to_string();
+        Dispatcher {
+            inner: Arc::new(Inner {
+                store,
+                membership,
+                wake,
+                scheduler_wake,
+                outboxes: Mutex::new(HashMap::new()),
+                round_robin: Mutex::new(HashMap::new()),
+                started: Instant::now(),
+                join_hint,
+            }),
+        }
+    }
+
+    /// The dispatch loop: a pass on every wake-up, membership change, or tick.
+    pub async fn run(self, mut shutdown: Shutdown) {
+        if let Err(error) = self.redeliver_after_restart() {
+            tracing::error!(%error, "cannot reload assignments");
+        }
+        let mut members = self.inner.membership.watch();
+        loop {
+            let this = self.clone();
+            match tokio::task::spawn_blocking(move || this.pass(now_ms())).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => tracing::error!(%error, "dispatch pass failed"),
+                Err(error) => tracing::error!(%error, "dispatch pass panicked"),
+            }
+            tokio::select! {
+                _ = shutdown.wait() => return,
+                _ = self.inner.wake.notified() => {}
+                _ = members.changed() => {}
+                _ = tokio::time::sleep(TICK) => {}
+            }
+        }
+    }
+
+    /// Assignments committed before a restart but never fetched go back into their outboxes.
+    fn redeliver_after_restart(&self) -> Result<(), StoreError> {
+        let active = self.inner.store.read()?.active_instances()?;
+        let jobs = self.load_jobs(&active)?;
+        for instance in active {
+            if let InstanceState::Assigned {
+                worker,
+                lease_until_ms,
+            } = &instance.state
+                && let (Some(job), Some(attempt)) =
+                    (jobs.get(&instance.job_id), instance.current_attempt())
+            {
+                self.deliver(
+                    worker,
+                    assignment(&instance, job, attempt.number, *lease_until_ms),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn load_jobs(&self, instances: &[Instance]) -> Result<HashMap<JobId, Job>, StoreError> {
+        let read = self.inner.store.read()?;
+        let mut jobs = HashMap::new();
+        for instance in instances {
+            if !jobs.contains_key(&instance.job_id)
+                && let Some(job) = read.job(instance.job_id)?
+            {
+                jobs.insert(job.id, job);
+            }
+        }
+        Ok(jobs)
+    }
+
+    /// One look at every unfinished instance: fail over lost work, place queued work.
+    fn pass(&self, now: UnixMs) -> Result<(), StoreError> {
+        let view = self.inner.membership.view();
+        let mut active = self.inner.store.read()?.active_instances()?;
+        active.truncate(PASS_LIMIT);
+        if active.is_empty() {
+            return Ok(());
+        }
+        let jobs = self.load_jobs(&active)?;
+        let mut assigned: HashMap<String, u32> = HashMap::new();
+        for instance in &active {
+            if let Some(worker) = instance.state.worker() {
+                *assigned.entry(worker.to_string()).or_default() += 1;
+            }
+        }
+        let mut plan = Plan::default();
+        for instance in &active {
+            self.plan_one(instance, &jobs, &view, &mut assigned, now, &mut plan);
+        }
+        if plan.changes.is_empty() {
+            return Ok(());
+        }
+        let committed = self.commit(&plan, now)?;
+        for (worker, delivery) in plan.deliveries {
+            if committed.contains(&delivery.instance) {
+                self.deliver(&worker, delivery);
+            }
+        }
+        if plan.ended {
+            self.inner.scheduler_wake.notify_one();
+        }
+        Ok(())
+    }
+
+    fn plan_one(
+        &self,
+        instance: &Instance,
+        jobs: &HashMap<JobId, Job>,
+        view: &MembershipView,
+        assigned: &mut HashMap<String, u32>,
+        now: UnixMs,
+        plan: &mut Plan,
+    ) {
+        match &instance.state {
+            InstanceState::Assigned {
+                worker,
+                lease_until_ms,
+            }
+            | InstanceState::Running {
+                worker,
+                lease_until_ms,
+            } => {
+                let lost = match placement::is_gone(view, worker) {
+                    Some("unknown") if self.inner.started.elapsed() < STARTUP_GRACE => None,
+                    Some(why) => Some(format!("worker {worker} lost ({why})")),
+                    None if *lease_until_ms < now => Some(format!(
+                        "worker {worker} lost (lease expired with no report)"
+                    )),
+                    None => None,
+                };
+                if let Some(reason) = lost {
+                    let mut requeued = instance.clone();
+                    requeued.finish(
+                        InstanceState::Queued {
+                            reason: Some(format!("{reason}; re-queued")),
+                            not_before_ms: None,
+                            since_ms: now,
+                        },
+                        AttemptOutcome::Lost,
+                        now,
+                    );
+                    if let Some(attempt) = requeued.current_attempt_mut() {
+                        attempt.error = Some(reason.clone());
+                    }
+                    tracing::warn!(instance = instance.id, job = %instance.job_name, %reason, "failover");
+                    self.withdraw(worker, instance.id);
+                    if let Some(count) = assigned.get_mut(worker.as_str()) {
+                        *count = count.saturating_sub(1);
+                    }
+                    plan.change(instance, requeued);
+                }
+            }
+            InstanceState::Queued {
+                reason,
+                not_before_ms,
+                since_ms,
+            } => {
+                if not_before_ms.is_some_and(|t| t > now) {
+                    return;
+                }
+                let Some(job) = jobs.get(&instance.job_id) else {
+                    let mut cancelled = instance.clone();
+                    cancelled.finish(
+                        InstanceState::Cancelled {
+                            reason: "job deleted".into(),
+                        },
+                        AttemptOutcome::Cancelled,
+                        now,
+                    );
+                    plan.ended = true;
+                    plan.change(instance, cancelled);
+                    return;
+                };
+                let candidates = placement::candidates(view, assigned);
+                match self.place(job, &candidates) {
+                    Ok(worker) => {
+                        let attempt = instance.next_attempt_number();
+                        let lease_until_ms = now + job.def.http.timeout_ms as i64 + LEASE_GRACE_MS;
+                        let mut next = instance.clone();
+                        next.state = InstanceState::Assigned {
+                            worker: worker.clone(),
+                            lease_until_ms,
+                        };
+                        next.updated_ms = now;
+                        next.attempts.push(Attempt {
+                            number: attempt,
+                            worker: worker.clone(),
+                            assigned_ms: now,
+                            started_ms: None,
+                            ended_ms: None,
+                            outcome: None,
+                            http_status: None,
+                            duration_ms: None,
+                            error: None,
+                            excerpt: None,
+                        });
+                        *assigned.entry(worker.clone()).or_default() += 1;
+                        plan.deliveries
+                            .push((worker, assignment(instance, job, attempt, lease_until_ms)));
+                        plan.change(instance, next);
+                    }
+                    Err(unplaced) => {
+                        let waited = now - since_ms;
+                        if waited > job.def.dispatch_timeout_ms as i64 {
+                            let mut failed = instance.clone();
+                            failed.finish(
+                                InstanceState::Failed {
+                                    reason: format!(
+                                        "not dispatched within {}: {}",
+                                        human_ms(job.def.dispatch_timeout_ms),
+                                        unplaced.reason()
+                                    ),
+                                },
+                                AttemptOutcome::Failed,
+                                now,
+                            );
+                            plan.ended = true;
+                            plan.change(instance, failed);
+                        } else if reason.as_deref() != Some(unplaced.reason()) {
+                            let mut waiting = instance.clone();
+                            waiting.state = InstanceState::Queued {
+                                reason: Some(unplaced.reason().to_string()),
+                                not_before_ms: None,
+                                since_ms: *since_ms,
+                            };
+                            if let Unplaced::NoMatch(reason) = &unplaced {
+                                tracing::warn!(instance = instance.id, job = %instance.job_name, %reason, "task queued: no worker");
+                            }
+                            plan.change(instance, waiting);
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn place(&self, job: &Job, candidates: &[Candidate]) -> Result<String, Unplaced> {
+        let mut round_robin = self
+            .inner
+            .round_robin
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        placement::choose(
+            job.id,
+            &job.def,
+            candidates,
+            &mut round_robin,
+            &self.inner.join_hint,
+        )
+        .map(|c| c.id().to_string())
+    }
+
+    /// Commits the plan in one transaction. A change is applied only if the instance is still as
+    /// the plan saw it (a report or an operator may have moved it meanwhile). Returns the ids
+    /// whose change was committed.
+    fn commit(&self, plan: &Plan, _now: UnixMs) -> Result<Vec<u64>, StoreError> {
+        self.inner.store.write(|tx| {
+            let mut committed = Vec::new();
+            for (seen, next) in &plan.changes {
+                match tx.instance(next.id)? {
+                    Some(current) if current == *seen => {
+                        tx.put_instance(next)?;
+                        if next.state.is_terminal() {
+                            crate::schedule::scheduler::instance_ended(
+                                tx,
+                                next.job_id,
+                                next.updated_ms,
+                            )?;
+                        }
+                        committed.push(next.id);
+                    }
+                    _ => {}
+                }
+            }
+            Ok(committed)
+        })
+    }
+
+    fn deliver(&self, worker: &str, assignment: Assignment) {
+        let mut outboxes = self
+            .inner
+            .outboxes
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        let outbox = outboxes.entry(worker.to_string()).or_default();
+        outbox.pending.push(assignment);
+        outbox.ready.notify_waiters();
+        outbox.ready.notify_one();
+    }
+
+    fn withdraw(&self, worker: &str, instance: u64) {
+        let mut outboxes = self
+            .inner
+            .outboxes
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        if let Some(outbox) = outboxes.get_mut(worker) {
+            outbox.pending.retain(|a| a.instance != instance);
+        }
+    }
+
+    /// A worker's long-poll: up to `free` assignments, waiting up to `wait` for the first.
+    pub async fn poll(
+        &self,
+        worker: &str,
+        free: u32,
+        wait: Duration,
+        mut shutdown: Shutdown,
+    ) -> Vec<Assignment> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let ready = {
+                let mut outboxes = self
+                    .inner
+                    .outboxes
+                    .lock()
+                    .unwrap_or_else(|poison| poison.into_inner());
+                let outbox = outboxes.entry(worker.to_string()).or_default();
+                if !outbox.pending.is_empty() && free > 0 {
+                    let take = outbox.pending.len().min(free as usize);
+                    return outbox.pending.drain(..take).collect();
+                }
+                outbox.ready.clone()
+            };
+            let notified = ready.notified();
+            tokio::select! {
+                _ = notified => {}
+                _ = tokio::time::sleep_until(deadline) => return Vec::new(),
+                _ = shutdown.wait() => return Vec::new(),
+            }
+        }
+    }
+
+    /// Applies a worker's report in one transaction; see `results`.
+    pub fn report(&self, worker: &str, events: &[TaskEvent]) -> Result<ReportAck, StoreError> {
+        let outcome = results::apply(&self.inner.store, worker, events, now_ms())?;
+        if outcome.freed {
+            self.inner.wake.notify_one();
+        }
+        if outcome.ended {
+            self.inner.scheduler_wake.notify_one();
+        }
+        Ok(outcome.ack)
+    }
+
+    pub fn join_hint(&self) -> &str {
+        &self.inner.join_hint
+    }
+}
+
+/// The changes one pass will commit, and the assignments to hand out once it has.
+#[derive(Default)]
+struct Plan {
+    /// (as seen, as it should become)
+    changes: Vec<(Instance, Instance)>,
+    deliveries: Vec<(String, Assignment)>,
+    /// Some instance reached a terminal state (the scheduler may have a fixed-delay fire to set).
+    ended: bool,
+}
+
+impl Plan {
+    fn change(&mut self, seen: &Instance, next: Instance) {
+        self.changes.push((seen.clone(), next));
+    }
+}
+
+fn assignment(instance: &Instance, job: &Job, attempt: u32, lease_until_ms: UnixMs) -> Assignment {
+    Assignment {
+        instance: instance.id,
+        attempt,
+        job: job.def.name.clone(),
+        task: job.def.http.clone(),
+        lease_until_ms,
+    }
+}

@@ -1,0 +1,411 @@
+//! Choosing a worker for a task: which live workers match a job's target, which of them has room,
+//! and — when none does — a reason a person can act on.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+
+use shoal_gossip::{Member, MembershipView, Role};
+
+use crate::model::{JobDefinition, JobId, Strategy};
+
+/// A live worker as the dispatcher sees it: gossip's view plus the server's own count of tasks
+/// assigned to it (more current than the advertised running count).
+#[derive(Debug, Clone)]
+pub struct Candidate<'a> {
+    pub member: &'a Member,
+    pub assigned: u32,
+}
+
+impl Candidate<'_> {
+    pub fn id(&self) -> &str {
+        &self.member.info.id
+    }
+
+    pub fn free(&self) -> u32 {
+        self.member.info.capacity.saturating_sub(self.assigned)
+    }
+
+    fn load(&self) -> f64 {
+        f64::from(self.assigned) / f64::from(self.member.info.capacity.max(1))
+    }
+}
+
+/// Live workers with their current assignment counts, sorted by id.
+pub fn candidates<'a>(
+    view: &'a MembershipView,
+    assigned: &HashMap<String, u32>,
+) -> Vec<Candidate<'a>> {
+    view.live_workers()
+        .map(|member| Candidate {
+            member,
+            assigned: assigned.get(&member.info.id).copied().unwrap_or(0),
+        })
+        .collect()
+}
+
+/// Why a task could not be placed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unplaced {
+    /// No live worker matches the target: nothing will change until one joins.
+    NoMatch(String),
+    /// Matching workers exist but all are at capacity: it will run when one frees up.
+    Busy(String),
+}
+
+impl Unplaced {
+    pub fn reason(&self) -> &str {
+        match self {
+            Unplaced::NoMatch(reason) | Unplaced::Busy(reason) => reason,
+        }
+    }
+}
+
+/// Picks the worker for one task of `job` among `candidates`, by the job's strategy.
+/// `round_robin` holds each job's rotation position.
+pub fn choose<'c, 'a>(
+    job_id: JobId,
+    def: &JobDefinition,
+    candidates: &'c [Candidate<'a>],
+    round_robin: &mut HashMap<JobId, usize>,
+    join_hint: &str,
+) -> Result<&'c Candidate<'a>, Unplaced> {
+    let matching: Vec<&Candidate> = candidates
+        .iter()
+        .filter(|c| def.target.matches(c.id(), &c.member.info.tags))
+        .collect();
+    if matching.is_empty() {
+        return Err(Unplaced::NoMatch(no_match_reason(
+            def, candidates, join_hint,
+        )));
+    }
+    let with_room: Vec<&Candidate> = matching.iter().copied().filter(|c| c.free() > 0).collect();
+    if with_room.is_empty() {
+        let ids: Vec<&str> = matching.iter().map(|c| c.id()).collect();
+        return Err(Unplaced::Busy(format!(
+            "all {} matching worker(s) are at capacity ({}); it runs when one frees a slot — or \
+             add capacity: {}",
+            matching.len(),
+            ids.join(","),
+            worker_command(join_hint, &def.target.tags),
+        )));
+    }
+    let chosen = match def.strategy {
+        Strategy::LeastLoaded => with_room
+            .iter()
+            .min_by(|a, b| a.load().total_cmp(&b.load()).then(a.id().cmp(b.id())))
+            .copied(),
+        Strategy::RoundRobin => {
+            let position = round_robin.entry(job_id).or_insert(0);
+            let pick = with_room[*position % with_room.len()];
+            *position = position.wrapping_add(1);
+            Some(pick)
+        }
+        Strategy::Random => {
+            use rand::Rng;
+            let index = rand::rng().random_range(0..with_room.len());
+            Some(with_room[index])
+        }
+        Strategy::ConsistentHash => {
+            // Rendezvous hashing over all matching workers (not only those with room), so a job
+            // stays on its worker while that worker lives; when it is full the job waits for it.
+            let owner = matching
+                .iter()
+                .max_by_key(|c| rendezvous(job_id, c.id()))
+                .copied();
+            match owner {
+                Some(owner) if owner.free() > 0 => Some(owner),
+                Some(owner) => {
+                    return Err(Unplaced::Busy(format!(
+                        "consistent-hash keeps this job on worker {}, which is at capacity; it \
+                         runs when that worker frees a slot",
+                        owner.id()
+                    )));
+                }
+                None => None,
+            }
+        }
+    };
+    chosen.ok_or_else(|| Unplaced::Busy("no worker with room".into()))
+}
+
+fn rendezvous(job_id: JobId, worker: &str) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    job_id.hash(&mut hasher);
+    worker.hash(&mut hasher);
+    hasher.finish()
+}
+
+/// The command that starts a worker the job could use.
+pub fn worker_command(join_hint: &str, tags: &[String]) -> String {
+    let mut command = format!("shoal worker --join {join_hint}");
+    for tag in tags {
+        command.push_str(" --tag ");
+        command.push_str(tag);
+    }
+    command
+}
+
+/// Names what matched nothing and how to fix it.
+fn no_match_reason(def: &JobDefinition, candidates: &[Candidate], join_hint: &str) -> String {
+    let live: Vec<&str> = candidates.iter().map(|c| c.id()).collect();
+    let live_list = if live.is_empty() {
+        "no live workers".to_string()
+    } else {
+        format!("{} live worker(s): {}", live.len(), live.join(","))
+    };
+    let target = &def.target;
+    let fix = worker_command(join_hint, &target.tags);
+    if live.is_empty() {
+        return format!("no live worker in the cluster; start one with: {fix}");
+    }
+    if !target.workers.is_empty() {
+        let missing: Vec<&str> = target
+            .workers
+            .iter()
+            .filter(|w| !live.contains(&w.as_str()))
+            .map(String::as_str)
+            .collect();
+        if missing.len() == target.workers.len() {
+            return format!(
+                "none of the designated workers ({}) is live ({live_list}); start one with: {fix} \
+                 --id {}",
+                target.workers.join(","),
+                target.workers[0]
+            );
+        }
+    }
+    let lacking: Vec<&str> = target
+        .tags
+        .iter()
+        .filter(|tag| !candidates.iter().any(|c| c.member.info.tags.contains(tag)))
+        .map(String::as_str)
+        .collect();
+    match lacking.as_slice() {
+        [tag] => format!("no live worker carries tag {tag:?} ({live_list}); start one with: {fix}"),
+        [] => format!(
+            "no live worker carries all of the tags {:?} ({live_list}); start one with: {fix}",
+            target.tags
+        ),
+        tags => {
+            format!("no live worker carries tags {tags:?} ({live_list}); start one with: {fix}")
+        }
+    }
+}
+
+/// Whether a member is a worker that the dispatcher should consider gone for good.
+pub fn is_gone(view: &MembershipView, worker: &str) -> Option<&'static str> {
+    match view.get(worker) {
+        Some(member) if member.info.role == Role::Worker => match member.state {
+            shoal_gossip::MemberState::Live => None,
+            shoal_gossip::MemberState::Dead => Some("dead"),
+            shoal_gossip::MemberState::Left => Some("left"),
+        },
+        _ => Some("unknown"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::{HttpSpec, JobSpec, TargetSpec};
+    use shoal_gossip::{MemberState, NodeInfo};
+
+    fn member(id: &str, tags: &[&str], capacity: u32, state: MemberState) -> Member {
+        Member {
+            info: NodeInfo {
+                id: id.into(),
+                role: Role::Worker,
+                api_addr: String::new(),
+                tags: tags.iter().map(|t| t.to_string()).collect(),
+                capacity,
+                running: 0,
+                version: "t".into(),
+            },
+            state,
+            generation: 1,
+            gossip_addr: "127.0.0.1:1".parse().unwrap(),
+            last_seen_ms: 0,
+        }
+    }
+
+    fn def(strategy: &str, tags: &[&str]) -> JobDefinition {
+        JobSpec {
+            name: "j".into(),
+            on_demand: true,
+            strategy: Some(strategy.into()),
+            target: Some(TargetSpec {
+                tags: tags.iter().map(|t| t.to_string()).collect(),
+                workers: vec![],
+            }),
+            http: HttpSpec {
+                url: "http://127.0.0.1/".into(),
+                ..HttpSpec::default()
+            },
+            ..JobSpec::default()
+        }
+        .validate()
+        .unwrap()
+    }
+
+    fn view(members: Vec<Member>) -> MembershipView {
+        MembershipView { members }
+    }
+
+    const HINT: &str = "127.0.0.1:7946";
+
+    #[test]
+    fn a_missing_tag_names_the_tag_the_live_workers_and_the_command() {
+        let view = view(vec![
+            member("w1", &[], 4, MemberState::Live),
+            member("w2", &["eu"], 4, MemberState::Live),
+            member("w3", &["billing"], 4, MemberState::Dead),
+        ]);
+        let candidates = candidates(&view, &HashMap::new());
+        let error = choose(
+            1,
+            &def("least-loaded", &["billing"]),
+            &candidates,
+            &mut HashMap::new(),
+            HINT,
+        )
+        .unwrap_err();
+        assert_eq!(
+            error.reason(),
+            "no live worker carries tag \"billing\" (2 live worker(s): w1,w2); start one with: \
+             shoal worker --join 127.0.0.1:7946 --tag billing"
+        );
+        assert!(matches!(error, Unplaced::NoMatch(_)));
+    }
+
+    #[test]
+    fn an_empty_cluster_says_to_start_a_worker() {
+        let view = view(vec![]);
+        let error = choose(
+            1,
+            &def("least-loaded", &[]),
+            &candidates(&view, &HashMap::new()),
+            &mut HashMap::new(),
+            HINT,
+        )
+        .unwrap_err();
+        assert!(error.reason().starts_with(
+            "no live worker in the cluster; start one with: shoal worker --join 127.0.0.1:7946"
+        ));
+    }
+
+    #[test]
+    fn least_loaded_picks_the_lowest_ratio_and_respects_capacity() {
+        let view = view(vec![
+            member("a", &[], 2, MemberState::Live),
+            member("b", &[], 10, MemberState::Live),
+        ]);
+        let assigned = HashMap::from([("a".to_string(), 1), ("b".to_string(), 3)]);
+        let candidates = candidates(&view, &assigned);
+        let chosen = choose(
+            1,
+            &def("least-loaded", &[]),
+            &candidates,
+            &mut HashMap::new(),
+            HINT,
+        )
+        .unwrap();
+        assert_eq!(chosen.id(), "b");
+        let full = HashMap::from([("a".to_string(), 2), ("b".to_string(), 10)]);
+        let candidates = super::candidates(&view, &full);
+        let error = choose(
+            1,
+            &def("least-loaded", &[]),
+            &candidates,
+            &mut HashMap::new(),
+            HINT,
+        )
+        .unwrap_err();
+        assert!(matches!(error, Unplaced::Busy(_)), "{error:?}");
+    }
+
+    #[test]
+    fn round_robin_rotates() {
+        let view = view(vec![
+            member("a", &[], 9, MemberState::Live),
+            member("b", &[], 9, MemberState::Live),
+        ]);
+        let candidates = candidates(&view, &HashMap::new());
+        let mut positions = HashMap::new();
+        let picks: Vec<String> = (0..4)
+            .map(|_| {
+                choose(
+                    7,
+                    &def("round-robin", &[]),
+                    &candidates,
+                    &mut positions,
+                    HINT,
+                )
+                .unwrap()
+                .id()
+                .to_string()
+            })
+            .collect();
+        assert_eq!(picks, ["a", "b", "a", "b"]);
+    }
+
+    #[test]
+    fn consistent_hash_sticks_to_one_worker_while_it_lives() {
+        let members = vec![
+            member("a", &[], 9, MemberState::Live),
+            member("b", &[], 9, MemberState::Live),
+            member("c", &[], 9, MemberState::Live),
+        ];
+        let full = view(members.clone());
+        let candidates = candidates(&full, &HashMap::new());
+        let owner = choose(
+            42,
+            &def("consistent-hash", &[]),
+            &candidates,
+            &mut HashMap::new(),
+            HINT,
+        )
+        .unwrap()
+        .id()
+        .to_string();
+        for _ in 0..5 {
+            assert_eq!(
+                choose(
+                    42,
+                    &def("consistent-hash", &[]),
+                    &candidates,
+                    &mut HashMap::new(),
+                    HINT
+                )
+                .unwrap()
+                .id(),
+                owner
+            );
+        }
+        let without_owner = view(members.into_iter().filter(|m| m.info.id != owner).collect());
+        let rest = super::candidates(&without_owner, &HashMap::new());
+        let next = choose(
+            42,
+            &def("consistent-hash", &[]),
+            &rest,
+            &mut HashMap::new(),
+            HINT,
+        )
+        .unwrap()
+        .id()
+        .to_string();
+        assert_ne!(next, owner);
+    }
+
+    #[test]
+    fn gone_workers_are_dead_left_or_unknown() {
+        let view = view(vec![
+            member("live", &[], 1, MemberState::Live),
+            member("dead", &[], 1, MemberState::Dead),
+            member("left", &[], 1, MemberState::Left),
+        ]);
+        assert_eq!(is_gone(&view, "live"), None);
+        assert_eq!(is_gone(&view, "dead"), Some("dead"));
+        assert_eq!(is_gone(&view, "left"), Some("left"));
+        assert_eq!(is_gone(&view, "ghost"), Some("unknown"));
+    }
+}

@@ -1,0 +1,227 @@
+//! The data the console shows: one snapshot of the cluster as the server saw it.
+//!
+//! These are plain values with no behaviour beyond labels, so the binary can
+//! build them from its API JSON and tests can build them by hand. All times are
+//! unix milliseconds.
+
+/// Everything the console displays, fetched in one go so that every view is
+/// consistent with every other view and with the header counts.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Snapshot {
+    /// Cluster name.
+    pub cluster: String,
+    /// Server URL, shown in the header so the operator knows which cluster
+    /// they are about to act on.
+    pub server: String,
+    pub fetched_at_ms: i64,
+    pub workers: Vec<WorkerRow>,
+    pub jobs: Vec<JobRow>,
+    /// Most recent first, already limited by the source.
+    pub instances: Vec<InstanceRow>,
+    pub stats: Stats,
+    /// Queued work that no live worker can take. Non-empty means the cluster
+    /// is silently stuck, so the console shows a banner for it.
+    pub unplaceable: Vec<Unplaceable>,
+}
+
+/// Gossip membership state of a node.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum MemberState {
+    #[default]
+    Live,
+    Dead,
+    Left,
+}
+
+impl MemberState {
+    pub fn label(self) -> &'static str {
+        match self {
+            MemberState::Live => "live",
+            MemberState::Dead => "dead",
+            MemberState::Left => "left",
+        }
+    }
+}
+
+/// A cluster member as listed in the workers view.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct WorkerRow {
+    pub id: String,
+    /// "server" or "worker".
+    pub role: String,
+    pub state: MemberState,
+    pub addr: String,
+    pub tags: Vec<String>,
+    pub running: u32,
+    pub capacity: u32,
+    pub last_seen_ms: i64,
+    pub version: String,
+}
+
+/// A job definition with its queue.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct JobRow {
+    pub id: u64,
+    pub name: String,
+    /// Human text, e.g. "cron 0 * * * * * (UTC)" or "every 30s".
+    pub schedule: String,
+    pub next_fire_ms: Option<i64>,
+    pub queued: u32,
+    pub running: u32,
+    pub last_result: Option<InstanceStatus>,
+    pub paused: bool,
+    /// Pretty TOML of the job, shown in the detail pane.
+    pub definition: String,
+}
+
+/// Lifecycle of one run of a job.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum InstanceStatus {
+    #[default]
+    Queued,
+    Assigned,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl InstanceStatus {
+    /// Every status, in lifecycle order; the order the state filter cycles in.
+    pub const ALL: [InstanceStatus; 6] = [
+        InstanceStatus::Queued,
+        InstanceStatus::Assigned,
+        InstanceStatus::Running,
+        InstanceStatus::Succeeded,
+        InstanceStatus::Failed,
+        InstanceStatus::Cancelled,
+    ];
+
+    /// Terminal instances will not change any more: they can be retried but
+    /// not cancelled.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            InstanceStatus::Succeeded | InstanceStatus::Failed | InstanceStatus::Cancelled
+        )
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            InstanceStatus::Queued => "queued",
+            InstanceStatus::Assigned => "assigned",
+            InstanceStatus::Running => "running",
+            InstanceStatus::Succeeded => "succeeded",
+            InstanceStatus::Failed => "failed",
+            InstanceStatus::Cancelled => "cancelled",
+        }
+    }
+
+    /// Parses a label as typed on the command line (`:instances failed`).
+    /// Accepts the label, a unique prefix of it, and a few common synonyms.
+    pub fn parse(text: &str) -> Option<InstanceStatus> {
+        let text = text.trim().to_ascii_lowercase();
+        let synonym = match text.as_str() {
+            "ok" | "success" | "done" => Some(InstanceStatus::Succeeded),
+            "fail" | "error" | "err" => Some(InstanceStatus::Failed),
+            "canceled" => Some(InstanceStatus::Cancelled),
+            _ => None,
+        };
+        if synonym.is_some() || text.is_empty() {
+            return synonym;
+        }
+        let mut matching = Self::ALL.iter().filter(|s| s.label().starts_with(&text));
+        match (matching.next(), matching.next()) {
+            (Some(status), None) => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// One run of a job.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct InstanceRow {
+    pub id: u64,
+    pub job_id: u64,
+    pub job: String,
+    pub status: InstanceStatus,
+    pub attempt: u32,
+    pub worker: Option<String>,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+    /// Why it is queued, or why it failed.
+    pub reason: Option<String>,
+    pub attempts: Vec<AttemptRow>,
+}
+
+/// One HTTP attempt of an instance on a worker.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AttemptRow {
+    pub number: u32,
+    pub worker: String,
+    pub started_ms: i64,
+    pub ended_ms: Option<i64>,
+    pub http_status: Option<u16>,
+    pub error: Option<String>,
+    /// Capped response body.
+    pub excerpt: Option<String>,
+}
+
+/// Cluster-wide counters for the header.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Stats {
+    pub live_workers: u32,
+    pub dead_workers: u32,
+    pub queued: u32,
+    pub running: u32,
+    pub succeeded_5m: u32,
+    pub failed_5m: u32,
+    /// Completed instances per bucket, oldest first, for a sparkline.
+    pub throughput: Vec<u64>,
+}
+
+/// Queued work no live worker can take, with the reason and the command that
+/// would fix it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Unplaceable {
+    pub job: String,
+    pub queued: u32,
+    /// e.g. `no live worker carries tag "billing" (2 live workers: w1,w2)`.
+    pub reason: String,
+    /// e.g. `shoal worker --join 127.0.0.1:7946 --tag billing`.
+    pub fix: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_parse_accepts_labels_prefixes_and_synonyms() {
+        assert_eq!(
+            InstanceStatus::parse("failed"),
+            Some(InstanceStatus::Failed)
+        );
+        assert_eq!(InstanceStatus::parse("FAIL"), Some(InstanceStatus::Failed));
+        assert_eq!(InstanceStatus::parse("q"), Some(InstanceStatus::Queued));
+        assert_eq!(InstanceStatus::parse("run"), Some(InstanceStatus::Running));
+        assert_eq!(
+            InstanceStatus::parse("canceled"),
+            Some(InstanceStatus::Cancelled)
+        );
+        assert_eq!(InstanceStatus::parse("a"), Some(InstanceStatus::Assigned));
+        assert_eq!(InstanceStatus::parse("s"), Some(InstanceStatus::Succeeded));
+        assert_eq!(InstanceStatus::parse("bogus"), None);
+        assert_eq!(InstanceStatus::parse(""), None);
+    }
+
+    #[test]
+    fn terminal_statuses() {
+        let terminal: Vec<_> = InstanceStatus::ALL
+            .iter()
+            .filter(|s| s.is_terminal())
+            .map(|s| s.label())
+            .collect();
+        assert_eq!(terminal, ["succeeded", "failed", "cancelled"]);
+    }
+}
