@@ -26,6 +26,7 @@ pub mod service;
 pub mod shutdown;
 pub mod spec;
 pub mod store;
+pub mod target;
 pub mod telemetry;
 pub mod worker;
 

@@ -1,0 +1,277 @@
+//! End-to-end: HTTP tasks run on real worker processes against a real local HTTP target —
+//! success, status mismatch, timeout, retries, the no-worker queue, failover after SIGKILL, and a
+//! late report after failover being refused.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::time::Duration;
+
+/// The local HTTP target, served from its own runtime thread.
+struct TestTarget {
+    target: shoal::target::Target,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl TestTarget {
+    fn start() -> TestTarget {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let target = runtime
+            .block_on(shoal::target::Target::start("127.0.0.1:0".parse().unwrap()))
+            .unwrap();
+        TestTarget {
+            target,
+            _runtime: runtime,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        self.target.url(path)
+    }
+}
+
+fn add_on_demand(server: &Server, name: &str, url: &str, extra: &[&str]) {
+    let mut args = vec!["job", "add", "--name", name, "--on-demand", "--url", url];
+    args.extend_from_slice(extra);
+    server.cli_json(&args);
+}
+
+fn run(server: &Server, job: &str) -> String {
+    server.cli_json(&["job", "run", job])["id"].to_string()
+}
+
+fn instance(server: &Server, id: &str) -> Value {
+    server.cli_json(&["instance", "show", id])
+}
+
+fn wait_state(server: &Server, id: &str, state: &str) -> Value {
+    eventually(&format!("instance {id} to be {state}"), || {
+        let value = instance(server, id);
+        (value["state"] == state).then_some(value)
+    })
+}
+
+fn live_workers(server: &Server, n: usize) {
+    eventually(&format!("{n} live workers"), || {
+        let members = server.cli_json(&["members"]);
+        let live = members
+            .as_array()?
+            .iter()
+            .filter(|m| m["role"] == "worker" && m["state"] == "live")
+            .count();
+        (live == n).then_some(())
+    });
+}
+
+#[test]
+fn tasks_succeed_fail_time_out_and_retry() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = TestTarget::start();
+    let server = Server::start(dir.path(), &[]);
+    let _worker = server.worker(dir.path(), "w1", &[]);
+    live_workers(&server, 1);
+
+    add_on_demand(&server, "ok", &target.url("/ok"), &["--expect-body", "ok"]);
+    add_on_demand(&server, "mismatch", &target.url("/fail"), &[]);
+    add_on_demand(
+        &server,
+        "slow",
+        &target.url("/slow?ms=5000"),
+        &["--timeout", "300ms"],
+    );
+    add_on_demand(
+        &server,
+        "flaky",
+        &target.url("/fail"),
+        &["--retries", "2", "--backoff", "100ms"],
+    );
+
+    let ok = run(&server, "ok");
+    let done = wait_state(&server, &ok, "succeeded");
+    let attempt = &done["attempts"][0];
+    assert_eq!(attempt["worker"], "w1");
+    assert_eq!(attempt["http_status"], 200);
+    assert_eq!(attempt["excerpt"], "ok");
+    let seen: Vec<_> = target.target.received();
+    assert!(
+        seen.iter()
+            .any(|r| r.path == "/ok" && r.instance.as_deref() == Some(&format!("{ok}-1"))),
+        "the target saw X-Shoal-Instance {ok}-1: {seen:?}"
+    );
+
+    let mismatch = run(&server, "mismatch");
+    let failed = wait_state(&server, &mismatch, "failed");
+    assert_eq!(failed["attempts"][0]["http_status"], 500);
+    assert!(
+        failed["reason"]
+            .as_str()
+            .unwrap()
+            .contains("expected status 2xx, got 500"),
+        "{failed}"
+    );
+    assert!(
+        failed["attempts"][0]["excerpt"]
+            .as_str()
+            .unwrap()
+            .contains("boom")
+    );
+
+    let slow = run(&server, "slow");
+    let timed_out = wait_state(&server, &slow, "failed");
+    assert!(
+        timed_out["reason"]
+            .as_str()
+            .unwrap()
+            .contains("timed out after 300ms"),
+        "{timed_out}"
+    );
+
+    let flaky = run(&server, "flaky");
+    let exhausted = wait_state(&server, &flaky, "failed");
+    let attempts = exhausted["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 3, "1 try + 2 retries: {exhausted}");
+    assert!(attempts.iter().all(|a| a["outcome"] == "failed"));
+    assert!(
+        exhausted["reason"]
+            .as_str()
+            .unwrap()
+            .contains("retries exhausted")
+    );
+}
+
+#[test]
+fn a_task_without_a_matching_worker_waits_with_the_fix_then_runs_when_one_joins() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = TestTarget::start();
+    let server = Server::start(dir.path(), &[]);
+    let _plain = server.worker(dir.path(), "plain", &[]);
+    live_workers(&server, 1);
+    add_on_demand(
+        &server,
+        "billing",
+        &target.url("/ok"),
+        &["--tag", "billing"],
+    );
+    let id = run(&server, "billing");
+
+    let queued = eventually("a no-worker reason", || {
+        let value = instance(&server, &id);
+        value["reason"].as_str().map(str::to_string)
+    });
+    let join = server.gossip.to_string();
+    assert_eq!(
+        queued,
+        format!(
+            "no live worker carries tag \"billing\" (1 live worker(s): plain); start one with: \
+             shoal worker --join {join} --tag billing"
+        )
+    );
+    let shown = String::from_utf8(server.cli(&["instance", "show", &id]).stdout).unwrap();
+    assert!(
+        shown.contains("state:    queued") && shown.contains("--tag billing"),
+        "{shown}"
+    );
+
+    let _billing = server.worker(dir.path(), "billing-1", &["--tag", "billing"]);
+    let done = wait_state(&server, &id, "succeeded");
+    assert_eq!(done["attempts"][0]["worker"], "billing-1");
+}
+
+#[test]
+fn a_task_that_never_finds_a_worker_fails_after_its_dispatch_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    add_on_demand(
+        &server,
+        "orphan",
+        "http://127.0.0.1:9/",
+        &["--dispatch-timeout", "1s"],
+    );
+    let id = run(&server, "orphan");
+    let failed = wait_state(&server, &id, "failed");
+    let reason = failed["reason"].as_str().unwrap();
+    assert!(reason.starts_with("not dispatched within 1s: no live worker in the cluster; start one with: shoal worker --join"), "{reason}");
+}
+
+#[test]
+fn a_killed_workers_task_runs_again_elsewhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = TestTarget::start();
+    let server = Server::start(dir.path(), &[]);
+    let doomed = server.worker(dir.path(), "doomed", &[]);
+    live_workers(&server, 1);
+    add_on_demand(
+        &server,
+        "long",
+        &target.url("/slow?ms=3000"),
+        &["--timeout", "20s"],
+    );
+    let id = run(&server, "long");
+    wait_state(&server, &id, "running");
+
+    let _survivor = server.worker(dir.path(), "survivor", &[]);
+    live_workers(&server, 2);
+    doomed.signal("KILL");
+
+    let done = wait_state(&server, &id, "succeeded");
+    let attempts = done["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 2, "{done}");
+    assert_eq!(attempts[0]["worker"], "doomed");
+    assert_eq!(attempts[0]["outcome"], "lost");
+    assert!(
+        attempts[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("worker doomed lost")
+    );
+    assert_eq!(attempts[1]["worker"], "survivor");
+    assert_eq!(attempts[1]["outcome"], "succeeded");
+}
+
+#[test]
+fn a_late_report_after_failover_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = TestTarget::start();
+    let server = Server::start(dir.path(), &[]);
+    let paused = server.worker(dir.path(), "paused", &[]);
+    live_workers(&server, 1);
+    add_on_demand(
+        &server,
+        "slowpoke",
+        &target.url("/slow?ms=1500"),
+        &["--timeout", "20s"],
+    );
+    let id = run(&server, "slowpoke");
+    wait_state(&server, &id, "running");
+    let _other = server.worker(dir.path(), "other", &[]);
+    live_workers(&server, 2);
+
+    // Frozen past the failure timeout: the server fails the task over to the other worker.
+    paused.signal("STOP");
+    let done = wait_state(&server, &id, "succeeded");
+    assert_eq!(done["attempts"][1]["worker"], "other");
+    paused.signal("CONT");
+
+    // The thawed worker finishes attempt 1 and reports it; the server refuses it.
+    eventually("the stale report to be refused", || {
+        server
+            .node
+            .log_text()
+            .lines()
+            .any(|l| l.contains("report refused") && l.contains("stale attempt 1"))
+            .then_some(())
+    });
+    let after = instance(&server, &id);
+    assert_eq!(after["state"], "succeeded");
+    assert_eq!(
+        after["attempts"], done["attempts"],
+        "nothing of the late report applied"
+    );
+    // The thawed worker rejoins and takes new work.
+    live_workers(&server, 2);
+}
