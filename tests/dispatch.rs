@@ -6,7 +6,6 @@ mod common;
 
 use common::*;
 use serde_json::Value;
-use std::time::Duration;
 
 /// The local HTTP target, served from its own runtime thread.
 struct TestTarget {
