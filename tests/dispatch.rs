@@ -274,3 +274,57 @@ fn a_late_report_after_failover_is_refused() {
     // The thawed worker rejoins and takes new work.
     live_workers(&server, 2);
 }
+
+#[test]
+fn the_worker_rpc_and_the_api_require_the_cluster_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = TestTarget::start();
+    let server = Server::start_with_token(dir.path(), "s3cret");
+    let authed = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend_from_slice(&["--token", "s3cret", "--output", "json"]);
+        let out = server.cli(&all);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    // Without the token the API refuses, naming the fix.
+    let out = server.cli(&["members"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("SHOAL_TOKEN"));
+
+    let intruder = server.worker(dir.path(), "intruder", &[]);
+    authed(&[
+        "job",
+        "add",
+        "--name",
+        "t",
+        "--on-demand",
+        "--url",
+        &target.url("/ok"),
+    ]);
+    let id = authed(&["job", "run", "t"])["id"].to_string();
+    eventually("the tokenless worker to be refused", || {
+        intruder
+            .log_text()
+            .contains("the server refused our token")
+            .then_some(())
+    });
+    assert_eq!(
+        authed(&["instance", "show", &id])["attempts"],
+        serde_json::json!([])
+    );
+
+    let _member = server.worker(dir.path(), "member", &["--token", "s3cret"]);
+    eventually("the task to run on the worker with the token", || {
+        let shown = authed(&["instance", "show", &id]);
+        (shown["state"] == "succeeded").then_some(shown["attempts"][0]["worker"].clone())
+    });
+    assert_eq!(
+        authed(&["instance", "show", &id])["attempts"][0]["worker"],
+        "member"
+    );
+}

@@ -7,7 +7,7 @@
 pub mod placement;
 mod results;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -30,6 +30,8 @@ const TICK: Duration = Duration::from_millis(250);
 const STARTUP_GRACE: Duration = Duration::from_secs(10);
 /// Most instances examined per pass, so one pass never holds a transaction for long.
 const PASS_LIMIT: usize = 5_000;
+/// A worker counts as taking work if it polled this recently (its polls last at most 20 s).
+const POLLING_WINDOW: Duration = Duration::from_secs(30);
 
 #[derive(Clone)]
 pub struct Dispatcher {
@@ -45,6 +47,9 @@ struct Inner {
     scheduler_wake: Arc<Notify>,
     outboxes: Mutex<HashMap<String, Outbox>>,
     round_robin: Mutex<HashMap<JobId, usize>>,
+    /// When each worker last polled with a valid token. Gossip says a worker is live; only a
+    /// poll proves it can take work (right token, server API reachable from it).
+    last_poll: Mutex<HashMap<String, Instant>>,
     started: Instant,
     /// The gossip address a new worker should join, for "start one with: …" hints.
     join_hint: String,
@@ -72,6 +77,7 @@ impl Dispatcher {
                 scheduler_wake,
                 outboxes: Mutex::new(HashMap::new()),
                 round_robin: Mutex::new(HashMap::new()),
+                last_poll: Mutex::new(HashMap::new()),
                 started: Instant::now(),
                 join_hint,
             }),
@@ -149,14 +155,21 @@ impl Dispatcher {
                 *assigned.entry(worker.to_string()).or_default() += 1;
             }
         }
+        let polling = self.polling_workers();
+        let seen = Seen {
+            jobs: &jobs,
+            view: &view,
+            polling: &polling,
+            now,
+        };
         let mut plan = Plan::default();
         for instance in &active {
-            self.plan_one(instance, &jobs, &view, &mut assigned, now, &mut plan);
+            self.plan_one(instance, &seen, &mut assigned, &mut plan);
         }
         if plan.changes.is_empty() {
             return Ok(());
         }
-        let committed = self.commit(&plan, now)?;
+        let committed = self.commit(&plan)?;
         for (worker, delivery) in plan.deliveries {
             if committed.contains(&delivery.instance) {
                 self.deliver(&worker, delivery);
@@ -171,12 +184,16 @@ impl Dispatcher {
     fn plan_one(
         &self,
         instance: &Instance,
-        jobs: &HashMap<JobId, Job>,
-        view: &MembershipView,
+        seen: &Seen,
         assigned: &mut HashMap<String, u32>,
-        now: UnixMs,
         plan: &mut Plan,
     ) {
+        let Seen {
+            jobs,
+            view,
+            polling,
+            now,
+        } = *seen;
         match &instance.state {
             InstanceState::Assigned {
                 worker,
@@ -237,8 +254,8 @@ impl Dispatcher {
                     plan.change(instance, cancelled);
                     return;
                 };
-                let candidates = placement::candidates(view, assigned);
-                match self.place(job, &candidates) {
+                let candidates = placement::candidates(view, assigned, polling);
+                match self.place(job, &candidates, view, polling) {
                     Ok(worker) => {
                         let attempt = instance.next_attempt_number();
                         let lease_until_ms = now + job.def.http.timeout_ms as i64 + LEASE_GRACE_MS;
@@ -301,7 +318,13 @@ impl Dispatcher {
         }
     }
 
-    fn place(&self, job: &Job, candidates: &[Candidate]) -> Result<String, Unplaced> {
+    fn place(
+        &self,
+        job: &Job,
+        candidates: &[Candidate],
+        view: &MembershipView,
+        polling: &HashSet<String>,
+    ) -> Result<String, Unplaced> {
         let mut round_robin = self
             .inner
             .round_robin
@@ -315,12 +338,41 @@ impl Dispatcher {
             &self.inner.join_hint,
         )
         .map(|c| c.id().to_string())
+        .map_err(|unplaced| placement::note_silent_workers(unplaced, &job.def, view, polling))
+    }
+
+    fn polling_workers(&self) -> HashSet<String> {
+        let last_poll = self
+            .inner
+            .last_poll
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        last_poll
+            .iter()
+            .filter(|(_, at)| at.elapsed() < POLLING_WINDOW)
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    /// Records that `worker` is polling; a worker's first poll wakes the dispatcher so queued
+    /// work reaches it at once.
+    fn saw_poll(&self, worker: &str) {
+        let first = self
+            .inner
+            .last_poll
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .insert(worker.to_string(), Instant::now())
+            .is_none_or(|at| at.elapsed() >= POLLING_WINDOW);
+        if first {
+            self.inner.wake.notify_one();
+        }
     }
 
     /// Commits the plan in one transaction. A change is applied only if the instance is still as
     /// the plan saw it (a report or an operator may have moved it meanwhile). Returns the ids
     /// whose change was committed.
-    fn commit(&self, plan: &Plan, _now: UnixMs) -> Result<Vec<u64>, StoreError> {
+    fn commit(&self, plan: &Plan) -> Result<Vec<u64>, StoreError> {
         self.inner.store.write(|tx| {
             let mut committed = Vec::new();
             for (seen, next) in &plan.changes {
@@ -375,6 +427,7 @@ impl Dispatcher {
         mut shutdown: Shutdown,
     ) -> Vec<Assignment> {
         let deadline = tokio::time::Instant::now() + wait;
+        self.saw_poll(worker);
         loop {
             let ready = {
                 let mut outboxes = self
@@ -392,7 +445,10 @@ impl Dispatcher {
             let notified = ready.notified();
             tokio::select! {
                 _ = notified => {}
-                _ = tokio::time::sleep_until(deadline) => return Vec::new(),
+                _ = tokio::time::sleep_until(deadline) => {
+                    self.saw_poll(worker);
+                    return Vec::new();
+                }
                 _ = shutdown.wait() => return Vec::new(),
             }
         }
@@ -413,6 +469,15 @@ impl Dispatcher {
     pub fn join_hint(&self) -> &str {
         &self.inner.join_hint
     }
+}
+
+/// What one pass looked at.
+#[derive(Clone, Copy)]
+struct Seen<'a> {
+    jobs: &'a HashMap<JobId, Job>,
+    view: &'a MembershipView,
+    polling: &'a HashSet<String>,
+    now: UnixMs,
 }
 
 /// The changes one pass will commit, and the assignments to hand out once it has.

@@ -1,7 +1,7 @@
 //! Choosing a worker for a task: which live workers match a job's target, which of them has room,
 //! and — when none does — a reason a person can act on.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 
 use shoal_gossip::{Member, MembershipView, Role};
@@ -30,12 +30,14 @@ impl Candidate<'_> {
     }
 }
 
-/// Live workers with their current assignment counts, sorted by id.
+/// Live workers that are polling for work, with their current assignment counts, sorted by id.
 pub fn candidates<'a>(
     view: &'a MembershipView,
     assigned: &HashMap<String, u32>,
+    polling: &HashSet<String>,
 ) -> Vec<Candidate<'a>> {
     view.live_workers()
+        .filter(|member| polling.contains(&member.info.id))
         .map(|member| Candidate {
             member,
             assigned: assigned.get(&member.info.id).copied().unwrap_or(0),
@@ -133,6 +135,32 @@ fn rendezvous(job_id: JobId, worker: &str) -> u64 {
     job_id.hash(&mut hasher);
     worker.hash(&mut hasher);
     hasher.finish()
+}
+
+/// When nothing could be placed but live workers that match are not polling, says so: they are
+/// in the cluster (gossip needs no token) yet cannot take work — usually a wrong `--token`.
+pub fn note_silent_workers(
+    unplaced: Unplaced,
+    def: &JobDefinition,
+    view: &MembershipView,
+    polling: &HashSet<String>,
+) -> Unplaced {
+    let Unplaced::NoMatch(reason) = unplaced else {
+        return unplaced;
+    };
+    let silent: Vec<&str> = view
+        .live_workers()
+        .filter(|m| !polling.contains(&m.info.id) && def.target.matches(&m.info.id, &m.info.tags))
+        .map(|m| m.info.id.as_str())
+        .collect();
+    if silent.is_empty() {
+        return Unplaced::NoMatch(reason);
+    }
+    Unplaced::NoMatch(format!(
+        "live worker(s) {} match but are not taking work: they have not polled the server \
+         (wrong --token, or the server's API is unreachable from them; see their logs). {reason}",
+        silent.join(",")
+    ))
 }
 
 /// The command that starts a worker the job could use.
@@ -253,6 +281,26 @@ mod tests {
 
     const HINT: &str = "127.0.0.1:7946";
 
+    fn all(view: &MembershipView) -> HashSet<String> {
+        view.members.iter().map(|m| m.info.id.clone()).collect()
+    }
+
+    #[test]
+    fn live_workers_that_do_not_poll_are_named() {
+        let view = view(vec![member("intruder", &[], 4, MemberState::Live)]);
+        let none = HashSet::new();
+        let candidates = candidates(&view, &HashMap::new(), &none);
+        let job = def("least-loaded", &[]);
+        let unplaced = choose(1, &job, &candidates, &mut HashMap::new(), HINT).unwrap_err();
+        let noted = note_silent_workers(unplaced, &job, &view, &none);
+        assert!(
+            noted
+                .reason()
+                .starts_with("live worker(s) intruder match but are not taking work"),
+            "{noted:?}"
+        );
+    }
+
     #[test]
     fn a_missing_tag_names_the_tag_the_live_workers_and_the_command() {
         let view = view(vec![
@@ -260,7 +308,7 @@ mod tests {
             member("w2", &["eu"], 4, MemberState::Live),
             member("w3", &["billing"], 4, MemberState::Dead),
         ]);
-        let candidates = candidates(&view, &HashMap::new());
+        let candidates = candidates(&view, &HashMap::new(), &all(&view));
         let error = choose(
             1,
             &def("least-loaded", &["billing"]),
@@ -283,7 +331,7 @@ mod tests {
         let error = choose(
             1,
             &def("least-loaded", &[]),
-            &candidates(&view, &HashMap::new()),
+            &candidates(&view, &HashMap::new(), &all(&view)),
             &mut HashMap::new(),
             HINT,
         )
@@ -300,7 +348,7 @@ mod tests {
             member("b", &[], 10, MemberState::Live),
         ]);
         let assigned = HashMap::from([("a".to_string(), 1), ("b".to_string(), 3)]);
-        let candidates = candidates(&view, &assigned);
+        let candidates = candidates(&view, &assigned, &all(&view));
         let chosen = choose(
             1,
             &def("least-loaded", &[]),
@@ -311,7 +359,7 @@ mod tests {
         .unwrap();
         assert_eq!(chosen.id(), "b");
         let full = HashMap::from([("a".to_string(), 2), ("b".to_string(), 10)]);
-        let candidates = super::candidates(&view, &full);
+        let candidates = super::candidates(&view, &full, &all(&view));
         let error = choose(
             1,
             &def("least-loaded", &[]),
@@ -329,7 +377,7 @@ mod tests {
             member("a", &[], 9, MemberState::Live),
             member("b", &[], 9, MemberState::Live),
         ]);
-        let candidates = candidates(&view, &HashMap::new());
+        let candidates = candidates(&view, &HashMap::new(), &all(&view));
         let mut positions = HashMap::new();
         let picks: Vec<String> = (0..4)
             .map(|_| {
@@ -356,7 +404,7 @@ mod tests {
             member("c", &[], 9, MemberState::Live),
         ];
         let full = view(members.clone());
-        let candidates = candidates(&full, &HashMap::new());
+        let candidates = candidates(&full, &HashMap::new(), &all(&full));
         let owner = choose(
             42,
             &def("consistent-hash", &[]),
@@ -382,7 +430,7 @@ mod tests {
             );
         }
         let without_owner = view(members.into_iter().filter(|m| m.info.id != owner).collect());
-        let rest = super::candidates(&without_owner, &HashMap::new());
+        let rest = super::candidates(&without_owner, &HashMap::new(), &all(&without_owner));
         let next = choose(
             42,
             &def("consistent-hash", &[]),

@@ -133,6 +133,40 @@ impl Server {
         server
     }
 
+    /// A server whose API and worker RPC require `token`.
+    pub fn start_with_token(dir: &Path, token: &str) -> Server {
+        let api: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse().unwrap();
+        let gossip: SocketAddr = format!("127.0.0.1:{}", free_udp_port()).parse().unwrap();
+        let data = dir.join("data").display().to_string();
+        let (api_text, gossip_text) = (api.to_string(), gossip.to_string());
+        let node = Node::spawn(
+            "server",
+            dir,
+            &[
+                "server",
+                "--data-dir",
+                &data,
+                "--api",
+                &api_text,
+                "--gossip",
+                &gossip_text,
+                "--token",
+                token,
+            ],
+        );
+        let server = Server {
+            node,
+            api,
+            gossip,
+            url: format!("http://{api}"),
+        };
+        eventually("server to answer", || {
+            let out = cli(&["members", "--server", &server.url, "--token", token]);
+            out.status.success().then_some(())
+        });
+        server
+    }
+
     fn wait_ready(&self) {
         eventually(&format!("server at {} to answer", self.url), || {
             let out = cli(&["members", "--server", &self.url, "--output", "json"]);
