@@ -4,6 +4,7 @@
 //! Module map (dependencies point down this list, never up):
 //! - `cli` — the `shoal` command line: parses flags, calls the daemons or the API client.
 //! - `server`, `worker` — the two daemons, wiring the pieces below together.
+//! - `console` — `shoal tui`: feeds the `shoal-tui` ops console from the API client.
 //! - `api` — the HTTP API (admin REST + worker RPC); `client` — its typed client.
 //! - `service` — operations on jobs and instances, one store transaction each.
 //! - `schedule` — next-fire computation, misfire policy, and the scheduler loop.
@@ -16,6 +17,7 @@
 pub mod api;
 pub mod cli;
 pub mod client;
+pub mod console;
 pub mod dispatch;
 pub mod model;
 pub mod net;

@@ -52,6 +52,8 @@ enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Open the ops console: workers, jobs, queues and failures, live, with run/pause/retry/cancel.
+    Tui(TuiArgs),
 }
 
 /// Flags every daemon shares.
@@ -161,6 +163,18 @@ struct MembersArgs {
     client: ClientArgs,
 }
 
+#[derive(Debug, Args)]
+struct TuiArgs {
+    /// How often to fetch fresh data from the server.
+    #[arg(long, default_value = "1s", value_parser = parse_duration, value_name = "DURATION")]
+    refresh: Duration,
+    /// Look only: refuse every action (run, pause, resume, retry, cancel).
+    #[arg(long)]
+    readonly: bool,
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -193,6 +207,14 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Members(args) => members(&args.client).await,
         Command::Job { command, client } => jobs::job(command, &client).await,
         Command::Instance { command, client } => jobs::instance(command, &client).await,
+        Command::Tui(args) => {
+            let options = shoal_tui::Options {
+                refresh: args.refresh,
+                readonly: args.readonly,
+                color: shoal_tui::Options::color_from_env(),
+            };
+            crate::console::run(args.client.client()?, options).await
+        }
     }
 }
 
