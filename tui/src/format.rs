@@ -10,6 +10,10 @@ pub(crate) const NONE: &str = "-";
 /// A non-negative span in the largest two units that matter to an operator:
 /// "45s", "3m12s", "2h5m", "3d4h".
 pub(crate) fn span(ms: i64) -> String {
+    if (1..1000).contains(&ms) {
+        // Sub-second spans (a fast refresh) would otherwise read "0s".
+        return format!("{ms}ms");
+    }
     let secs = ms.max(0) / 1000;
     let (d, h, m, s) = (secs / 86_400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
     match (d, h, m) {
@@ -127,6 +131,7 @@ mod tests {
     #[test]
     fn spans_use_two_units() {
         assert_eq!(span(0), "0s");
+        assert_eq!(span(500), "500ms");
         assert_eq!(span(2_400), "2s");
         assert_eq!(span(180_000), "3m");
         assert_eq!(span(192_000), "3m12s");
