@@ -325,11 +325,7 @@ impl Dispatcher {
         view: &MembershipView,
         polling: &HashSet<String>,
     ) -> Result<String, Unplaced> {
-        let mut round_robin = self
-            .inner
-            .round_robin
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
+        let mut round_robin = locked(&self.inner.round_robin);
         placement::choose(
             job.id,
             &job.def,
@@ -342,11 +338,7 @@ impl Dispatcher {
     }
 
     fn polling_workers(&self) -> HashSet<String> {
-        let last_poll = self
-            .inner
-            .last_poll
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
+        let last_poll = locked(&self.inner.last_poll);
         last_poll
             .iter()
             .filter(|(_, at)| at.elapsed() < POLLING_WINDOW)
@@ -357,11 +349,7 @@ impl Dispatcher {
     /// Records that `worker` is polling; a worker's first poll wakes the dispatcher so queued
     /// work reaches it at once.
     fn saw_poll(&self, worker: &str) {
-        let first = self
-            .inner
-            .last_poll
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
+        let first = locked(&self.inner.last_poll)
             .insert(worker.to_string(), Instant::now())
             .is_none_or(|at| at.elapsed() >= POLLING_WINDOW);
         if first {
@@ -396,11 +384,7 @@ impl Dispatcher {
     }
 
     fn deliver(&self, worker: &str, assignment: Assignment) {
-        let mut outboxes = self
-            .inner
-            .outboxes
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
+        let mut outboxes = locked(&self.inner.outboxes);
         let outbox = outboxes.entry(worker.to_string()).or_default();
         outbox.pending.push(assignment);
         outbox.ready.notify_waiters();
@@ -408,11 +392,7 @@ impl Dispatcher {
     }
 
     fn withdraw(&self, worker: &str, instance: u64) {
-        let mut outboxes = self
-            .inner
-            .outboxes
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
+        let mut outboxes = locked(&self.inner.outboxes);
         if let Some(outbox) = outboxes.get_mut(worker) {
             outbox.pending.retain(|a| a.instance != instance);
         }
@@ -430,11 +410,7 @@ impl Dispatcher {
         self.saw_poll(worker);
         loop {
             let ready = {
-                let mut outboxes = self
-                    .inner
-                    .outboxes
-                    .lock()
-                    .unwrap_or_else(|poison| poison.into_inner());
+                let mut outboxes = locked(&self.inner.outboxes);
                 let outbox = outboxes.entry(worker.to_string()).or_default();
                 if !outbox.pending.is_empty() && free > 0 {
                     let take = outbox.pending.len().min(free as usize);
@@ -469,6 +445,12 @@ impl Dispatcher {
     pub fn join_hint(&self) -> &str {
         &self.inner.join_hint
     }
+}
+
+/// Locks a mutex whose data stays consistent even if a holder panicked (each critical section
+/// is a single map operation), so a poisoned lock is simply taken over.
+fn locked<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poison| poison.into_inner())
 }
 
 /// What one pass looked at.
