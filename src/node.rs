@@ -27,8 +27,8 @@ impl GossipSettings {
             listen,
             advertise: None,
             seeds: Vec::new(),
-            interval: shoal_gossip::GossipConfig::new("", listen).gossip_interval,
-            phi_threshold: shoal_gossip::GossipConfig::new("", listen).phi_threshold,
+            interval: shoal_gossip::DEFAULT_GOSSIP_INTERVAL,
+            phi_threshold: shoal_gossip::DEFAULT_PHI_THRESHOLD,
         }
     }
 

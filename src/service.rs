@@ -210,13 +210,7 @@ impl Service {
 
     pub fn job(&self, key: &str) -> Result<Job> {
         let read = self.store.read()?;
-        let id = match key.parse::<JobId>() {
-            Ok(id) => Some(id),
-            Err(_) => read.job_id_by_name(key)?,
-        };
-        id.and_then(|id| read.job(id).transpose())
-            .transpose()?
-            .ok_or_else(|| job_not_found(key))
+        resolve_job(key, |name| read.job_id_by_name(name), |id| read.job(id))
     }
 
     pub fn jobs(&self) -> Result<Vec<JobSummary>> {
@@ -318,12 +312,21 @@ fn job_not_found(key: &str) -> ServiceError {
 
 /// Finds a job by id (all digits) or name inside a write transaction.
 fn find_job(tx: &WriteTx, key: &str) -> Result<Job> {
+    resolve_job(key, |name| tx.job_id_by_name(name), |id| tx.job(id))
+}
+
+/// A job key is its id (all digits) or its name; both transaction kinds resolve it the same way.
+fn resolve_job(
+    key: &str,
+    id_by_name: impl FnOnce(&str) -> std::result::Result<Option<JobId>, StoreError>,
+    job_by_id: impl FnOnce(JobId) -> std::result::Result<Option<Job>, StoreError>,
+) -> Result<Job> {
     let id = match key.parse::<JobId>() {
         Ok(id) => Some(id),
-        Err(_) => tx.job_id_by_name(key)?,
+        Err(_) => id_by_name(key)?,
     };
     match id {
-        Some(id) => tx.job(id)?.ok_or_else(|| job_not_found(key)),
+        Some(id) => job_by_id(id)?.ok_or_else(|| job_not_found(key)),
         None => Err(job_not_found(key)),
     }
 }

@@ -13,6 +13,9 @@ mod membership;
 mod node_info;
 
 pub use chitchat::transport::{ChannelTransport, Transport, UdpTransport};
-pub use config::{GossipConfig, GossipError};
+pub use config::{
+    DEFAULT_DEAD_NODE_GRACE_PERIOD, DEFAULT_GOSSIP_INTERVAL, DEFAULT_PHI_THRESHOLD, GossipConfig,
+    GossipError,
+};
 pub use membership::{Member, MemberState, Membership, MembershipView};
 pub use node_info::{NodeInfo, Role, validate_tag};

@@ -323,10 +323,3 @@ pub fn parse_duration(value: &str) -> Result<Duration, String> {
         format!("{value:?} is not a duration ({error}); write e.g. 500ms, 30s, 5m")
     })
 }
-
-pub(crate) fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or_default()
-}

@@ -43,10 +43,10 @@ pub fn print_table(headers: &[&str], rows: &[Vec<String>]) {
 
 /// "3s ago", "5m ago" — how long since a unix-ms timestamp.
 pub fn ago(then_ms: u64) -> String {
-    let now = crate::cli::now_ms();
     if then_ms == 0 {
         return "-".into();
     }
+    let now = crate::model::now_ms().max(0) as u64;
     let secs = now.saturating_sub(then_ms) / 1000;
     match secs {
         0..60 => format!("{secs}s ago"),

@@ -108,6 +108,15 @@ pub struct Server {
 
 impl Server {
     pub fn start(dir: &Path, extra: &[&str]) -> Server {
+        Server::spawn(dir, extra, None)
+    }
+
+    /// A server whose API and worker RPC require `token`.
+    pub fn start_with_token(dir: &Path, token: &str) -> Server {
+        Server::spawn(dir, &["--token", token], Some(token))
+    }
+
+    fn spawn(dir: &Path, extra: &[&str], token: Option<&str>) -> Server {
         let api: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse().unwrap();
         let gossip: SocketAddr = format!("127.0.0.1:{}", free_udp_port()).parse().unwrap();
         let data = dir.join("data");
@@ -129,49 +138,14 @@ impl Server {
             gossip,
             url: format!("http://{api}"),
         };
-        server.wait_ready();
-        server
-    }
-
-    /// A server whose API and worker RPC require `token`.
-    pub fn start_with_token(dir: &Path, token: &str) -> Server {
-        let api: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse().unwrap();
-        let gossip: SocketAddr = format!("127.0.0.1:{}", free_udp_port()).parse().unwrap();
-        let data = dir.join("data").display().to_string();
-        let (api_text, gossip_text) = (api.to_string(), gossip.to_string());
-        let node = Node::spawn(
-            "server",
-            dir,
-            &[
-                "server",
-                "--data-dir",
-                &data,
-                "--api",
-                &api_text,
-                "--gossip",
-                &gossip_text,
-                "--token",
-                token,
-            ],
-        );
-        let server = Server {
-            node,
-            api,
-            gossip,
-            url: format!("http://{api}"),
-        };
-        eventually("server to answer", || {
-            let out = cli(&["members", "--server", &server.url, "--token", token]);
-            out.status.success().then_some(())
+        eventually(&format!("server at {} to answer", server.url), || {
+            let mut probe = vec!["members", "--server", &server.url, "--output", "json"];
+            if let Some(token) = token {
+                probe.extend_from_slice(&["--token", token]);
+            }
+            cli(&probe).status.success().then_some(())
         });
         server
-    }
-
-    fn wait_ready(&self) {
-        eventually(&format!("server at {} to answer", self.url), || {
-            let out = cli(&["members", "--server", &self.url, "--output", "json"]);
-            out.status.success().then_some(())
-        });
     }
 
     pub fn worker(&self, dir: &Path, name: &str, extra: &[&str]) -> Node {
