@@ -51,17 +51,25 @@ const FIX_MARKER: &str = "start one with: ";
 
 /// Runs the console on the terminal until the operator quits.
 pub async fn run(client: ApiClient, options: Options) -> anyhow::Result<()> {
-    if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
-        anyhow::bail!(
-            "shoal tui needs an interactive terminal; for scripts use `shoal members`, \
-             `shoal job list` or `shoal instance list` (with --output json)"
-        );
-    }
+    require_terminal()?;
     let mut source = ApiSource::new(client, Handle::current());
     tokio::task::spawn_blocking(move || shoal_tui::run(&mut source, options))
         .await
         .context("the console stopped unexpectedly")?
         .context("terminal error")
+}
+
+/// The console draws on the terminal and reads keys from it; without one it would only garble
+/// a pipe, so say what to use instead.
+pub fn require_terminal() -> anyhow::Result<()> {
+    if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
+        anyhow::bail!(
+            "the console needs an interactive terminal; for scripts use `shoal members`, \
+             `shoal job list` or `shoal instance list` (with --output json), or \
+             `shoal demo --headless`"
+        );
+    }
+    Ok(())
 }
 
 /// The console's window on a server, over [`ApiClient`]. Its methods block on `handle`, so they

@@ -3,6 +3,7 @@
 //!
 //! Module map (dependencies point down this list, never up):
 //! - `cli` — the `shoal` command line: parses flags, calls the daemons or the API client.
+//! - `demo`, `local` — a whole cluster in one process (`shoal demo`, `shoal up`).
 //! - `server`, `worker` — the two daemons, wiring the pieces below together.
 //! - `console` — `shoal tui`: feeds the `shoal-tui` ops console from the API client.
 //! - `api` — the HTTP API (admin REST + worker RPC); `client` — its typed client.
@@ -18,7 +19,9 @@ pub mod api;
 pub mod cli;
 pub mod client;
 pub mod console;
+pub mod demo;
 pub mod dispatch;
+pub mod local;
 pub mod model;
 pub mod net;
 pub mod node;

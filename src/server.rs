@@ -80,6 +80,11 @@ impl RunningServer {
             membership.clone(),
             dispatch_wake.clone(),
             scheduler_wake.clone(),
+            crate::dispatch::placement::join_hint(
+                membership.gossip_addr(),
+                &config.gossip.cluster,
+                config.token.as_deref().is_some_and(|t| !t.is_empty()),
+            ),
         );
         let scheduler = Scheduler::new(store.clone(), scheduler_wake, dispatch_wake);
         let background = vec![

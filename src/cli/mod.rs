@@ -36,6 +36,10 @@ enum Command {
     Server(Box<ServerArgs>),
     /// Run a worker: joins the cluster by gossip and executes the HTTP tasks it is assigned.
     Worker(Box<WorkerArgs>),
+    /// Run a server with embedded workers in one process, for a single machine.
+    Up(Box<UpArgs>),
+    /// Try Shoal: a server, two workers, a local HTTP target and sample jobs, in the console.
+    Demo(DemoArgs),
     /// List the cluster's members as the server sees them.
     Members(MembersArgs),
     /// Create, change and run jobs.
@@ -137,6 +141,37 @@ struct WorkerArgs {
     daemon: DaemonArgs,
 }
 
+#[derive(Debug, Args)]
+struct UpArgs {
+    /// How many workers to run inside the server's process.
+    #[arg(long, default_value_t = 2, value_name = "N")]
+    workers: u32,
+    /// How many tasks each embedded worker runs at once.
+    #[arg(long, default_value_t = 8)]
+    worker_capacity: u32,
+    /// A tag every embedded worker carries. Repeatable.
+    #[arg(long = "worker-tag", value_name = "TAG")]
+    worker_tags: Vec<String>,
+    /// On SIGTERM, how long running tasks may take to finish before the workers leave.
+    #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
+    drain_timeout: Duration,
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+#[derive(Debug, Args)]
+struct DemoArgs {
+    /// No console: print progress lines (for SSH sessions and CI).
+    #[arg(long)]
+    headless: bool,
+    /// With --headless: stop after this long instead of at Ctrl-C.
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION", requires = "headless")]
+    duration: Option<Duration>,
+    /// Address of the demo's API; default 127.0.0.1:7070 if free, else any free port.
+    #[arg(long, value_name = "HOST:PORT")]
+    api: Option<String>,
+}
+
 /// How a client command reaches the server.
 #[derive(Debug, Args)]
 pub struct ClientArgs {
@@ -204,6 +239,11 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             telemetry::init(args.daemon.log_format);
             crate::worker::run(worker_config(*args)?).await
         }
+        Command::Up(args) => {
+            telemetry::init(args.server.daemon.log_format);
+            up(*args).await
+        }
+        Command::Demo(args) => crate::demo::run(demo_config(args)?).await,
         Command::Members(args) => members(&args.client).await,
         Command::Job { command, client } => jobs::job(command, &client).await,
         Command::Instance { command, client } => jobs::instance(command, &client).await,
@@ -272,6 +312,52 @@ fn worker_config(args: WorkerArgs) -> anyhow::Result<WorkerConfig> {
         capacity: args.capacity,
         token: args.daemon.token,
         drain_timeout: args.drain_timeout,
+    })
+}
+
+async fn up(args: UpArgs) -> anyhow::Result<()> {
+    if args.workers == 0 {
+        anyhow::bail!("--workers must be at least 1; for a server alone use `shoal server`");
+    }
+    if args.worker_capacity == 0 {
+        anyhow::bail!("--worker-capacity must be at least 1 (tasks each worker runs at once)");
+    }
+    for tag in &args.worker_tags {
+        shoal_gossip::validate_tag(tag)
+            .map_err(|reason| anyhow::anyhow!("--worker-tag: {reason}"))?;
+    }
+    let config = server_config(args.server)?;
+    let workers = crate::local::uniform_workers(
+        &config.id,
+        args.workers,
+        &args.worker_tags,
+        args.worker_capacity,
+    );
+    let cluster = crate::local::LocalCluster::start(config, &workers, args.drain_timeout).await?;
+    crate::shutdown::signal().await;
+    cluster.stop().await
+}
+
+fn demo_config(args: DemoArgs) -> anyhow::Result<crate::demo::DemoConfig> {
+    let api = args
+        .api
+        .as_deref()
+        .map(|a| crate::net::parse_addr("--api", a))
+        .transpose()?;
+    if let Some(addr) = api
+        && !addr.ip().is_loopback()
+    {
+        anyhow::bail!("--api {addr}: the demo serves only on loopback; use e.g. 127.0.0.1:7071");
+    }
+    Ok(crate::demo::DemoConfig {
+        api,
+        headless: args.headless,
+        duration: args.duration,
+        console: shoal_tui::Options {
+            refresh: Duration::from_secs(1),
+            readonly: false,
+            color: shoal_tui::Options::color_from_env(),
+        },
     })
 }
 

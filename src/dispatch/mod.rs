@@ -67,8 +67,8 @@ impl Dispatcher {
         membership: Arc<Membership>,
         wake: Arc<Notify>,
         scheduler_wake: Arc<Notify>,
+        join_hint: String,
     ) -> Dispatcher {
-        let join_hint = membership.gossip_addr().to_string();
         Dispatcher {
             inner: Arc::new(Inner {
                 store,

@@ -3,6 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
+use std::net::SocketAddr;
 
 use shoal_gossip::{Member, MembershipView, Role};
 
@@ -161,6 +162,20 @@ pub fn note_silent_workers(
          (wrong --token, or the server's API is unreachable from them; see their logs). {reason}",
         silent.join(",")
     ))
+}
+
+/// What follows `shoal worker --join` for a new worker to be a member: the server's gossip
+/// address, and the cluster and token flags when they are not the defaults.
+pub fn join_hint(gossip_addr: SocketAddr, cluster: &str, token_required: bool) -> String {
+    let mut hint = gossip_addr.to_string();
+    if cluster != crate::node::DEFAULT_CLUSTER {
+        hint.push_str(" --cluster ");
+        hint.push_str(cluster);
+    }
+    if token_required {
+        hint.push_str(" --token \"$SHOAL_TOKEN\"");
+    }
+    hint
 }
 
 /// The command that starts a worker the job could use.
@@ -339,6 +354,16 @@ mod tests {
         assert!(error.reason().starts_with(
             "no live worker in the cluster; start one with: shoal worker --join 127.0.0.1:7946"
         ));
+    }
+
+    #[test]
+    fn join_hint_names_a_non_default_cluster_and_the_token() {
+        let addr: SocketAddr = "127.0.0.1:7946".parse().unwrap();
+        assert_eq!(join_hint(addr, "shoal", false), "127.0.0.1:7946");
+        assert_eq!(
+            join_hint(addr, "prod", true),
+            "127.0.0.1:7946 --cluster prod --token \"$SHOAL_TOKEN\""
+        );
     }
 
     #[test]

@@ -108,20 +108,25 @@ pub struct Server {
 
 impl Server {
     pub fn start(dir: &Path, extra: &[&str]) -> Server {
-        Server::spawn(dir, extra, None)
+        Server::spawn("server", dir, extra, None)
     }
 
     /// A server whose API and worker RPC require `token`.
     pub fn start_with_token(dir: &Path, token: &str) -> Server {
-        Server::spawn(dir, &["--token", token], Some(token))
+        Server::spawn("server", dir, &["--token", token], Some(token))
     }
 
-    fn spawn(dir: &Path, extra: &[&str], token: Option<&str>) -> Server {
+    /// `shoal up`: a server with embedded workers in one process.
+    pub fn start_up(dir: &Path, extra: &[&str]) -> Server {
+        Server::spawn("up", dir, extra, None)
+    }
+
+    fn spawn(command: &str, dir: &Path, extra: &[&str], token: Option<&str>) -> Server {
         let api: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse().unwrap();
         let gossip: SocketAddr = format!("127.0.0.1:{}", free_udp_port()).parse().unwrap();
         let data = dir.join("data");
         let mut args = vec![
-            "server".to_string(),
+            command.to_string(),
             "--data-dir".into(),
             data.display().to_string(),
             "--api".into(),
