@@ -99,7 +99,12 @@ async fn record(
             .get(crate::worker::executor::INSTANCE_HEADER)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        tracing::debug!(%method, path = %uri.path(), ?instance, "target received");
+        tracing::info!(
+            %method,
+            path = %uri.path(),
+            instance = %instance.as_deref().unwrap_or("-"),
+            "received"
+        );
         let mut entries = log.0.lock().unwrap_or_else(|poison| poison.into_inner());
         entries.push(Received {
             method: method.to_string(),

@@ -1,0 +1,127 @@
+//! The examples stay true: every job file of `examples/jobs/` is valid, and
+//! `examples/three-node.sh` brings up a working three-node cluster (server, two workers, the
+//! example target) that runs a task, then stops every process on SIGTERM.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use common::*;
+
+fn example_jobs() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/jobs");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "toml"))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn every_example_job_file_is_valid_and_covers_every_schedule_kind() {
+    let mut kinds = Vec::new();
+    for file in example_jobs() {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let spec = shoal::spec::JobSpec::from_toml(&text)
+            .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let def = spec
+            .validate()
+            .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        kinds.push(std::mem::discriminant(&def.schedule));
+    }
+    kinds.sort_by_key(|k| format!("{k:?}"));
+    kinds.dedup();
+    assert_eq!(kinds.len(), 5, "one example per schedule kind");
+}
+
+/// The example target, built next to the `shoal` binary by `cargo test` (which builds examples).
+fn example_target() -> PathBuf {
+    let path = Path::new(BIN).parent().unwrap().join("examples/target");
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo test --workspace`, which builds the examples",
+        path.display()
+    );
+    path
+}
+
+#[test]
+fn three_node_script_runs_a_task_and_stops_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = format!("127.0.0.1:{}", free_tcp_port());
+    let gossip = format!("127.0.0.1:{}", free_udp_port());
+    let target = format!("127.0.0.1:{}", free_tcp_port());
+    let log = dir.path().join("three-node.log");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/three-node.sh");
+    let mut child = Command::new("bash")
+        .arg(&script)
+        .env("SHOAL", BIN)
+        .env("TARGET", example_target())
+        .env("SHOAL_API", &api)
+        .env("SHOAL_GOSSIP", &gossip)
+        .env("TARGET_ADDR", &target)
+        .env("DATA", dir.path().join("data"))
+        .env_remove("SHOAL_SERVER")
+        .env_remove("SHOAL_TOKEN")
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(std::fs::File::create(dir.path().join("three-node.err")).unwrap())
+        .spawn()
+        .unwrap();
+    let url = format!("http://{api}");
+    let cli_json = |args: &[&str]| -> Option<serde_json::Value> {
+        let mut all = args.to_vec();
+        all.extend_from_slice(&["--server", &url, "--output", "json"]);
+        let out = cli(&all);
+        out.status
+            .success()
+            .then(|| serde_json::from_slice(&out.stdout).ok())
+            .flatten()
+    };
+    eventually("the script's cluster: 2 live workers and 5 jobs", || {
+        let members = cli_json(&["members"])?;
+        let live_workers = members
+            .as_array()?
+            .iter()
+            .filter(|m| m["role"] == "worker" && m["state"] == "live")
+            .count();
+        let jobs = cli_json(&["job", "list"])?;
+        (live_workers == 2 && jobs.as_array()?.len() == 5).then_some(())
+    });
+    let id = cli_json(&["job", "run", "rebuild-index"]).unwrap()["id"].to_string();
+    let done = eventually(
+        "rebuild-index to succeed against the example target",
+        || {
+            let instance = cli_json(&["instance", "show", &id])?;
+            (instance["state"] == "succeeded").then_some(instance)
+        },
+    );
+    assert_eq!(done["attempts"][0]["http_status"], 204);
+
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exited = eventually("the script to exit", || child.try_wait().unwrap());
+    let output = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        output.contains("cluster stopped"),
+        "script output ({exited}):\n{output}"
+    );
+    for port in [&api, &target] {
+        eventually(&format!("{port} to be free"), || {
+            std::net::TcpListener::bind(port).ok().map(drop)
+        });
+    }
+    // The target printed the request with the instance header.
+    assert!(
+        output.contains(&format!(
+            "received method=PUT path=/status/204 instance={id}-1"
+        )),
+        "the target did not print the request:\n{output}"
+    );
+}
