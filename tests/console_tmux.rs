@@ -344,3 +344,40 @@ fn console_shows_trouble_and_retries_a_failure() {
         s.contains("[shoal tui exited with status 0]")
     });
 }
+
+/// `shoal demo` on a real terminal: the console opens on the demo cluster, the banner explains
+/// the unplaceable `gpu-render` job with its fix, the failing job shows in the failures view, and
+/// `q` stops every node: the process exits 0 and its API port is free again.
+#[test]
+fn demo_opens_the_console_and_q_stops_everything() {
+    require_tmux();
+    let api = format!("127.0.0.1:{}", free_tcp_port());
+    let command = format!(
+        "env -u NO_COLOR '{}' demo --api {api}; echo \"[shoal demo exited with status $?]\"; \
+         sleep 600",
+        env!("CARGO_BIN_EXE_shoal"),
+    );
+    let tmux = Tmux::start(&command);
+    let screen = tmux.wait_for("the demo's workers and the no-worker banner", |s| {
+        s.contains("2 live 0 dead") && s.contains("gpu-render") && s.contains("--tag gpu")
+    });
+    assert!(row_with(&screen, &["demo-w2", "eu"]).is_some(), "{screen}");
+    assert!(
+        line_with(&screen, "fix: shoal worker --join 127.0.0.1:").is_some(),
+        "{screen}"
+    );
+
+    tmux.press("4");
+    tmux.wait_for("the failing sample job in the failures view", |s| {
+        row_with(s, &["flaky-export", "expected status 200, got 500"]).is_some()
+    });
+
+    tmux.press("q");
+    tmux.wait_for("the demo to exit cleanly", |s| {
+        s.contains("[shoal demo exited with status 0]")
+    });
+    assert!(
+        std::net::TcpListener::bind(&api).is_ok(),
+        "the demo's API {api} is still bound after q"
+    );
+}
