@@ -396,6 +396,28 @@ impl WriteTx {
         Ok(())
     }
 
+    /// Moves the next fire of `job`, as read in this transaction, to `next`, keeping the due
+    /// index in step. The scheduler's hot path: unlike [`WriteTx::put_job`] it neither reads the
+    /// job again nor touches the name index.
+    pub fn set_next_fire(&mut self, job: &mut Job, next: Option<UnixMs>) -> Result<()> {
+        if job.next_fire_ms != next {
+            let mut due = self.txn.open_table(DUE).map_err(db_error)?;
+            if let Some(fire) = job.next_fire_ms {
+                due.remove((key_ms(fire), job.id)).map_err(db_error)?;
+            }
+            if let Some(fire) = next {
+                due.insert((key_ms(fire), job.id), ()).map_err(db_error)?;
+            }
+        }
+        job.next_fire_ms = next;
+        self.txn
+            .open_table(JOBS)
+            .map_err(db_error)?
+            .insert(job.id, encode(&*job).as_slice())
+            .map_err(db_error)?;
+        Ok(())
+    }
+
     /// Removes a job and its indexes. Its instances stay as history.
     pub fn delete_job(&mut self, id: JobId) -> Result<Option<Job>> {
         let Some(job) = self.job(id)? else {
