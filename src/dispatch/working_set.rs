@@ -64,3 +64,81 @@ impl WorkingSet {
         self.instances.values().take(limit).collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{InstanceState, Job, Trigger};
+    use crate::schedule::scheduler::create_instance;
+    use crate::spec::{HttpSpec, JobSpec};
+
+    fn job() -> Job {
+        let def = JobSpec {
+            name: "j".into(),
+            on_demand: true,
+            max_concurrent: Some(100),
+            http: HttpSpec {
+                url: "http://127.0.0.1:9/".into(),
+                ..HttpSpec::default()
+            },
+            ..JobSpec::default()
+        }
+        .validate()
+        .unwrap();
+        Job {
+            id: 1,
+            def,
+            created_ms: 1,
+            updated_ms: 1,
+            next_fire_ms: None,
+        }
+    }
+
+    fn ids(set: &WorkingSet) -> Vec<InstanceId> {
+        set.oldest(usize::MAX).iter().map(|i| i.id).collect()
+    }
+
+    #[test]
+    fn the_copy_follows_every_committed_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.follow_written_instances();
+        let job = job();
+        store.write(|tx| tx.put_job(&job)).unwrap();
+        let first = store
+            .write(|tx| create_instance(tx, &job, Trigger::Manual, 1, 1))
+            .unwrap();
+        let mut set = WorkingSet::default();
+        set.refresh(&store).unwrap();
+        assert_eq!(ids(&set), vec![first.id]);
+
+        // New, changed and finished instances all reach the copy through the feed.
+        let second = store
+            .write(|tx| create_instance(tx, &job, Trigger::Manual, 2, 2))
+            .unwrap();
+        let mut running = first.clone();
+        running.state = InstanceState::Running {
+            worker: "w".into(),
+            lease_until_ms: 99,
+        };
+        store.write(|tx| tx.put_instance(&running)).unwrap();
+        set.refresh(&store).unwrap();
+        assert_eq!(ids(&set), vec![first.id, second.id]);
+        assert_eq!(set.oldest(1)[0].state, running.state);
+
+        let mut done = running.clone();
+        done.state = InstanceState::Succeeded;
+        store.write(|tx| tx.put_instance(&done)).unwrap();
+        set.refresh(&store).unwrap();
+        assert_eq!(ids(&set), vec![second.id]);
+        // What the copy holds is exactly what is stored.
+        let stored = store.read().unwrap().active_instances().unwrap();
+        assert_eq!(
+            set.oldest(usize::MAX)
+                .into_iter()
+                .cloned()
+                .collect::<Vec<_>>(),
+            stored
+        );
+    }
+}
