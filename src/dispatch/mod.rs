@@ -63,6 +63,8 @@ struct Inner {
 struct Outbox {
     pending: Vec<Assignment>,
     ready: Arc<Notify>,
+    /// Slots the worker said were free at its latest poll, less what it was handed since.
+    said_free: u32,
 }
 
 impl Dispatcher {
@@ -173,6 +175,16 @@ impl Dispatcher {
             }
         }
         let polling = self.polling_workers();
+        // A worker's own word on its free slots is fresher than our books: a slot frees when its
+        // task ends, our books only when the report of it commits. Believing the poll refills
+        // the slot while that report is still being written. The worker itself never runs more
+        // than its capacity, and the books still count the instance until its report lands.
+        for (worker, free) in self.said_free() {
+            if let Some(member) = view.get(&worker) {
+                let count = assigned.entry(worker).or_default();
+                *count = (*count).min(member.info.capacity.saturating_sub(free));
+            }
+        }
         let room: u32 = placement::candidates(&view, &assigned, &polling)
             .iter()
             .map(Candidate::free)
@@ -432,6 +444,17 @@ impl Dispatcher {
         outbox.ready.notify_one();
     }
 
+    /// Per worker: free slots it reported and has not been handed work for yet.
+    fn said_free(&self) -> Vec<(String, u32)> {
+        locked(&self.inner.outboxes)
+            .iter()
+            .map(|(worker, outbox)| {
+                let pending = u32::try_from(outbox.pending.len()).unwrap_or(u32::MAX);
+                (worker.clone(), outbox.said_free.saturating_sub(pending))
+            })
+            .collect()
+    }
+
     fn withdraw(&self, worker: &str, instance: u64) {
         let mut outboxes = locked(&self.inner.outboxes);
         if let Some(outbox) = outboxes.get_mut(worker) {
@@ -455,8 +478,14 @@ impl Dispatcher {
                 let outbox = outboxes.entry(worker.to_string()).or_default();
                 if !outbox.pending.is_empty() && free > 0 {
                     let take = outbox.pending.len().min(free as usize);
+                    outbox.said_free = free - take as u32;
                     return outbox.pending.drain(..take).collect();
                 }
+                if free > 0 && outbox.said_free != free {
+                    // New room on the worker's word: queued work need not wait for the report.
+                    self.inner.wake.notify_one();
+                }
+                outbox.said_free = free;
                 outbox.ready.clone()
             };
             let notified = ready.notified();
