@@ -58,7 +58,7 @@ impl Service {
         }
     }
 
-    fn write<T>(&self, change: impl FnOnce(&mut WriteTx) -> Result<T>) -> Result<T> {
+    fn write<T>(&self, change: impl FnMut(&mut WriteTx) -> Result<T>) -> Result<T> {
         self.store.write(change)
     }
 
@@ -96,7 +96,7 @@ impl Service {
                 } else {
                     initial_fire(&def, now)
                 },
-                def,
+                def: def.clone(),
                 created_ms: now,
                 updated_ms: now,
             };
@@ -124,7 +124,7 @@ impl Service {
             let timing_changed = def.schedule != job.def.schedule
                 || def.timezone != job.def.timezone
                 || def.paused != job.def.paused;
-            job.def = def;
+            job.def = def.clone();
             job.updated_ms = now;
             if job.def.paused {
                 job.next_fire_ms = None;

@@ -71,6 +71,15 @@ impl Target {
         format!("http://{}{path}", self.addr)
     }
 
+    /// How many requests arrived so far (cheap to poll, unlike [`Target::received`]).
+    pub fn received_count(&self) -> usize {
+        self.log
+            .0
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .len()
+    }
+
     pub fn received(&self) -> Vec<Received> {
         self.log
             .0

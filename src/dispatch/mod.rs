@@ -6,6 +6,7 @@
 
 pub mod placement;
 mod results;
+mod working_set;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -21,6 +22,7 @@ use crate::model::{
 use crate::shutdown::Shutdown;
 use crate::store::{Store, StoreError};
 use placement::{Candidate, Unplaced};
+use working_set::WorkingSet;
 
 /// A lease outlives the task's own timeout by this much before the task counts as lost.
 pub const LEASE_GRACE_MS: i64 = 15_000;
@@ -46,6 +48,8 @@ struct Inner {
     /// Wakes the scheduler (a fixed-delay job's run ended).
     scheduler_wake: Arc<Notify>,
     outboxes: Mutex<HashMap<String, Outbox>>,
+    /// Every unfinished instance, as last committed; only the dispatch pass uses it.
+    working_set: Mutex<WorkingSet>,
     round_robin: Mutex<HashMap<JobId, usize>>,
     /// When each worker last polled with a valid token. Gossip says a worker is live; only a
     /// poll proves it can take work (right token, server API reachable from it).
@@ -59,6 +63,8 @@ struct Inner {
 struct Outbox {
     pending: Vec<Assignment>,
     ready: Arc<Notify>,
+    /// Slots the worker said were free at its latest poll, less what it was handed since.
+    said_free: u32,
 }
 
 impl Dispatcher {
@@ -69,6 +75,8 @@ impl Dispatcher {
         scheduler_wake: Arc<Notify>,
         join_hint: String,
     ) -> Dispatcher {
+        // Before any read of the working set, so that no later change is missed.
+        store.follow_written_instances();
         Dispatcher {
             inner: Arc::new(Inner {
                 store,
@@ -76,6 +84,7 @@ impl Dispatcher {
                 wake,
                 scheduler_wake,
                 outboxes: Mutex::new(HashMap::new()),
+                working_set: Mutex::new(WorkingSet::default()),
                 round_robin: Mutex::new(HashMap::new()),
                 last_poll: Mutex::new(HashMap::new()),
                 started: Instant::now(),
@@ -90,26 +99,31 @@ impl Dispatcher {
             tracing::error!(%error, "cannot reload assignments");
         }
         let mut members = self.inner.membership.watch();
+        // An interval, not a sleep after each pass: a stream of wake-ups must not put off the
+        // full passes that notice expired leases and dispatch timeouts.
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut scope = PassScope::Full;
         loop {
             let this = self.clone();
-            match tokio::task::spawn_blocking(move || this.pass(now_ms())).await {
+            match tokio::task::spawn_blocking(move || this.pass(now_ms(), scope)).await {
                 Ok(Ok(())) => {}
                 Ok(Err(error)) => tracing::error!(%error, "dispatch pass failed"),
                 Err(error) => tracing::error!(%error, "dispatch pass panicked"),
             }
-            tokio::select! {
+            scope = tokio::select! {
                 _ = shutdown.wait() => return,
-                _ = self.inner.wake.notified() => {}
-                _ = members.changed() => {}
-                _ = tokio::time::sleep(TICK) => {}
-            }
+                _ = self.inner.wake.notified() => PassScope::Quick,
+                _ = members.changed() => PassScope::Full,
+                _ = tick.tick() => PassScope::Full,
+            };
         }
     }
 
     /// Assignments committed before a restart but never fetched go back into their outboxes.
     fn redeliver_after_restart(&self) -> Result<(), StoreError> {
         let active = self.inner.store.read()?.active_instances()?;
-        let jobs = self.load_jobs(&active)?;
+        let jobs = self.load_jobs(active.iter())?;
         for instance in active {
             if let InstanceState::Assigned {
                 worker,
@@ -127,7 +141,10 @@ impl Dispatcher {
         Ok(())
     }
 
-    fn load_jobs(&self, instances: &[Instance]) -> Result<HashMap<JobId, Job>, StoreError> {
+    fn load_jobs<'a>(
+        &self,
+        instances: impl Iterator<Item = &'a Instance>,
+    ) -> Result<HashMap<JobId, Job>, StoreError> {
         let read = self.inner.store.read()?;
         let mut jobs = HashMap::new();
         for instance in instances {
@@ -140,15 +157,17 @@ impl Dispatcher {
         Ok(jobs)
     }
 
-    /// One look at every unfinished instance: fail over lost work, place queued work.
-    fn pass(&self, now: UnixMs) -> Result<(), StoreError> {
+    /// One look at the unfinished instances: fail over lost work, place queued work. A quick
+    /// pass stops looking at queued instances once no worker has room left.
+    fn pass(&self, now: UnixMs, scope: PassScope) -> Result<(), StoreError> {
         let view = self.inner.membership.view();
-        let mut active = self.inner.store.read()?.active_instances()?;
-        active.truncate(PASS_LIMIT);
+        let mut working_set = locked(&self.inner.working_set);
+        working_set.refresh(&self.inner.store)?;
+        let active = working_set.oldest(PASS_LIMIT);
         if active.is_empty() {
             return Ok(());
         }
-        let jobs = self.load_jobs(&active)?;
+        let jobs = self.load_jobs(active.iter().copied())?;
         let mut assigned: HashMap<String, u32> = HashMap::new();
         for instance in &active {
             if let Some(worker) = instance.state.worker() {
@@ -156,14 +175,37 @@ impl Dispatcher {
             }
         }
         let polling = self.polling_workers();
+        // A worker's own word on its free slots is fresher than our books: a slot frees when its
+        // task ends, our books only when the report of it commits. Believing the poll refills
+        // the slot while that report is still being written. The worker itself never runs more
+        // than its capacity, and the books still count the instance until its report lands.
+        for (worker, free) in self.said_free() {
+            if let Some(member) = view.get(&worker) {
+                let count = assigned.entry(worker).or_default();
+                *count = (*count).min(member.info.capacity.saturating_sub(free));
+            }
+        }
+        let room: u32 = placement::candidates(&view, &assigned, &polling)
+            .iter()
+            .map(Candidate::free)
+            .sum();
         let seen = Seen {
             jobs: &jobs,
             view: &view,
             polling: &polling,
             now,
         };
-        let mut plan = Plan::default();
-        for instance in &active {
+        let mut plan = Plan {
+            room,
+            ..Plan::default()
+        };
+        for instance in active {
+            if scope == PassScope::Quick
+                && plan.room == 0
+                && matches!(instance.state, InstanceState::Queued { .. })
+            {
+                continue;
+            }
             self.plan_one(instance, &seen, &mut assigned, &mut plan);
         }
         if plan.changes.is_empty() {
@@ -254,8 +296,18 @@ impl Dispatcher {
                     plan.change(instance, cancelled);
                     return;
                 };
-                let candidates = placement::candidates(view, assigned, polling);
-                match self.place(job, &candidates, view, polling) {
+                let placed = match plan.unplaceable.get(&job.id) {
+                    Some(unplaced) => Err(unplaced.clone()),
+                    None => {
+                        let candidates = placement::candidates(view, assigned, polling);
+                        let placed = self.place(job, &candidates, view, polling);
+                        if let Err(unplaced) = &placed {
+                            plan.unplaceable.insert(job.id, unplaced.clone());
+                        }
+                        placed
+                    }
+                };
+                match placed {
                     Ok(worker) => {
                         let attempt = instance.next_attempt_number();
                         let lease_until_ms = now + job.def.http.timeout_ms as i64 + LEASE_GRACE_MS;
@@ -278,6 +330,7 @@ impl Dispatcher {
                             excerpt: None,
                         });
                         *assigned.entry(worker.clone()).or_default() += 1;
+                        plan.room = plan.room.saturating_sub(1);
                         plan.deliveries
                             .push((worker, assignment(instance, job, attempt, lease_until_ms)));
                         plan.change(instance, next);
@@ -391,6 +444,17 @@ impl Dispatcher {
         outbox.ready.notify_one();
     }
 
+    /// Per worker: free slots it reported and has not been handed work for yet.
+    fn said_free(&self) -> Vec<(String, u32)> {
+        locked(&self.inner.outboxes)
+            .iter()
+            .map(|(worker, outbox)| {
+                let pending = u32::try_from(outbox.pending.len()).unwrap_or(u32::MAX);
+                (worker.clone(), outbox.said_free.saturating_sub(pending))
+            })
+            .collect()
+    }
+
     fn withdraw(&self, worker: &str, instance: u64) {
         let mut outboxes = locked(&self.inner.outboxes);
         if let Some(outbox) = outboxes.get_mut(worker) {
@@ -414,8 +478,14 @@ impl Dispatcher {
                 let outbox = outboxes.entry(worker.to_string()).or_default();
                 if !outbox.pending.is_empty() && free > 0 {
                     let take = outbox.pending.len().min(free as usize);
+                    outbox.said_free = free - take as u32;
                     return outbox.pending.drain(..take).collect();
                 }
+                if free > 0 && outbox.said_free != free {
+                    // New room on the worker's word: queued work need not wait for the report.
+                    self.inner.wake.notify_one();
+                }
+                outbox.said_free = free;
                 outbox.ready.clone()
             };
             let notified = ready.notified();
@@ -462,6 +532,18 @@ struct Seen<'a> {
     now: UnixMs,
 }
 
+/// How much of the working set a pass looks at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PassScope {
+    /// Everything: on each tick and each membership change. Updates every queued instance's
+    /// reason and fails those past their dispatch timeout.
+    Full,
+    /// After a wake-up (work queued, a slot freed): places what fits, then skips the rest of
+    /// the queue, whose reasons and timeouts wait for the next full pass (at most one tick).
+    /// Without this, every report re-examined a queue that can be far longer than the room.
+    Quick,
+}
+
 /// The changes one pass will commit, and the assignments to hand out once it has.
 #[derive(Default)]
 struct Plan {
@@ -470,6 +552,12 @@ struct Plan {
     deliveries: Vec<(String, Assignment)>,
     /// Some instance reached a terminal state (the scheduler may have a fixed-delay fire to set).
     ended: bool,
+    /// Jobs for which no worker was found in this pass. A pass only fills workers up, so the
+    /// job's later queued instances would find none either: they skip the search (which, with a
+    /// deep queue, was most of a pass).
+    unplaceable: HashMap<JobId, Unplaced>,
+    /// Free slots left on the polling live workers.
+    room: u32,
 }
 
 impl Plan {

@@ -39,14 +39,16 @@ impl Scheduler {
     pub async fn run(self, mut shutdown: Shutdown) {
         loop {
             let store = self.store.clone();
-            let fired =
-                tokio::task::spawn_blocking(move || fire_everything_due(&store, now_ms())).await;
+            let queued = self.queued.clone();
+            // The dispatcher hears of each committed batch at once, not after the last one: with
+            // thousands of jobs due together, the first are dispatched while the rest are written.
+            let fired = tokio::task::spawn_blocking(move || {
+                fire_everything_due_then(&store, now_ms(), || queued.notify_one())
+            })
+            .await;
             match fired {
                 Ok(Ok(0)) => {}
-                Ok(Ok(created)) => {
-                    tracing::debug!(created, "instances fired");
-                    self.queued.notify_one();
-                }
+                Ok(Ok(created)) => tracing::debug!(created, "instances fired"),
                 Ok(Err(error)) => tracing::error!(%error, "scheduler could not fire due jobs"),
                 Err(error) => tracing::error!(%error, "scheduler task failed"),
             }
@@ -76,10 +78,22 @@ impl Scheduler {
 
 /// Fires every job due at `now`; returns how many instances were created.
 pub fn fire_everything_due(store: &Store, now: UnixMs) -> Result<usize, StoreError> {
+    fire_everything_due_then(store, now, || {})
+}
+
+/// [`fire_everything_due`], calling `created` after each commit that queued instances.
+fn fire_everything_due_then(
+    store: &Store,
+    now: UnixMs,
+    mut queued: impl FnMut(),
+) -> Result<usize, StoreError> {
     let mut created = 0;
     loop {
         let (jobs, instances) = store.write(|tx| fire_batch(tx, now))?;
         created += instances;
+        if instances > 0 {
+            queued();
+        }
         if jobs < BATCH {
             return Ok(created);
         }
@@ -113,8 +127,7 @@ fn fire_batch(tx: &mut WriteTx, now: UnixMs) -> Result<(usize, usize), StoreErro
             active += 1;
             created += 1;
         }
-        job.next_fire_ms = firing.next;
-        tx.put_job(&job)?;
+        tx.set_next_fire(&mut job, firing.next)?;
     }
     Ok((due.len(), created))
 }

@@ -3,9 +3,11 @@
 //!
 //! Promises: every change runs in a write transaction passed to [`Store::write`]; it is committed
 //! (durably) before `write` returns, and a closure that returns an error commits nothing. Callers
-//! acknowledge a change only after `write` returned. A file of an unknown schema version is
+//! acknowledge a change only after `write` returned. Concurrent writers share commits (see
+//! `group_commit`), so a change may run more than once and must have no effect outside `tx`. A file of an unknown schema version is
 //! refused, never rewritten; a second process opening the same data dir is refused.
 
+mod group_commit;
 mod tables;
 
 use std::path::{Path, PathBuf};
@@ -35,6 +37,9 @@ pub enum StoreError {
     NewerSchema { path: PathBuf, found: u64 },
     #[error("database error: {0}")]
     Db(#[from] redb::Error),
+    /// The commit of a batch failed: none of its changes is stored.
+    #[error("commit failed: {0}")]
+    Commit(String),
     #[error("corrupt record in {table}: {reason}")]
     Corrupt { table: &'static str, reason: String },
 }
@@ -48,6 +53,7 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 pub struct Store {
     db: Database,
     path: PathBuf,
+    group: group_commit::GroupCommit,
 }
 
 impl Store {
@@ -61,7 +67,11 @@ impl Store {
             }
             Err(error) => return Err(db_error(error)),
         };
-        let store = Store { db, path };
+        let store = Store {
+            db,
+            path,
+            group: group_commit::GroupCommit::default(),
+        };
         store.check_schema()?;
         Ok(store)
     }
@@ -94,21 +104,32 @@ impl Store {
             txn.open_table(INSTANCES).map_err(db_error)?;
             txn.open_table(JOB_INSTANCES).map_err(db_error)?;
             txn.open_table(ACTIVE).map_err(db_error)?;
+            rebuild_active_counts(&txn)?;
         }
         txn.commit().map_err(db_error)
     }
 
-    /// Runs `change` in one write transaction and commits it durably if it returns `Ok`.
-    /// An `Err` aborts the transaction: nothing of it is written.
+    /// Runs `change` in a write transaction and returns once it is durably committed; an `Err`
+    /// (or a panic) writes nothing of it. Changes of concurrent callers share one commit, and a
+    /// change may be run again when another change of its batch failed: it must not act outside
+    /// `tx` (only its last run counts). If the commit fails, `write` fails.
     pub fn write<T, E: From<StoreError>>(
         &self,
-        change: impl FnOnce(&mut WriteTx) -> Result<T, E>,
+        change: impl FnMut(&mut WriteTx) -> Result<T, E>,
     ) -> Result<T, E> {
-        let txn = self.db.begin_write().map_err(db_error)?;
-        let mut tx = WriteTx { txn };
-        let value = change(&mut tx)?;
-        tx.txn.commit().map_err(db_error)?;
-        Ok(value)
+        self.group.write(&self.db, change)
+    }
+
+    /// From now on, remember which instances commits write. The dispatcher calls this before
+    /// its first full read of the working set, so that it misses no later change.
+    pub fn follow_written_instances(&self) {
+        self.group.follow_written_instances();
+    }
+
+    /// Ids of instances written by commits since the last call (repeats possible), so that a
+    /// reader can refresh just those instead of re-reading every unfinished instance.
+    pub fn take_written_instances(&self) -> Vec<InstanceId> {
+        self.group.take_written_instances()
     }
 
     pub fn read(&self) -> Result<ReadTx> {
@@ -116,6 +137,22 @@ impl Store {
             txn: self.db.begin_read().map_err(db_error)?,
         })
     }
+}
+
+/// Recounts `ACTIVE_COUNTS` from `ACTIVE` (one pass over the unfinished instances).
+fn rebuild_active_counts(txn: &redb::WriteTransaction) -> Result<()> {
+    let active = txn.open_table(ACTIVE).map_err(db_error)?;
+    let mut counts = std::collections::BTreeMap::<JobId, u64>::new();
+    for entry in active.iter().map_err(db_error)? {
+        let (key, _) = entry.map_err(db_error)?;
+        *counts.entry(key.value().0).or_default() += 1;
+    }
+    let mut table = txn.open_table(ACTIVE_COUNTS).map_err(db_error)?;
+    table.retain(|_, _| false).map_err(db_error)?;
+    for (job_id, count) in counts {
+        table.insert(job_id, count).map_err(db_error)?;
+    }
+    Ok(())
 }
 
 /// A consistent snapshot for reading.
@@ -126,6 +163,9 @@ pub struct ReadTx {
 /// An open write transaction. Methods keep the indexes in step with the records.
 pub struct WriteTx {
     txn: redb::WriteTransaction,
+    /// Instances this transaction wrote, announced once it commits (see
+    /// [`Store::take_written_instances`]).
+    written: Vec<InstanceId>,
 }
 
 /// Which instances to list.
@@ -182,19 +222,11 @@ mod reads {
         Ok(table.get(name).map_err(db_error)?.map(|v| v.value()))
     }
 
-    pub fn active_count(
-        table: &impl ReadableTable<(JobId, InstanceId), ()>,
-        job_id: JobId,
-    ) -> Result<u64> {
-        let mut count = 0;
-        for entry in table
-            .range((job_id, 0)..=(job_id, u64::MAX))
+    pub fn active_count(table: &impl ReadableTable<JobId, u64>, job_id: JobId) -> Result<u64> {
+        Ok(table
+            .get(job_id)
             .map_err(db_error)?
-        {
-            entry.map_err(db_error)?;
-            count += 1;
-        }
-        Ok(count)
+            .map_or(0, |v| v.value()))
     }
 }
 
@@ -230,7 +262,10 @@ impl ReadTx {
     }
 
     pub fn active_count(&self, job_id: JobId) -> Result<u64> {
-        reads::active_count(&self.txn.open_table(ACTIVE).map_err(db_error)?, job_id)
+        reads::active_count(
+            &self.txn.open_table(ACTIVE_COUNTS).map_err(db_error)?,
+            job_id,
+        )
     }
 
     /// The earliest scheduled fire, if any job has one.
@@ -361,6 +396,28 @@ impl WriteTx {
         Ok(())
     }
 
+    /// Moves the next fire of `job`, as read in this transaction, to `next`, keeping the due
+    /// index in step. The scheduler's hot path: unlike [`WriteTx::put_job`] it neither reads the
+    /// job again nor touches the name index.
+    pub fn set_next_fire(&mut self, job: &mut Job, next: Option<UnixMs>) -> Result<()> {
+        if job.next_fire_ms != next {
+            let mut due = self.txn.open_table(DUE).map_err(db_error)?;
+            if let Some(fire) = job.next_fire_ms {
+                due.remove((key_ms(fire), job.id)).map_err(db_error)?;
+            }
+            if let Some(fire) = next {
+                due.insert((key_ms(fire), job.id), ()).map_err(db_error)?;
+            }
+        }
+        job.next_fire_ms = next;
+        self.txn
+            .open_table(JOBS)
+            .map_err(db_error)?
+            .insert(job.id, encode(&*job).as_slice())
+            .map_err(db_error)?;
+        Ok(())
+    }
+
     /// Removes a job and its indexes. Its instances stay as history.
     pub fn delete_job(&mut self, id: JobId) -> Result<Option<Job>> {
         let Some(job) = self.job(id)? else {
@@ -405,7 +462,10 @@ impl WriteTx {
     }
 
     pub fn active_count(&self, job_id: JobId) -> Result<u64> {
-        reads::active_count(&self.txn.open_table(ACTIVE).map_err(db_error)?, job_id)
+        reads::active_count(
+            &self.txn.open_table(ACTIVE_COUNTS).map_err(db_error)?,
+            job_id,
+        )
     }
 
     /// The unfinished instances of one job.
@@ -428,7 +488,8 @@ impl WriteTx {
     /// Inserts or replaces an instance. Refuses to move an instance out of a terminal state: that
     /// is the store's last line of defence for "terminal states never change".
     pub fn put_instance(&mut self, instance: &Instance) -> Result<()> {
-        if let Some(old) = self.instance(instance.id)?
+        let old = self.instance(instance.id)?;
+        if let Some(old) = &old
             && old.state.is_terminal()
             && old.state != instance.state
         {
@@ -443,12 +504,28 @@ impl WriteTx {
             });
         }
         let key = (instance.job_id, instance.id);
+        let was_active = old.is_some_and(|old| !old.state.is_terminal());
+        let is_active = !instance.state.is_terminal();
         {
             let mut active = self.txn.open_table(ACTIVE).map_err(db_error)?;
-            if instance.state.is_terminal() {
-                active.remove(key).map_err(db_error)?;
-            } else {
+            if is_active {
                 active.insert(key, ()).map_err(db_error)?;
+            } else {
+                active.remove(key).map_err(db_error)?;
+            }
+        }
+        if was_active != is_active {
+            let mut counts = self.txn.open_table(ACTIVE_COUNTS).map_err(db_error)?;
+            let count = reads::active_count(&counts, instance.job_id)?;
+            let count = if is_active {
+                count + 1
+            } else {
+                count.saturating_sub(1)
+            };
+            if count == 0 {
+                counts.remove(instance.job_id).map_err(db_error)?;
+            } else {
+                counts.insert(instance.job_id, count).map_err(db_error)?;
             }
         }
         self.txn
@@ -461,6 +538,7 @@ impl WriteTx {
             .map_err(db_error)?
             .insert(instance.id, encode(instance).as_slice())
             .map_err(db_error)?;
+        self.written.push(instance.id);
         Ok(())
     }
 }

@@ -21,3 +21,7 @@ pub const JOB_INSTANCES: TableDefinition<(JobId, InstanceId), ()> =
     TableDefinition::new("job_instances");
 /// Non-terminal instances by job: the dispatcher's working set and the concurrency count.
 pub const ACTIVE: TableDefinition<(JobId, InstanceId), ()> = TableDefinition::new("active");
+/// How many `ACTIVE` entries each job has (jobs with none are absent), so that checking a job's
+/// `max_concurrent` is one lookup rather than a scan of its queue. Derived from `ACTIVE`: rebuilt
+/// on every open, so a file written by a build that did not keep it is still right.
+pub const ACTIVE_COUNTS: TableDefinition<JobId, u64> = TableDefinition::new("active_counts");

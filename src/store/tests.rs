@@ -191,3 +191,54 @@ fn max_concurrent_caps_queued_fires() {
     assert_eq!(fire_everything_due(&store, 61_000).unwrap(), 0);
     assert_eq!(store.read().unwrap().active_count(job.id).unwrap(), 1);
 }
+
+#[test]
+fn active_counts_follow_every_transition_and_are_rebuilt_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let (job, other) = {
+        let store = Store::open(dir.path()).unwrap();
+        let job = add_job(&store, "counted", None);
+        let other = add_job(&store, "other", None);
+        let mut made = Vec::new();
+        for _ in 0..3 {
+            made.push(
+                store
+                    .write(|tx| create_instance(tx, &job, Trigger::Manual, 1, 1))
+                    .unwrap(),
+            );
+        }
+        store
+            .write(|tx| create_instance(tx, &other, Trigger::Manual, 1, 1))
+            .unwrap();
+        assert_eq!(store.read().unwrap().active_count(job.id).unwrap(), 3);
+        // Queued → assigned keeps it unfinished; → succeeded ends it; a repeat write changes
+        // nothing.
+        let mut moving = made[0].clone();
+        moving.state = InstanceState::Assigned {
+            worker: "w".into(),
+            lease_until_ms: 10,
+        };
+        store.write(|tx| tx.put_instance(&moving)).unwrap();
+        assert_eq!(store.read().unwrap().active_count(job.id).unwrap(), 3);
+        moving.state = InstanceState::Succeeded;
+        store.write(|tx| tx.put_instance(&moving)).unwrap();
+        store.write(|tx| tx.put_instance(&moving)).unwrap();
+        assert_eq!(store.read().unwrap().active_count(job.id).unwrap(), 2);
+        assert_eq!(store.read().unwrap().active_count(other.id).unwrap(), 1);
+        // A count that went wrong (say, a file written by a build that did not keep counts)...
+        store
+            .write(|tx| {
+                let mut counts = tx.txn.open_table(ACTIVE_COUNTS).map_err(db_error)?;
+                counts.insert(job.id, 99).map_err(db_error)?;
+                counts.remove(other.id).map_err(db_error)?;
+                Ok::<_, StoreError>(())
+            })
+            .unwrap();
+        (job, other)
+    };
+    // ...is recounted from the index of unfinished instances when the file is opened.
+    let store = Store::open(dir.path()).unwrap();
+    let read = store.read().unwrap();
+    assert_eq!(read.active_count(job.id).unwrap(), 2);
+    assert_eq!(read.active_count(other.id).unwrap(), 1);
+}

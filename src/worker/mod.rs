@@ -33,6 +33,8 @@ pub struct WorkerConfig {
 
 /// How long one poll waits for work before asking again.
 const POLL_WAIT: Duration = Duration::from_secs(10);
+/// A task still running after this long is reported as started before it finishes.
+const STARTED_REPORT_DELAY: Duration = Duration::from_millis(100);
 
 pub struct RunningWorker {
     id: String,
@@ -241,13 +243,24 @@ fn start_task(
     tokio::spawn(async move {
         let running = context.running.fetch_add(1, Ordering::SeqCst) + 1;
         context.membership.set_running(running).await;
-        let _ = events.send(TaskEvent::Started {
-            instance: assignment.instance,
-            attempt: assignment.attempt,
-            at_ms: now_ms(),
-        });
+        let started_ms = now_ms();
         let tag = format!("{}-{}", assignment.instance, assignment.attempt);
-        let execution = executor::execute(&context.http, &assignment.task, &tag).await;
+        let execution = executor::execute(&context.http, &assignment.task, &tag);
+        tokio::pin!(execution);
+        // A task that ends quickly is reported once, as finished (which carries its start);
+        // only a longer one is reported as started first. That halves the server's durable
+        // writes for short tasks, and "running" still shows for anything an operator can see.
+        let execution = tokio::select! {
+            done = &mut execution => done,
+            _ = tokio::time::sleep(STARTED_REPORT_DELAY) => {
+                let _ = events.send(TaskEvent::Started {
+                    instance: assignment.instance,
+                    attempt: assignment.attempt,
+                    at_ms: started_ms,
+                });
+                execution.await
+            }
+        };
         tracing::debug!(instance = assignment.instance, attempt = assignment.attempt,
             job = %assignment.job, succeeded = execution.succeeded, status = ?execution.http_status,
             error = ?execution.error, "task finished");

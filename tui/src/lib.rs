@@ -12,6 +12,7 @@
 mod action;
 mod app;
 mod filter;
+pub mod fixtures;
 mod format;
 mod keymap;
 mod list;

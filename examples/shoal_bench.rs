@@ -1,0 +1,972 @@
+//! Shoal's benchmark suite: six measures, each against its goal, printed as one markdown table.
+//!
+//! ```sh
+//! cargo build --release --bins --examples
+//! target/release/examples/shoal_bench                 # all six (about 3 minutes)
+//! target/release/examples/shoal_bench --quick         # smaller sizes, shorter windows
+//! target/release/examples/shoal_bench throughput      # or: fire, failover, scale, gossip, console
+//! ```
+//!
+//! These machines are shared and noisy, so every figure is a ratio or a percentile taken within
+//! one run, never an absolute figure compared across runs. Everything runs on 127.0.0.1 with
+//! durable redb commits, real `shoal` processes where a process boundary matters (throughput,
+//! failover, restart), and in-process where the measure is of one component (scheduler, gossip,
+//! console).
+
+use std::net::{TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use shoal::client::{ApiClient, InstanceQuery};
+use shoal::model::{
+    Attempt, AttemptOutcome, Instance, InstanceState, Job, JobDefinition, Trigger, UnixMs, now_ms,
+};
+use shoal::schedule::initial_fire;
+use shoal::schedule::scheduler::Scheduler;
+use shoal::spec::{HttpSpec, JobSpec};
+use shoal::store::{Store, StoreError};
+use shoal_gossip::{GossipConfig, MemberState, Membership, NodeInfo, Role, UdpTransport};
+use tokio::sync::Notify;
+
+const WORKER_CAPACITY: u32 = 16;
+
+/// How big each measure is; `--quick` shrinks what takes long.
+struct Sizes {
+    throughput_instances: usize,
+    fire_jobs: usize,
+    fire_window: Duration,
+    scale_jobs: usize,
+    scale_instances: usize,
+    gossip_nodes: usize,
+    console_frames: usize,
+}
+
+impl Sizes {
+    fn full() -> Sizes {
+        Sizes {
+            throughput_instances: 10_000,
+            fire_jobs: 10_000,
+            fire_window: Duration::from_secs(10),
+            scale_jobs: 100_000,
+            scale_instances: 1_000_000,
+            gossip_nodes: 50,
+            console_frames: 1_000,
+        }
+    }
+
+    fn quick() -> Sizes {
+        Sizes {
+            throughput_instances: 2_000,
+            fire_jobs: 10_000,
+            fire_window: Duration::from_secs(3),
+            scale_jobs: 10_000,
+            scale_instances: 100_000,
+            gossip_nodes: 50,
+            console_frames: 200,
+        }
+    }
+}
+
+/// One line of the result table.
+struct Row {
+    number: u8,
+    measure: String,
+    goal: String,
+    measured: String,
+    /// `None`: a figure we report without a goal.
+    ok: Option<bool>,
+}
+
+impl Row {
+    fn new(number: u8, measure: &str, goal: &str, measured: String, ok: Option<bool>) -> Row {
+        Row {
+            number,
+            measure: measure.into(),
+            goal: goal.into(),
+            measured,
+            ok,
+        }
+    }
+}
+
+const MODES: [&str; 6] = [
+    "throughput",
+    "fire",
+    "failover",
+    "scale",
+    "gossip",
+    "console",
+];
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let mut quick = false;
+    let mut modes = Vec::new();
+    for arg in std::env::args().skip(1) {
+        match arg.as_str() {
+            "--quick" => quick = true,
+            "all" => modes.extend(MODES.map(String::from)),
+            mode if MODES.contains(&mode) => modes.push(mode.to_string()),
+            other => bail!(
+                "unknown argument {other:?}; use: shoal_bench [--quick] [all|{}]…",
+                MODES.join("|")
+            ),
+        }
+    }
+    if modes.is_empty() {
+        modes.extend(MODES.map(String::from));
+    }
+    let sizes = if quick { Sizes::quick() } else { Sizes::full() };
+    println!("{}", machine());
+    let mut rows = Vec::new();
+    for mode in &modes {
+        eprintln!("== {mode}");
+        let result = match mode.as_str() {
+            "throughput" => throughput(&sizes).await,
+            "fire" => fire_precision(&sizes).await,
+            "failover" => failover().await,
+            "scale" => scale(&sizes).await,
+            "gossip" => gossip(&sizes).await,
+            "console" => console(&sizes),
+            _ => unreachable!("modes are checked above"),
+        };
+        match result {
+            Ok(mut measured) => rows.append(&mut measured),
+            Err(error) => rows.push(Row::new(
+                0,
+                mode,
+                "-",
+                format!("FAILED: {error:#}"),
+                Some(false),
+            )),
+        }
+    }
+    println!();
+    println!(
+        "Command: `target/release/examples/shoal_bench{}{}`",
+        if quick { " --quick" } else { "" },
+        if modes.len() == MODES.len() {
+            String::new()
+        } else {
+            format!(" {}", modes.join(" "))
+        }
+    );
+    println!();
+    println!("| # | measure | goal | measured | ok |");
+    println!("| --- | --- | --- | --- | --- |");
+    for row in &rows {
+        let ok = match row.ok {
+            Some(true) => "yes",
+            Some(false) => "**no**",
+            None => "—",
+        };
+        println!(
+            "| {} | {} | {} | {} | {ok} |",
+            row.number, row.measure, row.goal, row.measured
+        );
+    }
+    Ok(())
+}
+
+/// The machine the figures come from: cores, CPU model, memory.
+fn machine() -> String {
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|l| l.trim_start_matches([' ', '\t', ':']).to_string())
+        .unwrap_or_else(|| "unknown CPU".into());
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let ram_gib = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0 / 1024.0);
+    format!("Machine: {cores} cores, {model}, {ram_gib:.1} GiB RAM")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Processes on loopback
+
+/// A child process killed and reaped when dropped, so a failed run leaves nothing behind.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Proc {
+    fn signal(&self, signal: &str) {
+        let _ = Command::new("kill")
+            .args([&format!("-{signal}"), &self.0.id().to_string()])
+            .status();
+    }
+
+    fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+fn shoal_binary() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let bin = exe
+        .parent()
+        .and_then(|p| p.parent())
+        .context("no target dir above this example")?
+        .join("shoal");
+    if !bin.exists() {
+        bail!(
+            "{} not found: run `cargo build --release --bins --examples` first",
+            bin.display()
+        );
+    }
+    Ok(bin)
+}
+
+fn free_tcp_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn free_udp_port() -> anyhow::Result<u16> {
+    Ok(UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+struct Cluster {
+    _dir: Option<tempfile::TempDir>,
+    server: Proc,
+    gossip: String,
+    client: ApiClient,
+    /// From spawning the server to its first successful API answer.
+    started_in: Duration,
+}
+
+impl Cluster {
+    async fn start() -> anyhow::Result<Cluster> {
+        let dir = tempfile::tempdir()?;
+        let data = dir.path().join("data");
+        let mut cluster = Cluster::start_on(&data).await?;
+        cluster._dir = Some(dir);
+        Ok(cluster)
+    }
+
+    /// A server on an existing data dir (kept when the cluster is dropped).
+    async fn start_on(data: &Path) -> anyhow::Result<Cluster> {
+        let api = format!("127.0.0.1:{}", free_tcp_port()?);
+        let gossip = format!("127.0.0.1:{}", free_udp_port()?);
+        let spawned = Instant::now();
+        let server = Proc(
+            Command::new(shoal_binary()?)
+                .args(["server", "--api", &api, "--gossip", &gossip, "--data-dir"])
+                .arg(data)
+                .env("SHOAL_LOG", "warn")
+                .stdout(Stdio::null())
+                .spawn()?,
+        );
+        let client = ApiClient::new(&format!("http://{api}"), None)?;
+        let one = InstanceQuery {
+            limit: Some(1),
+            ..InstanceQuery::default()
+        };
+        // Serving means answering from the store, not just accepting connections.
+        while client.instances(&one).await.is_err() {
+            if spawned.elapsed() > Duration::from_secs(120) {
+                bail!("server did not answer within 120 s");
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        Ok(Cluster {
+            _dir: None,
+            server,
+            gossip,
+            client,
+            started_in: spawned.elapsed(),
+        })
+    }
+
+    fn worker(&self, id: &str) -> anyhow::Result<Proc> {
+        Ok(Proc(
+            Command::new(shoal_binary()?)
+                .args(["worker", "--join", &self.gossip, "--id", id])
+                .args(["--capacity", &WORKER_CAPACITY.to_string()])
+                .env("SHOAL_LOG", "warn")
+                .stdout(Stdio::null())
+                .spawn()?,
+        ))
+    }
+
+    async fn wait_live(&self, id: &str) -> anyhow::Result<()> {
+        let start = Instant::now();
+        loop {
+            let members = self.client.members().await.unwrap_or_default();
+            if members
+                .iter()
+                .any(|m| m.id == id && m.state.to_string() == "live")
+            {
+                return Ok(());
+            }
+            if start.elapsed() > Duration::from_secs(60) {
+                bail!("worker {id} never became live");
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    async fn open_instances(&self, job: &str) -> anyhow::Result<usize> {
+        Ok(self
+            .client
+            .instances(&InstanceQuery {
+                job: Some(job.into()),
+                state: Some("queued,assigned,running".into()),
+                limit: Some(1_000),
+            })
+            .await?
+            .len())
+    }
+}
+
+fn on_demand_job(name: &str, url: String) -> JobSpec {
+    JobSpec {
+        name: name.into(),
+        on_demand: true,
+        max_concurrent: Some(10_000),
+        http: HttpSpec {
+            url,
+            timeout: Some("30s".into()),
+            ..HttpSpec::default()
+        },
+        ..JobSpec::default()
+    }
+}
+
+/// The value at `fraction` (0..=1) of sorted samples.
+fn percentile(sorted: &[f64], fraction: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let index = ((sorted.len() - 1) as f64 * fraction).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
+
+fn sorted(mut samples: Vec<f64>) -> Vec<f64> {
+    samples.sort_by(f64::total_cmp);
+    samples
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. End-to-end throughput
+
+async fn throughput(sizes: &Sizes) -> anyhow::Result<Vec<Row>> {
+    let n = sizes.throughput_instances;
+    let target = shoal::target::Target::start("127.0.0.1:0".parse()?).await?;
+    let cluster = Cluster::start().await?;
+    let _w1 = cluster.worker("w1")?;
+    let _w2 = cluster.worker("w2")?;
+    cluster.wait_live("w1").await?;
+    cluster.wait_live("w2").await?;
+    cluster
+        .client
+        .create_job(&on_demand_job("noop", target.url("/ok")))
+        .await?;
+    // Let both workers' first polls arrive, so the run starts with the cluster ready.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // "At once": as many concurrent run requests as a busy API client pool would make.
+    let submitters = 64;
+    let start = Instant::now();
+    let mut submits = tokio::task::JoinSet::new();
+    for first in 0..submitters {
+        let client = cluster.client.clone();
+        submits.spawn(async move {
+            for _ in (first..n).step_by(submitters) {
+                client.run_job("noop").await?;
+            }
+            Ok::<_, anyhow::Error>(())
+        });
+    }
+    while let Some(done) = submits.join_next().await {
+        done??;
+    }
+    let enqueued = start.elapsed();
+    while target.received_count() < n {
+        if start.elapsed() > Duration::from_secs(600) {
+            bail!("only {} of {n} requests arrived", target.received_count());
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    while cluster.open_instances("noop").await? > 0 {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let elapsed = start.elapsed();
+    // Every run request was answered, so n instances exist; none is open any more.
+    let unsuccessful = cluster
+        .client
+        .instances(&InstanceQuery {
+            job: Some("noop".into()),
+            state: Some("failed,cancelled".into()),
+            limit: Some(10_000),
+        })
+        .await?
+        .len();
+    let succeeded = n - unsuccessful;
+    let shoal_rate = succeeded as f64 / elapsed.as_secs_f64();
+    drop(cluster);
+
+    // The raw limit: a pooled reqwest loop with the two workers' total concurrency.
+    let concurrency = 2 * WORKER_CAPACITY as usize;
+    let http = reqwest::Client::new();
+    let url = target.url("/ok");
+    let raw_start = Instant::now();
+    let mut loops = tokio::task::JoinSet::new();
+    for first in 0..concurrency {
+        let http = http.clone();
+        let url = url.clone();
+        loops.spawn(async move {
+            for _ in (first..n).step_by(concurrency) {
+                http.get(&url).send().await?.bytes().await?;
+            }
+            Ok::<_, reqwest::Error>(())
+        });
+    }
+    while let Some(done) = loops.join_next().await {
+        done??;
+    }
+    let raw_rate = n as f64 / raw_start.elapsed().as_secs_f64();
+    let ratio = shoal_rate / raw_rate;
+    eprintln!(
+        "throughput: {succeeded}/{n} succeeded in {:.2} s (all enqueued after {:.2} s): \
+         {shoal_rate:.0}/s; raw reqwest, concurrency {concurrency}: {raw_rate:.0}/s",
+        elapsed.as_secs_f64(),
+        enqueued.as_secs_f64()
+    );
+    Ok(vec![Row::new(
+        1,
+        &format!("throughput: {n} on-demand no-op tasks, 1 server + 2 workers, durable"),
+        "≥ 50 % of a raw pooled reqwest loop",
+        format!(
+            "{:.1} % ({shoal_rate:.0} instances/s vs {raw_rate:.0} req/s; {succeeded}/{n} succeeded)",
+            ratio * 100.0
+        ),
+        Some(ratio >= 0.5 && succeeded == n),
+    )])
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. Fire precision
+
+/// The `i`-th of the fire-precision jobs: a mix of cron every second, cron every 2 s (both fire
+/// on the second, all together), and fixed rates of 1 s and 3 s (on grids set by creation time).
+fn cron_job(i: usize) -> anyhow::Result<JobDefinition> {
+    let (cron, every) = match i % 4 {
+        0 => (Some("* * * * * *"), None),
+        1 => (Some("*/2 * * * * *"), None),
+        2 => (None, Some("1s")),
+        _ => (None, Some("3s")),
+    };
+    let spec = JobSpec {
+        name: format!("tick-{i:05}"),
+        cron: cron.map(String::from),
+        every: every.map(String::from),
+        // No dispatcher runs here: let instances pile up rather than have fires skipped.
+        max_concurrent: Some(10_000),
+        http: HttpSpec {
+            url: "http://127.0.0.1:9/".into(),
+            ..HttpSpec::default()
+        },
+        ..JobSpec::default()
+    };
+    Ok(spec.validate()?)
+}
+
+/// The `i`-th job of the spread scenario: fixed rates of 1, 2 and 5 s whose phases are spread over
+/// their period (jobs created at different moments), so fires arrive evenly rather than at once.
+fn spread_job(i: usize, jobs: usize, now: UnixMs) -> anyhow::Result<(JobDefinition, UnixMs)> {
+    let period_ms = [1_000, 2_000, 5_000][i % 3];
+    let spec = JobSpec {
+        name: format!("spread-{i:05}"),
+        every: Some(format!("{}ms", period_ms)),
+        max_concurrent: Some(10_000),
+        http: HttpSpec {
+            url: "http://127.0.0.1:9/".into(),
+            ..HttpSpec::default()
+        },
+        ..JobSpec::default()
+    };
+    let phase = (i as i64 * period_ms / jobs as i64) % period_ms;
+    Ok((spec.validate()?, now + 1_000 + phase))
+}
+
+async fn fire_precision(sizes: &Sizes) -> anyhow::Result<Vec<Row>> {
+    let jobs = sizes.fire_jobs;
+    let now = now_ms();
+    let aligned = (0..jobs)
+        .map(|i| Ok((cron_job(i)?, None)))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let spread = (0..jobs)
+        .map(|i| spread_job(i, jobs, now).map(|(def, first)| (def, Some(first))))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut rows = Vec::new();
+    for (scenario, definitions) in [
+        (
+            "cron/rate jobs (1–3 s), fires aligned on the second",
+            aligned,
+        ),
+        ("rate jobs (1–5 s), phases spread over the period", spread),
+    ] {
+        let lateness = fire_lateness(definitions, sizes.fire_window).await?;
+        let fires = lateness.len();
+        let (p50, p99, max) = (
+            percentile(&lateness, 0.5),
+            percentile(&lateness, 0.99),
+            percentile(&lateness, 1.0),
+        );
+        eprintln!(
+            "fire ({scenario}): {fires} fires in {:.0} s from {jobs} jobs; lateness p50 {p50:.1} \
+             ms, p99 {p99:.1} ms, max {max:.1} ms",
+            sizes.fire_window.as_secs_f64()
+        );
+        rows.push(Row::new(
+            2,
+            &format!("fire precision: {jobs} active {scenario}; dispatch − scheduled"),
+            "p99 < 5 ms",
+            format!("p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms ({fires} fires)"),
+            Some(p99 < 5.0),
+        ));
+    }
+    Ok(rows)
+}
+
+/// Runs the real scheduler over `definitions` (each with its first fire, or `None` for the
+/// schedule's own) on a fresh redb file; returns the sorted lateness of every fire in the window.
+async fn fire_lateness(
+    definitions: Vec<(JobDefinition, Option<UnixMs>)>,
+    window: Duration,
+) -> anyhow::Result<Vec<f64>> {
+    let dir = tempfile::tempdir()?;
+    let store = Arc::new(Store::open(dir.path())?);
+    for chunk in definitions.chunks(1_000) {
+        let now = now_ms();
+        store.write(|tx| {
+            for (def, first) in chunk {
+                let job = Job {
+                    id: tx.next_job_id()?,
+                    next_fire_ms: first.or_else(|| initial_fire(def, now)),
+                    def: def.clone(),
+                    created_ms: now,
+                    updated_ms: now,
+                };
+                tx.put_job(&job)?;
+            }
+            Ok::<_, StoreError>(())
+        })?;
+    }
+
+    let (trigger, shutdown) = shoal::shutdown::channel();
+    let wake = Arc::new(Notify::new());
+    let queued = Arc::new(Notify::new());
+    let scheduler = Scheduler::new(store.clone(), wake, queued.clone());
+    let scheduler_task = tokio::spawn(scheduler.run(shutdown));
+
+    // "Dispatch time" is when the dispatcher learns of the instance: the scheduler has
+    // committed it and rung the bell the dispatcher waits on. We stand in for the dispatcher.
+    let warmup = Duration::from_secs(2);
+    let measure_from = now_ms() + warmup.as_millis() as i64;
+    let measure_until = measure_from + window.as_millis() as i64;
+    let mut next_id = 1;
+    let mut lateness = Vec::new();
+    while now_ms() < measure_until + 1_000 {
+        if tokio::time::timeout(Duration::from_secs(1), queued.notified())
+            .await
+            .is_err()
+        {
+            continue;
+        }
+        let seen_at = now_ms();
+        let read = store.read()?;
+        while let Some(instance) = read.instance(next_id)? {
+            next_id += 1;
+            if (measure_from..measure_until).contains(&instance.fire_at_ms) {
+                lateness.push((seen_at - instance.fire_at_ms) as f64);
+            }
+        }
+    }
+    trigger.trigger();
+    let _ = scheduler_task.await;
+    Ok(sorted(lateness))
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. Failover
+
+async fn failover() -> anyhow::Result<Vec<Row>> {
+    let target = shoal::target::Target::start("127.0.0.1:0".parse()?).await?;
+    let cluster = Cluster::start().await?;
+    let doomed = cluster.worker("doomed")?;
+    cluster.wait_live("doomed").await?;
+    cluster
+        .client
+        .create_job(&on_demand_job("slow", target.url("/slow?ms=10000")))
+        .await?;
+    let tasks = 8;
+    for _ in 0..tasks {
+        cluster.client.run_job("slow").await?;
+    }
+    let start = Instant::now();
+    loop {
+        let running = cluster
+            .client
+            .instances(&InstanceQuery {
+                job: Some("slow".into()),
+                state: Some("running".into()),
+                limit: Some(100),
+            })
+            .await?;
+        if running.len() == tasks {
+            break;
+        }
+        if start.elapsed() > Duration::from_secs(60) {
+            bail!("the tasks never all ran on the first worker");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _survivor = cluster.worker("survivor")?;
+    cluster.wait_live("survivor").await?;
+    // Let the failure detector learn the survivor's and the doomed worker's heartbeat rhythm.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let killed_at = now_ms();
+    doomed.signal("KILL");
+    let mut delays = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while delays.len() < tasks && Instant::now() < deadline {
+        let all = cluster
+            .client
+            .instances(&InstanceQuery {
+                job: Some("slow".into()),
+                state: None,
+                limit: Some(100),
+            })
+            .await?;
+        delays = all
+            .iter()
+            .filter_map(|i| {
+                let attempt = i.attempts.iter().find(|a| a.worker == "survivor")?;
+                Some((attempt.started_ms? - killed_at) as f64)
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let lost = tasks - delays.len();
+    let delays = sorted(delays);
+    let (p50, max) = (percentile(&delays, 0.5), percentile(&delays, 1.0));
+    eprintln!(
+        "failover: {} of {tasks} tasks running elsewhere; p50 {p50:.0} ms, max {max:.0} ms",
+        delays.len()
+    );
+    Ok(vec![Row::new(
+        3,
+        &format!("failover: SIGKILL of a worker running {tasks} tasks → each running on another"),
+        "< 3 s, 0 lost",
+        format!("p50 {p50:.0} ms, max {max:.0} ms, {lost} lost"),
+        Some(lost == 0 && max < 3_000.0),
+    )])
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. Scale
+
+/// Writes `jobs` jobs and `instances` finished instances straight through the store, in large
+/// transactions (the fast way to a big file; the server then opens it as it would after years).
+fn build_big_store(dir: &Path, jobs: usize, instances: usize) -> anyhow::Result<Duration> {
+    let start = Instant::now();
+    let store = Store::open(dir)?;
+    let template = JobSpec {
+        name: String::new(),
+        every: Some("1h".into()),
+        http: HttpSpec {
+            url: "http://127.0.0.1:9/report".into(),
+            ..HttpSpec::default()
+        },
+        ..JobSpec::default()
+    };
+    let now = now_ms();
+    let mut ids = Vec::with_capacity(jobs);
+    for chunk in (0..jobs).collect::<Vec<_>>().chunks(5_000) {
+        let mut created = Vec::new();
+        store.write(|tx| {
+            created.clear();
+            for &i in chunk {
+                let mut spec = template.clone();
+                spec.name = format!("job-{i:06}");
+                let def = spec
+                    .validate()
+                    .map_err(|e| StoreError::Commit(e.to_string()))?;
+                let job = Job {
+                    id: tx.next_job_id()?,
+                    def,
+                    created_ms: now,
+                    updated_ms: now,
+                    // Spread over the hour ahead, so the restarted server has nothing due.
+                    next_fire_ms: Some(now + 3_600_000 + (i % 3_600) as i64 * 1_000),
+                };
+                tx.put_job(&job)?;
+                created.push((job.id, job.def.name));
+            }
+            Ok::<_, StoreError>(())
+        })?;
+        ids.append(&mut created);
+    }
+    let mut written = 0;
+    while written < instances {
+        let batch = (instances - written).min(20_000);
+        store.write(|tx| {
+            for k in 0..batch {
+                let (job_id, job_name) = &ids[(written + k) % ids.len()];
+                let at = now - 1_000 * (instances - written - k) as i64;
+                let instance = Instance {
+                    id: tx.next_instance_id()?,
+                    job_id: *job_id,
+                    job_name: job_name.clone(),
+                    trigger: Trigger::Schedule,
+                    fire_at_ms: at,
+                    created_ms: at,
+                    updated_ms: at + 40,
+                    state: InstanceState::Succeeded,
+                    attempts: vec![Attempt {
+                        number: 1,
+                        worker: "worker-1".into(),
+                        assigned_ms: at + 1,
+                        started_ms: Some(at + 2),
+                        ended_ms: Some(at + 40),
+                        outcome: Some(AttemptOutcome::Succeeded),
+                        http_status: Some(200),
+                        duration_ms: Some(38),
+                        error: None,
+                        excerpt: Some("ok".into()),
+                    }],
+                };
+                tx.put_instance(&instance)?;
+            }
+            Ok::<_, StoreError>(())
+        })?;
+        written += batch;
+    }
+    Ok(start.elapsed())
+}
+
+fn rss_mib(pid: u32) -> anyhow::Result<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kb = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .context("no VmRSS in /proc/PID/status")?;
+    Ok(kb / 1024.0)
+}
+
+async fn scale(sizes: &Sizes) -> anyhow::Result<Vec<Row>> {
+    let (jobs, instances) = (sizes.scale_jobs, sizes.scale_instances);
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data)?;
+    let built_in = tokio::task::spawn_blocking({
+        let data = data.clone();
+        move || build_big_store(&data, jobs, instances)
+    })
+    .await??;
+    let file_mib = std::fs::metadata(data.join(shoal::store::DB_FILE))?.len() as f64 / 1048576.0;
+    let cluster = Cluster::start_on(&data).await?;
+    let restart = cluster.started_in;
+    let rss_start = rss_mib(cluster.server.pid())?;
+    // A typical operator query against the full history: the newest 100 instances of one job.
+    let query_start = Instant::now();
+    let page = cluster
+        .client
+        .instances(&InstanceQuery {
+            job: Some("job-000042".into()),
+            state: None,
+            limit: Some(100),
+        })
+        .await?;
+    let query = query_start.elapsed();
+    let rss_after = rss_mib(cluster.server.pid())?;
+    eprintln!(
+        "scale: built {jobs} jobs + {instances} instances in {:.1} s; file {file_mib:.0} MiB \
+         ({:.0} B/instance); restart to API {:.0} ms; RSS {rss_start:.0} MiB, {rss_after:.0} MiB \
+         after a {}-row history query ({:.1} ms)",
+        built_in.as_secs_f64(),
+        file_mib * 1048576.0 / instances as f64,
+        restart.as_secs_f64() * 1e3,
+        page.len(),
+        query.as_secs_f64() * 1e3
+    );
+    let what = format!("{jobs} jobs, {instances} instance records");
+    Ok(vec![
+        Row::new(
+            4,
+            &format!("scale: server restart to first API answer ({what})"),
+            "< 1 s",
+            format!("{:.0} ms", restart.as_secs_f64() * 1e3),
+            Some(restart < Duration::from_secs(1)),
+        ),
+        Row::new(
+            4,
+            "scale: server RSS after restart and a history query",
+            "< 256 MiB",
+            format!("{rss_after:.0} MiB"),
+            Some(rss_after < 256.0),
+        ),
+        Row::new(
+            4,
+            "scale: redb file size",
+            "bounded by retention",
+            format!(
+                "{file_mib:.0} MiB ({:.0} B per instance); retention not on this branch",
+                file_mib * 1048576.0 / instances as f64
+            ),
+            None,
+        ),
+    ])
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5. Gossip
+
+async fn gossip(sizes: &Sizes) -> anyhow::Result<Vec<Row>> {
+    let count = sizes.gossip_nodes;
+    let mut ports = Vec::with_capacity(count);
+    for _ in 0..count {
+        ports.push(free_udp_port()?);
+    }
+    let seed = format!("127.0.0.1:{}", ports[0]);
+    let start = Instant::now();
+    let mut nodes = Vec::with_capacity(count);
+    for (i, port) in ports.iter().enumerate() {
+        let mut config = GossipConfig::new("bench-gossip", format!("127.0.0.1:{port}").parse()?);
+        if i > 0 {
+            config.seeds = vec![seed.clone()];
+        }
+        let info = NodeInfo {
+            id: format!("n{i:02}"),
+            role: if i == 0 { Role::Server } else { Role::Worker },
+            api_addr: String::new(),
+            tags: Vec::new(),
+            capacity: 4,
+            running: 0,
+            version: shoal::VERSION.into(),
+        };
+        nodes.push(Membership::start(config, info, &UdpTransport).await?);
+    }
+    let all_live = |node: &Membership| {
+        let view = node.view();
+        view.members.len() == count && view.members.iter().all(|m| m.is_live())
+    };
+    while !nodes.iter().all(all_live) {
+        if start.elapsed() > Duration::from_secs(60) {
+            bail!("{count} gossip nodes did not converge in 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let converged = start.elapsed();
+    // As in a running cluster, let the failure detectors learn the heartbeat rhythm first.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let victim = nodes.pop().context("no nodes")?;
+    let victim_id = victim.self_id().to_string();
+    let killed = Instant::now();
+    drop(victim);
+    let mut first_saw: Option<Duration> = None;
+    loop {
+        let seeing = nodes
+            .iter()
+            .filter(|n| {
+                n.view()
+                    .get(&victim_id)
+                    .is_some_and(|m| m.state == MemberState::Dead)
+            })
+            .count();
+        if seeing > 0 && first_saw.is_none() {
+            first_saw = Some(killed.elapsed());
+        }
+        if seeing == nodes.len() {
+            break;
+        }
+        if killed.elapsed() > Duration::from_secs(60) {
+            bail!(
+                "only {seeing} of {} nodes saw the dead node in 60 s",
+                nodes.len()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let all_saw = killed.elapsed();
+    let first_saw = first_saw.unwrap_or(all_saw);
+    eprintln!(
+        "gossip: {count} nodes all live everywhere after {:.0} ms; a dropped node dead for the \
+         first after {:.0} ms, for all after {:.0} ms",
+        converged.as_secs_f64() * 1e3,
+        first_saw.as_secs_f64() * 1e3,
+        all_saw.as_secs_f64() * 1e3
+    );
+    Ok(vec![
+        Row::new(
+            5,
+            &format!(
+                "gossip: {count} in-process nodes (UDP, 200 ms rounds) until all see all live"
+            ),
+            "< 5 s",
+            format!("{:.0} ms", converged.as_secs_f64() * 1e3),
+            Some(converged < Duration::from_secs(5)),
+        ),
+        Row::new(
+            5,
+            "gossip: a node stops → every other node sees it dead",
+            "< 3 s (inside the failover goal)",
+            format!(
+                "first {:.0} ms, all {:.0} ms",
+                first_saw.as_secs_f64() * 1e3,
+                all_saw.as_secs_f64() * 1e3
+            ),
+            Some(all_saw < Duration::from_secs(3)),
+        ),
+    ])
+}
+
+// ---------------------------------------------------------------------------------------------
+// 6. Console
+
+fn console(sizes: &Sizes) -> anyhow::Result<Vec<Row>> {
+    use shoal_tui::fixtures::{big_snapshot, frame_times, press};
+    let mut app = shoal_tui::App::new(shoal_tui::Options::default());
+    app.apply_snapshot(Ok(big_snapshot(1_000, 10_000)));
+    let to_ms =
+        |samples: Vec<Duration>| sorted(samples.iter().map(|d| d.as_secs_f64() * 1e3).collect());
+    let workers = to_ms(frame_times(&app, 200, 60, 50, sizes.console_frames));
+    press(&mut app, '3');
+    let instances = to_ms(frame_times(&app, 200, 60, 50, sizes.console_frames));
+    let worst_p99 = percentile(&workers, 0.99).max(percentile(&instances, 0.99));
+    eprintln!(
+        "console: workers view p50 {:.2} ms p99 {:.2} ms; instances view p50 {:.2} ms p99 {:.2} ms",
+        percentile(&workers, 0.5),
+        percentile(&workers, 0.99),
+        percentile(&instances, 0.5),
+        percentile(&instances, 0.99)
+    );
+    Ok(vec![Row::new(
+        6,
+        "console: one 200×60 frame, 1,000 workers and 10,000 instances",
+        "p99 < 16 ms (one 60 Hz frame)",
+        format!(
+            "workers view p50 {:.2} / p99 {:.2} ms; instances view p50 {:.2} / p99 {:.2} ms",
+            percentile(&workers, 0.5),
+            percentile(&workers, 0.99),
+            percentile(&instances, 0.5),
+            percentile(&instances, 0.99)
+        ),
+        Some(worst_p99 < 16.0),
+    )])
+}
