@@ -358,6 +358,17 @@ fn validate_http(spec: &HttpSpec) -> Result<HttpTask> {
     if spec.url.trim().is_empty() {
         return Err(invalid("http.url", "missing: the URL the task requests"));
     }
+    // The URL parser silently drops tabs and newlines; refuse them instead of storing them.
+    if let Some(bad) = spec
+        .url
+        .chars()
+        .find(|c| c.is_control() || c.is_whitespace())
+    {
+        return Err(invalid(
+            "http.url",
+            format!("contains {bad:?}; percent-encode spaces and control characters"),
+        ));
+    }
     let url = url::Url::parse(&spec.url)
         .map_err(|error| invalid("http.url", format!("{:?} is not a URL: {error}", spec.url)))?;
     if !matches!(url.scheme(), "http" | "https") {

@@ -144,6 +144,11 @@ fn invalid_definitions_name_their_field() {
         ),
         ("url no host", |s| s.http.url = "http://".into(), "http.url"),
         (
+            "url with CRLF",
+            |s| s.http.url = "http://a/\r\nHost: b".into(),
+            "http.url",
+        ),
+        (
             "unknown method",
             |s| s.http.method = Some("FETCH".into()),
             "http.method",
