@@ -6,6 +6,7 @@
 //! acknowledge a change only after `write` returned. A file of an unknown schema version is
 //! refused, never rewritten; a second process opening the same data dir is refused.
 
+mod retention;
 mod tables;
 
 use std::path::{Path, PathBuf};
@@ -16,6 +17,8 @@ use serde::de::DeserializeOwned;
 
 use crate::model::{Instance, InstanceId, Job, JobId, StateKind, UnixMs};
 use tables::*;
+
+pub use retention::{Retention, Swept};
 
 /// Bumped when the layout of the file changes incompatibly.
 pub const SCHEMA_VERSION: u64 = 1;
