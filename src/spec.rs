@@ -268,7 +268,7 @@ impl JobDefinition {
                     .then(|| self.http.expect_status.clone()),
                 expect_body: self.http.expect_body.clone(),
             },
-            retry: (self.retry.count > 0).then(|| RetrySpec {
+            retry: (self.retry != RetryPolicy::default()).then(|| RetrySpec {
                 count: self.retry.count,
                 backoff: Some(crate::model::human_ms(self.retry.backoff_ms)),
             }),

@@ -37,6 +37,20 @@ fn a_valid_spec_round_trips_through_toml() {
     assert_eq!(again, def);
 }
 
+/// Found by `cargo fuzz run job_json`: a backoff without retries was dropped by `to_spec`, so
+/// `shoal job update` (which starts from `to_spec`) silently reset it.
+#[test]
+fn a_backoff_without_retries_round_trips() {
+    let mut spec = valid();
+    spec.retry = Some(RetrySpec {
+        count: 0,
+        backoff: Some("100ms".into()),
+    });
+    let def = spec.validate().unwrap();
+    assert_eq!(def.retry.backoff_ms, 100);
+    assert_eq!(def.to_spec().validate().unwrap(), def);
+}
+
 #[test]
 fn every_schedule_kind_parses_from_toml() {
     let cases = [
