@@ -56,6 +56,8 @@ pub async fn run(config: DemoConfig) -> anyhow::Result<()> {
         api_addr: config.api.unwrap_or_else(pick_api_addr),
         gossip: GossipSettings::new(crate::node::DEFAULT_CLUSTER, loopback(0)),
         token: None,
+        retention: crate::store::Retention::default(),
+        retention_interval: crate::retention::DEFAULT_SWEEP_EVERY,
     };
     let cluster = LocalCluster::start(server, &demo_workers(), Duration::from_secs(2)).await?;
     let outcome = match create_sample_jobs(cluster.server().service(), &target) {

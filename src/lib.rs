@@ -10,7 +10,7 @@
 //! - `service` — operations on jobs and instances, one store transaction each.
 //! - `schedule` — next-fire computation, misfire policy, and the scheduler loop.
 //! - `spec` — the user-facing job format and its validation; `model` — the typed domain.
-//! - `store` — redb; the only module that touches it.
+//! - `store` — redb; the only module that touches it. `retention` — the history sweeper.
 //! - `node`, `net`, `shutdown`, `telemetry` — what both daemons share.
 //!
 //! Membership lives in the `shoal-gossip` crate, the console in `shoal-tui`.
@@ -25,6 +25,7 @@ pub mod local;
 pub mod model;
 pub mod net;
 pub mod node;
+pub mod retention;
 pub mod schedule;
 pub mod server;
 pub mod service;

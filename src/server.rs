@@ -17,7 +17,7 @@ use crate::node::GossipSettings;
 use crate::schedule::scheduler::Scheduler;
 use crate::service::Service;
 use crate::shutdown::{self, Shutdown, ShutdownTrigger};
-use crate::store::Store;
+use crate::store::{Retention, Store};
 
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -26,6 +26,9 @@ pub struct ServerConfig {
     pub api_addr: SocketAddr,
     pub gossip: GossipSettings,
     pub token: Option<String>,
+    /// How much finished instance history to keep, and how often to sweep the rest.
+    pub retention: Retention,
+    pub retention_interval: std::time::Duration,
 }
 
 /// A started server. Dropping it does not stop it; call [`RunningServer::stop`].
@@ -90,6 +93,12 @@ impl RunningServer {
         let background = vec![
             tokio::spawn(scheduler.run(trigger.subscribe())),
             tokio::spawn(dispatcher.clone().run(trigger.subscribe())),
+            tokio::spawn(crate::retention::run(
+                store.clone(),
+                config.retention,
+                config.retention_interval,
+                trigger.subscribe(),
+            )),
         ];
         let state = ApiState {
             cluster: config.gossip.cluster.clone(),

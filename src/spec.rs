@@ -268,7 +268,7 @@ impl JobDefinition {
                     .then(|| self.http.expect_status.clone()),
                 expect_body: self.http.expect_body.clone(),
             },
-            retry: (self.retry.count > 0).then(|| RetrySpec {
+            retry: (self.retry != RetryPolicy::default()).then(|| RetrySpec {
                 count: self.retry.count,
                 backoff: Some(crate::model::human_ms(self.retry.backoff_ms)),
             }),
@@ -357,6 +357,17 @@ fn validate_http(spec: &HttpSpec) -> Result<HttpTask> {
     }
     if spec.url.trim().is_empty() {
         return Err(invalid("http.url", "missing: the URL the task requests"));
+    }
+    // The URL parser silently drops tabs and newlines; refuse them instead of storing them.
+    if let Some(bad) = spec
+        .url
+        .chars()
+        .find(|c| c.is_control() || c.is_whitespace())
+    {
+        return Err(invalid(
+            "http.url",
+            format!("contains {bad:?}; percent-encode spaces and control characters"),
+        ));
     }
     let url = url::Url::parse(&spec.url)
         .map_err(|error| invalid("http.url", format!("{:?} is not a URL: {error}", spec.url)))?;

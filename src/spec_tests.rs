@@ -37,6 +37,20 @@ fn a_valid_spec_round_trips_through_toml() {
     assert_eq!(again, def);
 }
 
+/// Found by `cargo fuzz run job_json`: a backoff without retries was dropped by `to_spec`, so
+/// `shoal job update` (which starts from `to_spec`) silently reset it.
+#[test]
+fn a_backoff_without_retries_round_trips() {
+    let mut spec = valid();
+    spec.retry = Some(RetrySpec {
+        count: 0,
+        backoff: Some("100ms".into()),
+    });
+    let def = spec.validate().unwrap();
+    assert_eq!(def.retry.backoff_ms, 100);
+    assert_eq!(def.to_spec().validate().unwrap(), def);
+}
+
 #[test]
 fn every_schedule_kind_parses_from_toml() {
     let cases = [
@@ -143,6 +157,11 @@ fn invalid_definitions_name_their_field() {
             "http.url",
         ),
         ("url no host", |s| s.http.url = "http://".into(), "http.url"),
+        (
+            "url with CRLF",
+            |s| s.http.url = "http://a/\r\nHost: b".into(),
+            "http.url",
+        ),
         (
             "unknown method",
             |s| s.http.method = Some("FETCH".into()),

@@ -273,6 +273,15 @@ fn a_late_report_after_failover_is_refused() {
     );
     // The thawed worker rejoins and takes new work.
     live_workers(&server, 2);
+    add_on_demand(
+        &server,
+        "after-thaw",
+        &target.url("/ok"),
+        &["--worker", "paused"],
+    );
+    let next = run(&server, "after-thaw");
+    let done = wait_state(&server, &next, "succeeded");
+    assert_eq!(done["attempts"][0]["worker"], "paused", "{done}");
 }
 
 #[test]

@@ -10,6 +10,9 @@ use serde::{Deserialize, Serialize};
 pub enum ApiError {
     #[error("{field}: {reason}")]
     Invalid { field: String, reason: String },
+    /// The request body is over the API's size limit.
+    #[error("{field}: {reason}")]
+    TooLarge { field: String, reason: String },
     #[error("{what} not found")]
     NotFound { what: String },
     #[error("{0}")]
@@ -44,6 +47,7 @@ impl ApiError {
     fn status(&self) -> StatusCode {
         match self {
             ApiError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
@@ -54,6 +58,7 @@ impl ApiError {
     fn code(&self) -> &'static str {
         match self {
             ApiError::Invalid { .. } => "invalid",
+            ApiError::TooLarge { .. } => "too_large",
             ApiError::NotFound { .. } => "not_found",
             ApiError::Conflict(_) => "conflict",
             ApiError::Unauthorized => "unauthorized",
@@ -70,7 +75,9 @@ impl IntoResponse for ApiError {
         let body = ErrorBody {
             error: self.code().to_string(),
             field: match &self {
-                ApiError::Invalid { field, .. } => Some(field.clone()),
+                ApiError::Invalid { field, .. } | ApiError::TooLarge { field, .. } => {
+                    Some(field.clone())
+                }
                 _ => None,
             },
             message: self.to_string(),

@@ -1,12 +1,13 @@
 //! `/api/v1/instances`: list (by job and state), get, cancel, retry.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
 
 use super::ApiState;
 use super::error::ApiError;
+use super::extract::{PathArg, QueryArgs};
 use super::jobs::blocking;
 use crate::model::{Instance, InstanceId, StateKind};
 use crate::store::InstanceFilter;
@@ -26,7 +27,7 @@ pub struct ListQuery {
 
 pub async fn list(
     State(state): State<ApiState>,
-    Query(query): Query<ListQuery>,
+    QueryArgs(query): QueryArgs<ListQuery>,
 ) -> Result<Json<Vec<Instance>>, ApiError> {
     let states = match query.state.as_deref() {
         None | Some("") => Vec::new(),
@@ -68,14 +69,14 @@ pub async fn list(
 
 pub async fn get(
     State(state): State<ApiState>,
-    Path(id): Path<InstanceId>,
+    PathArg(id): PathArg<InstanceId>,
 ) -> Result<Json<Instance>, ApiError> {
     Ok(Json(blocking(move || state.service.instance(id)).await?))
 }
 
 pub async fn cancel(
     State(state): State<ApiState>,
-    Path(id): Path<InstanceId>,
+    PathArg(id): PathArg<InstanceId>,
 ) -> Result<Json<Instance>, ApiError> {
     Ok(Json(
         blocking(move || state.service.cancel_instance(id)).await?,
@@ -84,7 +85,7 @@ pub async fn cancel(
 
 pub async fn retry(
     State(state): State<ApiState>,
-    Path(id): Path<InstanceId>,
+    PathArg(id): PathArg<InstanceId>,
 ) -> Result<(StatusCode, Json<Instance>), ApiError> {
     let instance = blocking(move || state.service.retry_instance(id)).await?;
     Ok((StatusCode::CREATED, Json(instance)))

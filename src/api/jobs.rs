@@ -1,11 +1,12 @@
 //! `/api/v1/jobs`: create, list, get, update, apply, delete, pause, resume, run-now.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 
 use super::ApiState;
 use super::error::ApiError;
+use super::extract::PathArg;
 use super::json::JsonBody;
 use crate::model::{Instance, Job};
 use crate::service::JobSummary;
@@ -25,14 +26,14 @@ pub async fn list(State(state): State<ApiState>) -> Result<Json<Vec<JobSummary>>
 
 pub async fn get(
     State(state): State<ApiState>,
-    Path(key): Path<String>,
+    PathArg(key): PathArg<String>,
 ) -> Result<Json<Job>, ApiError> {
     Ok(Json(blocking(move || state.service.job(&key)).await?))
 }
 
 pub async fn update(
     State(state): State<ApiState>,
-    Path(key): Path<String>,
+    PathArg(key): PathArg<String>,
     JsonBody(spec): JsonBody<JobSpec>,
 ) -> Result<Json<Job>, ApiError> {
     Ok(Json(
@@ -56,7 +57,7 @@ pub async fn apply(
 
 pub async fn delete(
     State(state): State<ApiState>,
-    Path(key): Path<String>,
+    PathArg(key): PathArg<String>,
 ) -> Result<Json<Job>, ApiError> {
     Ok(Json(
         blocking(move || state.service.delete_job(&key)).await?,
@@ -65,7 +66,7 @@ pub async fn delete(
 
 pub async fn pause(
     State(state): State<ApiState>,
-    Path(key): Path<String>,
+    PathArg(key): PathArg<String>,
 ) -> Result<Json<Job>, ApiError> {
     Ok(Json(
         blocking(move || state.service.set_paused(&key, true)).await?,
@@ -74,7 +75,7 @@ pub async fn pause(
 
 pub async fn resume(
     State(state): State<ApiState>,
-    Path(key): Path<String>,
+    PathArg(key): PathArg<String>,
 ) -> Result<Json<Job>, ApiError> {
     Ok(Json(
         blocking(move || state.service.set_paused(&key, false)).await?,
@@ -83,7 +84,7 @@ pub async fn resume(
 
 pub async fn run(
     State(state): State<ApiState>,
-    Path(key): Path<String>,
+    PathArg(key): PathArg<String>,
 ) -> Result<(StatusCode, Json<Instance>), ApiError> {
     let instance = blocking(move || state.service.run_now(&key)).await?;
     Ok((StatusCode::CREATED, Json(instance)))

@@ -27,33 +27,45 @@ fn describe(rejection: JsonRejection) -> ApiError {
             let text = std::error::Error::source(&error)
                 .map(|s| s.to_string())
                 .unwrap_or_else(|| error.body_text());
-            let field = text
-                .split_once(": ")
-                .map(|(path, _)| path.to_string())
-                .filter(|p| !p.contains(' '))
-                .unwrap_or_else(|| "body".to_string());
-            ApiError::invalid(field, text)
+            let (field, reason) = split_field(&text);
+            ApiError::invalid(field, reason)
         }
-        JsonRejection::JsonSyntaxError(error) => ApiError::invalid(
-            "body",
-            format!(
-                "not valid JSON: {}",
-                std::error::Error::source(&error)
-                    .map(|s| s.to_string())
-                    .unwrap_or_else(|| error.body_text())
-            ),
-        ),
+        JsonRejection::JsonSyntaxError(error) => {
+            let text = std::error::Error::source(&error)
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| error.body_text());
+            let (field, reason) = split_field(&text);
+            ApiError::invalid(field, format!("not valid JSON: {reason}"))
+        }
         JsonRejection::MissingJsonContentType(_) => {
             ApiError::invalid("content-type", "expected Content-Type: application/json")
         }
-        JsonRejection::BytesRejection(error) => ApiError::invalid(
-            "body",
-            format!(
+        JsonRejection::BytesRejection(error) => {
+            let reason = format!(
                 "{} (the limit is {} bytes)",
                 error.body_text(),
                 super::MAX_REQUEST_BODY
-            ),
-        ),
+            );
+            if error.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::TooLarge {
+                    field: "body".into(),
+                    reason,
+                }
+            } else {
+                ApiError::invalid("body", reason)
+            }
+        }
         other => ApiError::invalid("body", other.body_text()),
+    }
+}
+
+/// Splits the field path serde put in front of its message ("http.url: …") from the reason;
+/// without one, the whole body is to blame.
+fn split_field(text: &str) -> (String, String) {
+    match text.split_once(": ") {
+        Some((path, reason)) if !path.is_empty() && !path.contains(' ') && path != "." => {
+            (path.to_string(), reason.to_string())
+        }
+        _ => ("body".to_string(), text.to_string()),
     }
 }

@@ -4,6 +4,7 @@
 
 mod auth;
 mod error;
+mod extract;
 mod instances;
 mod jobs;
 mod json;
@@ -66,6 +67,12 @@ pub fn router(state: ApiState, token: Token) -> Router {
         .nest("/api/v1", api)
         .nest("/rpc/v1", rpc)
         .route("/healthz", get(|| async { "ok" }))
+        .fallback(|uri: axum::http::Uri| async move {
+            ApiError::not_found(format!(
+                "route {} (the API lives under /api/v1)",
+                uri.path()
+            ))
+        })
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BODY))
         .with_state(state)
 }

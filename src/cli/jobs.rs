@@ -219,11 +219,19 @@ fn read_spec(path: &PathBuf) -> anyhow::Result<JobSpec> {
         .map_err(|error| anyhow::anyhow!("{}: {}", path.display(), error.reason))
 }
 
+/// Validates a spec before sending it, so that a mistake is named even when the request itself
+/// would be refused for its size (the server validates again; it never trusts the client).
+fn checked(spec: JobSpec) -> anyhow::Result<JobSpec> {
+    spec.validate()
+        .map_err(|error| anyhow::anyhow!("{error}"))?;
+    Ok(spec)
+}
+
 pub async fn job(command: JobCommand, args: &ClientArgs) -> anyhow::Result<()> {
     let client = args.client()?;
     match command {
         JobCommand::Add(flags) => {
-            let job = client.create_job(&flags.to_spec(None)?).await?;
+            let job = client.create_job(&checked(flags.to_spec(None)?)?).await?;
             print_job_change(&job, "created", args.output)
         }
         JobCommand::Update { job, flags } => {
@@ -232,11 +240,13 @@ pub async fn job(command: JobCommand, args: &ClientArgs) -> anyhow::Result<()> {
             } else {
                 Some(client.job(&job).await?.def.to_spec())
             };
-            let updated = client.update_job(&job, &flags.to_spec(base)?).await?;
+            let updated = client
+                .update_job(&job, &checked(flags.to_spec(base)?)?)
+                .await?;
             print_job_change(&updated, "updated", args.output)
         }
         JobCommand::Apply { file } => {
-            let job = client.apply_job(&read_spec(&file)?).await?;
+            let job = client.apply_job(&checked(read_spec(&file)?)?).await?;
             print_job_change(&job, "applied", args.output)
         }
         JobCommand::List => list_jobs(&client, args.output).await,

@@ -107,6 +107,26 @@ struct ServerArgs {
     /// Node id (stable across restarts).
     #[arg(long, default_value = "server")]
     id: String,
+    /// Delete finished instances whose last change is older than this (`forever` keeps them).
+    #[arg(
+        long,
+        env = "SHOAL_RETAIN_AGE",
+        default_value = "7d",
+        value_name = "DURATION"
+    )]
+    retain_age: String,
+    /// Keep at most this many of each job's newest instances (0 = no limit). Unfinished
+    /// instances are never deleted.
+    #[arg(
+        long,
+        env = "SHOAL_RETAIN_PER_JOB",
+        default_value_t = 1000,
+        value_name = "N"
+    )]
+    retain_per_job: u64,
+    /// How often the retention sweeper looks for history to delete.
+    #[arg(long, default_value = "1m", value_parser = parse_duration, value_name = "DURATION")]
+    retain_sweep_every: Duration,
     #[command(flatten)]
     daemon: DaemonArgs,
 }
@@ -288,6 +308,17 @@ fn server_config(args: ServerArgs) -> anyhow::Result<ServerConfig> {
         api_addr: crate::net::parse_addr("--api", &args.api)?,
         gossip: gossip_settings(&args.daemon, &args.gossip, Vec::new())?,
         token: args.daemon.token,
+        retention: crate::store::Retention {
+            max_age_ms: match args.retain_age.trim() {
+                "forever" => None,
+                text => Some(
+                    crate::spec::positive_duration("--retain-age", text, u64::MAX)
+                        .map_err(|error| anyhow::anyhow!("{error} (or write forever)"))?,
+                ),
+            },
+            per_job: (args.retain_per_job > 0).then_some(args.retain_per_job),
+        },
+        retention_interval: args.retain_sweep_every,
     })
 }
 

@@ -138,14 +138,17 @@ fn finish_attempt(
         attempt.started_ms.get_or_insert(result.started_ms);
         attempt.http_status = result.http_status;
         attempt.duration_ms = Some((result.ended_ms - result.started_ms).max(0) as u64);
-        attempt.error = result.error.clone();
-        attempt.excerpt = result.excerpt.clone();
+        attempt.error = result.error.as_deref().map(capped);
+        attempt.excerpt = result.excerpt.as_deref().map(capped);
     }
     if result.succeeded {
         instance.finish(InstanceState::Succeeded, AttemptOutcome::Succeeded, now);
         return Ok(());
     }
-    let error = result.error.clone().unwrap_or_else(|| "failed".to_string());
+    let error = result
+        .error
+        .as_deref()
+        .map_or_else(|| "failed".to_string(), capped);
     let number = instance.current_attempt().map_or(0, |a| a.number);
     // Close this attempt as failed first, so it counts.
     if let Some(attempt) = instance.current_attempt_mut() {
@@ -187,4 +190,20 @@ fn finish_attempt(
         );
     }
     Ok(())
+}
+
+/// The most text of a worker's report (response excerpt, error) that is stored. Our workers cap
+/// excerpts themselves; the server does not rely on it.
+pub const MAX_STORED_TEXT: usize = crate::worker::executor::EXCERPT_LIMIT;
+
+/// `text` cut to [`MAX_STORED_TEXT`] bytes at a character boundary, marked when cut.
+fn capped(text: &str) -> String {
+    if text.len() <= MAX_STORED_TEXT {
+        return text.to_string();
+    }
+    let mut end = MAX_STORED_TEXT;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
 }

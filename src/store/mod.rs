@@ -8,6 +8,7 @@
 //! refused, never rewritten; a second process opening the same data dir is refused.
 
 mod group_commit;
+mod retention;
 mod tables;
 
 use std::path::{Path, PathBuf};
@@ -18,6 +19,8 @@ use serde::de::DeserializeOwned;
 
 use crate::model::{Instance, InstanceId, Job, JobId, StateKind, UnixMs};
 use tables::*;
+
+pub use retention::{Retention, Swept};
 
 /// Bumped when the layout of the file changes incompatibly.
 pub const SCHEMA_VERSION: u64 = 1;

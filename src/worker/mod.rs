@@ -5,6 +5,7 @@
 
 pub mod executor;
 mod rpc;
+mod taken;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -57,6 +58,7 @@ struct Context {
     http: reqwest::Client,
     slots: Arc<Semaphore>,
     running: AtomicU32,
+    taken: taken::Taken,
 }
 
 impl RunningWorker {
@@ -94,6 +96,7 @@ impl RunningWorker {
             http: executor::client()?,
             slots: slots.clone(),
             running: AtomicU32::new(0),
+            taken: taken::Taken::default(),
         });
         let poller = tokio::spawn(poll_loop(
             context.clone(),
@@ -238,6 +241,17 @@ fn start_task(
         );
         return;
     };
+    if !context
+        .taken
+        .first_time(assignment.instance, assignment.attempt)
+    {
+        tracing::info!(
+            instance = assignment.instance,
+            attempt = assignment.attempt,
+            "assignment already taken (handed out again after a server restart); not run twice"
+        );
+        return;
+    }
     let context = context.clone();
     let events = events.clone();
     tokio::spawn(async move {

@@ -1,0 +1,61 @@
+//! The retention sweeper: every `interval`, deletes finished instance history that the policy no
+//! longer keeps (see [`crate::store::Retention`]), a bounded batch per transaction so that the
+//! scheduler and dispatcher never wait long for the write lock.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::model::now_ms;
+use crate::shutdown::Shutdown;
+use crate::store::{Retention, Store};
+
+/// Finished instances deleted per write transaction.
+pub const SWEEP_BATCH: usize = 1_000;
+
+/// How often the sweeper looks, unless `--retain-sweep-every` says otherwise.
+pub const DEFAULT_SWEEP_EVERY: Duration = Duration::from_secs(60);
+
+/// Sweeps until shutdown. The first sweep runs right away (history may have piled up while the
+/// server was down).
+pub async fn run(store: Arc<Store>, policy: Retention, interval: Duration, mut shutdown: Shutdown) {
+    if policy.max_age_ms.is_none() && policy.per_job.is_none() {
+        return;
+    }
+    loop {
+        let batch_store = store.clone();
+        let swept = tokio::task::spawn_blocking(move || {
+            batch_store.sweep_batch(&policy, now_ms(), SWEEP_BATCH)
+        })
+        .await;
+        let more = match swept {
+            Ok(Ok(swept)) => {
+                if swept.total() > 0 {
+                    tracing::debug!(
+                        by_age = swept.by_age,
+                        by_count = swept.by_count,
+                        "retention deleted finished instances"
+                    );
+                }
+                swept.total() as usize >= SWEEP_BATCH
+            }
+            Ok(Err(error)) => {
+                tracing::error!(%error, "retention sweep failed");
+                false
+            }
+            Err(error) => {
+                tracing::error!(%error, "retention sweep panicked");
+                false
+            }
+        };
+        // A full batch means more is due: go on after a breath, else wait for the next round.
+        let pause = if more {
+            Duration::from_millis(10)
+        } else {
+            interval
+        };
+        tokio::select! {
+            _ = shutdown.wait() => return,
+            _ = tokio::time::sleep(pause) => {}
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! Instance history retention: deletes finished instances that are older than the age limit, or
+//! beyond the newest `per_job` of their job, in bounded batches (one short write transaction
+//! each, through [`Store::write`]). Never touches an unfinished instance: retention only forgets
+//! history, it never loses work. Freed pages are reused by redb, so under a steady load the file
+//! stops growing.
+
+use redb::{ReadableDatabase, ReadableTable};
+
+use super::tables::{ACTIVE, INSTANCES, JOB_INSTANCES};
+use super::{Result, Store, db_error, decode};
+use crate::model::{Instance, InstanceId, JobId, UnixMs};
+
+/// How much finished history to keep. `None` keeps everything on that axis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Finished instances whose last change is older than this are deleted.
+    pub max_age_ms: Option<u64>,
+    /// Per job, only this many of the newest instances are kept (older finished ones go).
+    pub per_job: Option<u64>,
+}
+
+impl Default for Retention {
+    /// A week, and 1000 instances per job.
+    fn default() -> Self {
+        Retention {
+            max_age_ms: Some(7 * 24 * 3600 * 1000),
+            per_job: Some(1000),
+        }
+    }
+}
+
+/// What one sweep removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Swept {
+    pub by_age: u64,
+    pub by_count: u64,
+}
+
+impl Swept {
+    pub fn total(&self) -> u64 {
+        self.by_age + self.by_count
+    }
+}
+
+impl Store {
+    /// Deletes at most `batch` finished instances that `policy` no longer keeps. They are found
+    /// in a read snapshot (no write lock held while scanning) and deleted in one short write
+    /// transaction; a finished instance never changes, so what the snapshot saw still holds.
+    /// Call again while it returns a full batch.
+    pub fn sweep_batch(&self, policy: &Retention, now: UnixMs, batch: usize) -> Result<Swept> {
+        let (doomed, swept) = self.expired(policy, now, batch)?;
+        if doomed.is_empty() {
+            return Ok(swept);
+        }
+        self.write(|tx| {
+            let mut instances = tx.txn.open_table(INSTANCES).map_err(db_error)?;
+            let mut by_job = tx.txn.open_table(JOB_INSTANCES).map_err(db_error)?;
+            for key in &doomed {
+                instances.remove(key.1).map_err(db_error)?;
+                by_job.remove(*key).map_err(db_error)?;
+            }
+            Ok(swept)
+        })
+    }
+
+    /// Up to `batch` finished instances past the policy, as (job, instance) keys.
+    fn expired(
+        &self,
+        policy: &Retention,
+        now: UnixMs,
+        batch: usize,
+    ) -> Result<(Vec<(JobId, InstanceId)>, Swept)> {
+        let mut doomed: Vec<(JobId, InstanceId)> = Vec::new();
+        let mut swept = Swept::default();
+        let txn = self.db.begin_read().map_err(db_error)?;
+        let instances = txn.open_table(INSTANCES).map_err(db_error)?;
+        let active = txn.open_table(ACTIVE).map_err(db_error)?;
+        if let Some(max_age) = policy.max_age_ms {
+            let cutoff = now.saturating_sub(i64::try_from(max_age).unwrap_or(i64::MAX));
+            // Ids grow with creation time: walk from the oldest until one is too young to have
+            // expired (an instance is never changed before it was created).
+            for entry in instances.iter().map_err(db_error)? {
+                if doomed.len() >= batch {
+                    break;
+                }
+                let (_, bytes) = entry.map_err(db_error)?;
+                let instance: Instance = decode("instances", bytes.value())?;
+                if instance.created_ms >= cutoff {
+                    break;
+                }
+                if instance.state.is_terminal() && instance.updated_ms < cutoff {
+                    doomed.push((instance.job_id, instance.id));
+                    swept.by_age += 1;
+                }
+            }
+        }
+        if let Some(keep) = policy.per_job {
+            let by_job = txn.open_table(JOB_INSTANCES).map_err(db_error)?;
+            let mut next_job: JobId = 0;
+            'jobs: while doomed.len() < batch {
+                let Some(first) = by_job
+                    .range((next_job, 0)..)
+                    .map_err(db_error)?
+                    .next()
+                    .transpose()
+                    .map_err(db_error)?
+                else {
+                    break;
+                };
+                let job = first.0.value().0;
+                let range = (job, 0)..=(job, InstanceId::MAX);
+                let count = by_job.range(range.clone()).map_err(db_error)?.count() as u64;
+                // The oldest `excess` go, except the unfinished ones among them.
+                let mut excess = count.saturating_sub(keep);
+                for entry in by_job.range(range).map_err(db_error)? {
+                    if excess == 0 {
+                        break;
+                    }
+                    if doomed.len() >= batch {
+                        break 'jobs;
+                    }
+                    let key = entry.map_err(db_error)?.0.value();
+                    excess -= 1;
+                    if active.get(key).map_err(db_error)?.is_none() && !doomed.contains(&key) {
+                        doomed.push(key);
+                        swept.by_count += 1;
+                    }
+                }
+                match job.checked_add(1) {
+                    Some(next) => next_job = next,
+                    None => break,
+                }
+            }
+        }
+        Ok((doomed, swept))
+    }
+
+    /// Sweeps until nothing more is due, `batch` instances per transaction.
+    pub fn sweep(&self, policy: &Retention, now: UnixMs, batch: usize) -> Result<Swept> {
+        let mut total = Swept::default();
+        loop {
+            let swept = self.sweep_batch(policy, now, batch)?;
+            total.by_age += swept.by_age;
+            total.by_count += swept.by_count;
+            if (swept.total() as usize) < batch {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// The size of the database file in bytes.
+    pub fn file_size(&self) -> u64 {
+        std::fs::metadata(&self.path).map_or(0, |m| m.len())
+    }
+}
+
+#[cfg(test)]
+#[path = "retention_tests.rs"]
+mod tests;
