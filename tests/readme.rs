@@ -104,6 +104,22 @@ fn check(command: &[String]) -> Option<Vec<String>> {
             );
             None
         }
+        ["cargo", "test", "--test", name, ..] => {
+            assert!(root.join(format!("tests/{name}.rs")).exists(), "{words:?}");
+            None
+        }
+        [program, args @ ..] if program.starts_with("target/release/examples/") => {
+            let name = program.trim_start_matches("target/release/examples/");
+            let source = std::fs::read_to_string(root.join(format!("examples/{name}.rs")))
+                .unwrap_or_else(|e| panic!("{words:?}: examples/{name}.rs: {e}"));
+            for arg in args {
+                assert!(
+                    source.contains(&format!("\"{arg}\"")),
+                    "{words:?}: examples/{name}.rs knows no argument {arg:?}"
+                );
+            }
+            None
+        }
         ["cargo", "test", "--workspace"]
         | ["cargo", "build", "--release", "--bins", "--examples"]
         | ["cargo", "install", "--path", "."] => None,
