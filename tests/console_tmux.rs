@@ -381,3 +381,31 @@ fn demo_opens_the_console_and_q_stops_everything() {
         "the demo's API {api} is still bound after q"
     );
 }
+
+/// Against a server with a token: a console without it says what is wrong and how to fix it; a
+/// console given the token through `SHOAL_TOKEN` shows the cluster.
+#[test]
+fn console_sends_the_token_and_explains_a_missing_one() {
+    require_tmux();
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with_token(dir.path(), "console-s3cret");
+    let bin = env!("CARGO_BIN_EXE_shoal");
+
+    let without = Tmux::start(&format!(
+        "env -u SHOAL_TOKEN '{bin}' tui --server {}; sleep 600",
+        server.url
+    ));
+    without.wait_for("the missing-token explanation", |s| {
+        s.contains("missing or wrong token: pass --token or set SHOAL_TOKEN")
+    });
+
+    let with = Tmux::start(&format!(
+        "env SHOAL_TOKEN=console-s3cret '{bin}' tui --server {}; sleep 600",
+        server.url
+    ));
+    let screen = with.wait_for("the cluster's data", |s| {
+        line_with(s, "SHOAL").is_some_and(|l| l.contains("updated"))
+    });
+    assert!(row_with(&screen, &["server", "live"]).is_some(), "{screen}");
+    assert!(!screen.contains("wrong token"), "{screen}");
+}
