@@ -28,6 +28,10 @@ use working_set::WorkingSet;
 pub const LEASE_GRACE_MS: i64 = 15_000;
 /// Look at leases, backoffs and dispatch timeouts at least this often.
 const TICK: Duration = Duration::from_millis(250);
+/// When woken by new work this close to the earliest `not_before_ms`, wait for it first: a pass
+/// reading a batch of fires just created ahead (due in about a second) must not delay fires that
+/// fall due while it reads. New work waits at most this long.
+pub const DUE_GUARD_MS: i64 = 10;
 /// Right after a restart the member list is still filling in: an unknown worker is not yet lost.
 const STARTUP_GRACE: Duration = Duration::from_secs(10);
 /// Most instances examined per pass, so one pass never holds a transaction for long.
@@ -132,7 +136,14 @@ impl Dispatcher {
             };
             scope = tokio::select! {
                 _ = shutdown.wait() => return,
-                _ = self.inner.wake.notified() => PassScope::Quick,
+                _ = self.inner.wake.notified() => {
+                    if let Some(gap) = held_until.map(|at| at - now_ms())
+                        && (0..=DUE_GUARD_MS).contains(&gap)
+                    {
+                        tokio::time::sleep(Duration::from_millis(gap as u64)).await;
+                    }
+                    PassScope::Quick
+                }
                 _ = due => PassScope::Quick,
                 _ = members.changed() => PassScope::Full,
                 _ = tick.tick() => PassScope::Full,
