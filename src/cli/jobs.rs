@@ -443,7 +443,7 @@ fn print_instance_detail(i: &Instance) {
         // Held back either for a retry's backoff or, never attempted, until its fire time (the
         // scheduler creates fires a little ahead).
         let label = if i.attempts.is_empty() {
-            "held to:"
+            "due at:"
         } else {
             "retry at:"
         };
