@@ -13,6 +13,8 @@
 //! failover, restart), and in-process where the measure is of one component (scheduler, gossip,
 //! console).
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::net::{TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -573,27 +575,66 @@ async fn fire_lateness(
     let scheduler = Scheduler::new(store.clone(), wake, queued.clone());
     let scheduler_task = tokio::spawn(scheduler.run(shutdown));
 
-    // "Dispatch time" is when the dispatcher learns of the instance: the scheduler has
-    // committed it and rung the bell the dispatcher waits on. We stand in for the dispatcher.
+    // "Dispatch time" is when the dispatcher could hand the instance to a worker: it has been
+    // committed (the scheduler rang the bell the dispatcher waits on) and its time has come (the
+    // scheduler fires up to a second ahead, with `not_before` = the fire time). We stand in for
+    // the dispatcher and wait as it does: on the bell, or on a timer for the earliest pending
+    // `not_before`; each instance counts as dispatched when a wake-up finds it both committed and
+    // due. Lateness = that moment − the scheduled fire time.
     let warmup = Duration::from_secs(2);
     let measure_from = now_ms() + warmup.as_millis() as i64;
     let measure_until = measure_from + window.as_millis() as i64;
     let mut next_id = 1;
     let mut lateness = Vec::new();
-    while now_ms() < measure_until + 1_000 {
-        if tokio::time::timeout(Duration::from_secs(1), queued.notified())
-            .await
-            .is_err()
-        {
-            continue;
+    // (dispatchable from, scheduled fire time), earliest first.
+    let mut pending = BinaryHeap::<Reverse<(UnixMs, UnixMs)>>::new();
+    while now_ms() < measure_until + 2_000 {
+        let wait = pending
+            .peek()
+            .map_or(1_000, |Reverse((at, _))| (at - now_ms()).clamp(0, 1_000));
+        tokio::select! {
+            _ = queued.notified() => {
+                // As the dispatcher does: new instances are read after a fire that is about to
+                // be due has gone out, not while it falls due.
+                if let Some(Reverse((at, _))) = pending.peek() {
+                    let gap = at - now_ms();
+                    if (0..=shoal::dispatch::DUE_GUARD_MS).contains(&gap) {
+                        tokio::time::sleep(Duration::from_millis(gap as u64)).await;
+                    }
+                }
+            }
+            _ = tokio::time::sleep(Duration::from_millis(wait as u64)) => {}
         }
-        let seen_at = now_ms();
+        let now = now_ms();
+        while let Some(Reverse((from, fire_at))) = pending.peek().copied() {
+            if from > now {
+                break;
+            }
+            pending.pop();
+            lateness.push((now - fire_at) as f64);
+        }
         let read = store.read()?;
         while let Some(instance) = read.instance(next_id)? {
             next_id += 1;
             if (measure_from..measure_until).contains(&instance.fire_at_ms) {
-                lateness.push((seen_at - instance.fire_at_ms) as f64);
+                let from = match instance.state {
+                    InstanceState::Queued {
+                        not_before_ms: Some(at),
+                        ..
+                    } => at,
+                    _ => i64::MIN,
+                };
+                pending.push(Reverse((from, instance.fire_at_ms)));
             }
+        }
+        drop(read);
+        let now = now_ms();
+        while let Some(Reverse((from, fire_at))) = pending.peek().copied() {
+            if from > now {
+                break;
+            }
+            pending.pop();
+            lateness.push((now - fire_at) as f64);
         }
     }
     trigger.trigger();

@@ -186,7 +186,8 @@ pub enum Trigger {
 #[serde(tag = "state", rename_all = "kebab-case")]
 pub enum InstanceState {
     /// Waiting for a worker. `reason` says why it is still waiting when it cannot be placed;
-    /// `not_before_ms` holds a retry back until its backoff has passed.
+    /// `not_before_ms` holds it back until then: a retry until its backoff has passed, a
+    /// scheduled fire created ahead until its fire time.
     Queued {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
@@ -370,6 +371,14 @@ impl Instance {
         }
         self.state = state;
         self.updated_ms = now;
+    }
+
+    /// Whether this is a scheduled fire created ahead of its time that has not come yet at `now`
+    /// (see `schedule::scheduler::LOOKAHEAD_MS`): queued, never attempted, held until its fire.
+    pub fn is_fired_ahead(&self, now: UnixMs) -> bool {
+        self.trigger == Trigger::Schedule
+            && self.attempts.is_empty()
+            && matches!(self.state, InstanceState::Queued { not_before_ms: Some(at), .. } if at > now)
     }
 
     /// Attempts that failed on their own account (lost workers do not count against retries).

@@ -11,7 +11,7 @@ use crate::model::{
     now_ms,
 };
 use crate::schedule::initial_fire;
-use crate::schedule::scheduler::{create_instance, instance_ended};
+use crate::schedule::scheduler::{cancel_fired_ahead, create_instance, instance_ended};
 use crate::spec::{FieldError, JobSpec};
 use crate::store::{InstanceFilter, Store, StoreError, WriteTx};
 
@@ -124,6 +124,13 @@ impl Service {
             let timing_changed = def.schedule != job.def.schedule
                 || def.timezone != job.def.timezone
                 || def.paused != job.def.paused;
+            // Fires created ahead (see `scheduler::LOOKAHEAD_MS`) follow the old timing: when it
+            // changes they are cancelled and the next fire is computed afresh (a cron fire at the
+            // same time is simply created again). When it does not, they stay: the dispatcher
+            // reads the job's current definition when it hands them out.
+            if timing_changed || def.paused {
+                cancel_fired_ahead(tx, job.id, "job changed before this fire was due", now)?;
+            }
             job.def = def.clone();
             job.updated_ms = now;
             if job.def.paused {
@@ -152,10 +159,16 @@ impl Service {
         let now = now_ms();
         let job = self.write(|tx| {
             let job = find_job(tx, key)?;
+            // Fires created ahead whose time has not come are cancelled like any other.
             for mut instance in tx.active_of_job(job.id)? {
+                let reason = if instance.is_fired_ahead(now) {
+                    "job deleted before this fire was due"
+                } else {
+                    "job deleted"
+                };
                 instance.finish(
                     InstanceState::Cancelled {
-                        reason: "job deleted".into(),
+                        reason: reason.into(),
                     },
                     AttemptOutcome::Cancelled,
                     now,
@@ -174,6 +187,9 @@ impl Service {
         let job = self.write(|tx| {
             let mut job = find_job(tx, key)?;
             if job.def.paused != paused {
+                if paused {
+                    cancel_fired_ahead(tx, job.id, "job paused before this fire was due", now)?;
+                }
                 job.def.paused = paused;
                 job.updated_ms = now;
                 job.next_fire_ms = if paused {

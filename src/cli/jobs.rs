@@ -450,7 +450,14 @@ fn print_instance_detail(i: &Instance) {
         ..
     } = &i.state
     {
-        println!("retry at: {}", rfc3339(*at));
+        // Held back either for a retry's backoff or, never attempted, until its fire time (the
+        // scheduler creates fires a little ahead).
+        let label = if i.attempts.is_empty() {
+            "due at:"
+        } else {
+            "retry at:"
+        };
+        println!("{label:<10}{}", rfc3339(*at));
     }
     if let Some(worker) = i.state.worker() {
         println!("worker:   {worker}");

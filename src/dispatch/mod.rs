@@ -28,6 +28,10 @@ use working_set::WorkingSet;
 pub const LEASE_GRACE_MS: i64 = 15_000;
 /// Look at leases, backoffs and dispatch timeouts at least this often.
 const TICK: Duration = Duration::from_millis(250);
+/// When woken by new work this close to the earliest `not_before_ms`, wait for it first: a pass
+/// reading a batch of fires just created ahead (due in about a second) must not delay fires that
+/// fall due while it reads. New work waits at most this long.
+pub const DUE_GUARD_MS: i64 = 10;
 /// Right after a restart the member list is still filling in: an unknown worker is not yet lost.
 const STARTUP_GRACE: Duration = Duration::from_secs(10);
 /// Most instances examined per pass, so one pass never holds a transaction for long.
@@ -106,14 +110,41 @@ impl Dispatcher {
         let mut scope = PassScope::Full;
         loop {
             let this = self.clone();
-            match tokio::task::spawn_blocking(move || this.pass(now_ms(), scope)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(error)) => tracing::error!(%error, "dispatch pass failed"),
-                Err(error) => tracing::error!(%error, "dispatch pass panicked"),
-            }
+            let held_until =
+                match tokio::task::spawn_blocking(move || this.pass(now_ms(), scope)).await {
+                    Ok(Ok(held_until)) => held_until,
+                    Ok(Err(error)) => {
+                        tracing::error!(%error, "dispatch pass failed");
+                        None
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, "dispatch pass panicked");
+                        None
+                    }
+                };
+            // Fires created ahead and retries in backoff become dispatchable at their
+            // `not_before_ms`: wake for the earliest of them then, not at the next tick, so a fire
+            // goes out at its time rather than up to a tick late.
+            let due = async {
+                match held_until {
+                    Some(at) => {
+                        let wait = u64::try_from(at - now_ms()).unwrap_or(0);
+                        tokio::time::sleep(Duration::from_millis(wait)).await;
+                    }
+                    None => std::future::pending().await,
+                }
+            };
             scope = tokio::select! {
                 _ = shutdown.wait() => return,
-                _ = self.inner.wake.notified() => PassScope::Quick,
+                _ = self.inner.wake.notified() => {
+                    if let Some(gap) = held_until.map(|at| at - now_ms())
+                        && (0..=DUE_GUARD_MS).contains(&gap)
+                    {
+                        tokio::time::sleep(Duration::from_millis(gap as u64)).await;
+                    }
+                    PassScope::Quick
+                }
+                _ = due => PassScope::Quick,
                 _ = members.changed() => PassScope::Full,
                 _ = tick.tick() => PassScope::Full,
             };
@@ -158,14 +189,16 @@ impl Dispatcher {
     }
 
     /// One look at the unfinished instances: fail over lost work, place queued work. A quick
-    /// pass stops looking at queued instances once no worker has room left.
-    fn pass(&self, now: UnixMs, scope: PassScope) -> Result<(), StoreError> {
+    /// pass stops looking at queued instances once no worker has room left. Returns the earliest
+    /// `not_before_ms` still ahead of `now`, when the next pass should run at the latest.
+    fn pass(&self, now: UnixMs, scope: PassScope) -> Result<Option<UnixMs>, StoreError> {
         let view = self.inner.membership.view();
         let mut working_set = locked(&self.inner.working_set);
         working_set.refresh(&self.inner.store)?;
+        let held_until = working_set.earliest_not_before_after(now);
         let active = working_set.oldest(PASS_LIMIT);
         if active.is_empty() {
-            return Ok(());
+            return Ok(held_until);
         }
         let jobs = self.load_jobs(active.iter().copied())?;
         let mut assigned: HashMap<String, u32> = HashMap::new();
@@ -209,7 +242,7 @@ impl Dispatcher {
             self.plan_one(instance, &seen, &mut assigned, &mut plan);
         }
         if plan.changes.is_empty() {
-            return Ok(());
+            return Ok(held_until);
         }
         let committed = self.commit(&plan)?;
         for (worker, delivery) in plan.deliveries {
@@ -220,7 +253,7 @@ impl Dispatcher {
         if plan.ended {
             self.inner.scheduler_wake.notify_one();
         }
-        Ok(())
+        Ok(held_until)
     }
 
     fn plan_one(
@@ -575,3 +608,6 @@ fn assignment(instance: &Instance, job: &Job, attempt: u32, lease_until_ms: Unix
         lease_until_ms,
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use crate::model::{Instance, InstanceId};
+use crate::model::{Instance, InstanceId, InstanceState, UnixMs};
 use crate::store::{Store, StoreError};
 
 /// A safety net, not the mechanism: the feed carries every change.
@@ -59,6 +59,21 @@ impl WorkingSet {
         Ok(())
     }
 
+    /// The earliest `not_before_ms` after `now` among queued instances (fires created ahead,
+    /// retries in backoff): when one of them next becomes dispatchable.
+    pub(super) fn earliest_not_before_after(&self, now: UnixMs) -> Option<UnixMs> {
+        self.instances
+            .values()
+            .filter_map(|instance| match instance.state {
+                InstanceState::Queued {
+                    not_before_ms: Some(at),
+                    ..
+                } if at > now => Some(at),
+                _ => None,
+            })
+            .min()
+    }
+
     /// The oldest `limit` unfinished instances.
     pub(super) fn oldest(&self, limit: usize) -> Vec<&Instance> {
         self.instances.values().take(limit).collect()
@@ -68,7 +83,7 @@ impl WorkingSet {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{InstanceState, Job, Trigger};
+    use crate::model::{Job, Trigger};
     use crate::schedule::scheduler::create_instance;
     use crate::spec::{HttpSpec, JobSpec};
 

@@ -62,11 +62,13 @@ pub struct Firing {
     pub next: Option<UnixMs>,
 }
 
-/// Applies the schedule and misfire policy to a due job. On-time fires (within
-/// [`MISFIRE_GRACE_MS`] of `now`) always fire; older ones are missed and follow the policy:
-/// `fire-once` collapses them into one, `skip` drops them, `fire-all` keeps the newest
-/// [`MAX_MISFIRE_FIRES`].
-pub fn fire_due(def: &JobDefinition, scheduled: UnixMs, now: UnixMs) -> Firing {
+/// Applies the schedule and misfire policy to a job whose next fire `scheduled` is at or before
+/// `horizon` (`now`, or a little later when firing ahead: see [`scheduler::LOOKAHEAD_MS`]).
+/// Whether a fire was missed is judged against the real `now`, never the horizon: on-time fires
+/// (from [`MISFIRE_GRACE_MS`] before `now` up to `horizon`) always fire; older ones are missed and
+/// follow the policy: `fire-once` collapses them into one, `skip` drops them, `fire-all` keeps the
+/// newest [`MAX_MISFIRE_FIRES`].
+pub fn fire_due(def: &JobDefinition, scheduled: UnixMs, now: UnixMs, horizon: UnixMs) -> Firing {
     let on_time_from = now - MISFIRE_GRACE_MS;
     let mut fires = Vec::new();
     let mut skipped = 0u64;
@@ -85,13 +87,13 @@ pub fn fire_due(def: &JobDefinition, scheduled: UnixMs, now: UnixMs) -> Firing {
             }
         }
     }
-    // On-time fires: the grid's times in [on_time_from, now].
+    // On-time fires: the grid's times in [on_time_from, horizon].
     let mut fire = if scheduled >= on_time_from {
         Some(scheduled)
     } else {
         next_on_grid(def, scheduled, on_time_from - 1)
     };
-    while let Some(t) = fire.filter(|t| *t <= now) {
+    while let Some(t) = fire.filter(|t| *t <= horizon) {
         fires.push(t);
         fire = step(def, t);
     }
@@ -177,5 +179,7 @@ fn with_parsed_cron<T>(expr: &str, use_it: impl FnOnce(&cron::Schedule) -> Optio
     })
 }
 
+#[cfg(test)]
+mod lookahead_tests;
 #[cfg(test)]
 mod tests;

@@ -127,7 +127,7 @@ fn initial_fire_of_each_kind() {
 fn an_on_time_fire_fires_once_and_moves_on() {
     let def = cron("* * * * * *", "UTC");
     let scheduled = at("2026-06-01T10:00:00Z");
-    let firing = fire_due(&def, scheduled, scheduled + 3);
+    let firing = fire_due(&def, scheduled, scheduled + 3, scheduled + 3);
     assert_eq!(firing.fires, vec![scheduled]);
     assert_eq!(firing.next, Some(scheduled + 1000));
     assert_eq!(firing.skipped, 0);
@@ -141,7 +141,7 @@ fn a_busy_scheduler_within_grace_loses_no_fire() {
         MisfirePolicy::Skip,
     );
     let scheduled = at("2026-06-01T10:00:00Z");
-    let firing = fire_due(&def, scheduled, scheduled + 2500);
+    let firing = fire_due(&def, scheduled, scheduled + 2500, scheduled + 2500);
     assert_eq!(
         firing.fires,
         vec![scheduled, scheduled + 1000, scheduled + 2000]
@@ -157,14 +157,14 @@ fn fixed_delay_and_one_shot_have_no_next_until_something_happens() {
         "UTC",
         MisfirePolicy::FireOnce,
     );
-    let firing = fire_due(&delay, scheduled, scheduled + 1);
+    let firing = fire_due(&delay, scheduled, scheduled + 1, scheduled + 1);
     assert_eq!((firing.fires, firing.next), (vec![scheduled], None));
     let once = job(
         Schedule::Once { at_ms: scheduled },
         "UTC",
         MisfirePolicy::FireOnce,
     );
-    let firing = fire_due(&once, scheduled, scheduled + 1);
+    let firing = fire_due(&once, scheduled, scheduled + 1, scheduled + 1);
     assert_eq!((firing.fires, firing.next), (vec![scheduled], None));
 }
 
@@ -174,7 +174,7 @@ fn after_downtime(policy: MisfirePolicy) -> (Firing, UnixMs, UnixMs) {
     def.misfire = policy;
     let scheduled = at("2026-06-01T10:00:00Z");
     let now = at("2026-06-01T11:00:00.500Z");
-    (fire_due(&def, scheduled, now), scheduled, now)
+    (fire_due(&def, scheduled, now, now), scheduled, now)
 }
 
 #[test]
@@ -211,7 +211,7 @@ fn misfire_fire_all_is_bounded() {
     );
     let scheduled = at("2026-06-01T10:00:00Z");
     let now = at("2026-06-02T10:00:00Z");
-    let firing = fire_due(&def, scheduled, now);
+    let firing = fire_due(&def, scheduled, now, now);
     let on_time = firing
         .fires
         .iter()
@@ -221,4 +221,15 @@ fn misfire_fire_all_is_bounded() {
     assert!(firing.skipped > 80_000);
     assert!(firing.fires.windows(2).all(|w| w[0] < w[1]));
     assert_eq!(firing.next, Some(now + 1000));
+}
+
+#[test]
+fn fires_up_to_the_horizon_are_fired_ahead_and_the_next_is_after_it() {
+    let def = cron("* * * * * *", "UTC");
+    let scheduled = at("2026-06-01T10:00:00Z");
+    let now = scheduled - 700;
+    let firing = fire_due(&def, scheduled, now, now + 1000);
+    assert_eq!(firing.fires, vec![scheduled]);
+    assert_eq!(firing.next, Some(scheduled + 1000));
+    assert_eq!(firing.skipped, 0);
 }

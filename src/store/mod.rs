@@ -280,6 +280,19 @@ impl ReadTx {
             .map(|(key, _)| key.value().0 as UnixMs))
     }
 
+    /// The earliest scheduled fire strictly after `after`, if any job has one.
+    pub fn earliest_due_after(&self, after: UnixMs) -> Result<Option<UnixMs>> {
+        let table = self.txn.open_table(DUE).map_err(db_error)?;
+        let after = std::ops::Bound::Excluded((key_ms(after), u64::MAX));
+        let mut range = table
+            .range::<(u64, JobId)>((after, std::ops::Bound::Unbounded))
+            .map_err(db_error)?;
+        match range.next() {
+            Some(entry) => Ok(Some(entry.map_err(db_error)?.0.value().0 as UnixMs)),
+            None => Ok(None),
+        }
+    }
+
     /// Every non-terminal instance (the dispatcher's working set).
     pub fn active_instances(&self) -> Result<Vec<Instance>> {
         let active = self.txn.open_table(ACTIVE).map_err(db_error)?;
@@ -446,16 +459,29 @@ impl WriteTx {
         Ok(Some(job))
     }
 
-    /// Jobs whose next fire is at or before `now`, earliest first, at most `limit`.
-    pub fn due_jobs(&self, now: UnixMs, limit: usize) -> Result<Vec<JobId>> {
+    /// Jobs whose next fire is at or before `until` and after the cursor `after` (a fire time
+    /// and job id, as returned), earliest first, at most `limit`. The cursor lets the scheduler
+    /// walk past jobs it looked at and left where they were.
+    pub fn due_jobs(
+        &self,
+        after: Option<(UnixMs, JobId)>,
+        until: UnixMs,
+        limit: usize,
+    ) -> Result<Vec<(UnixMs, JobId)>> {
+        use std::ops::Bound;
         let due = self.txn.open_table(DUE).map_err(db_error)?;
+        let from = match after {
+            Some((fire, id)) => Bound::Excluded((key_ms(fire), id)),
+            None => Bound::Unbounded,
+        };
         let mut out = Vec::new();
         for entry in due
-            .range(..=(key_ms(now), u64::MAX))
+            .range::<(u64, JobId)>((from, Bound::Included((key_ms(until), u64::MAX))))
             .map_err(db_error)?
             .take(limit)
         {
-            out.push(entry.map_err(db_error)?.0.value().1);
+            let (fire, id) = entry.map_err(db_error)?.0.value();
+            out.push((fire as UnixMs, id));
         }
         Ok(out)
     }
