@@ -449,7 +449,9 @@ fn the_server_survives_sigkill_under_load_without_losing_or_doubling_work() {
         .acknowledged
         .extend(acknowledged.lock().unwrap().iter().copied());
     let paused_at = now_ms();
+    let mut pause_asked: HashMap<String, i64> = HashMap::new();
     for grid in &grids {
+        pause_asked.insert(grid.name.clone(), now_ms());
         let job = server.call("POST", &format!("/api/v1/jobs/{}/pause", grid.name), None);
         ledger.jobs.insert(grid.name.clone(), job_identity(&job));
     }
@@ -472,6 +474,18 @@ fn the_server_survives_sigkill_under_load_without_losing_or_doubling_work() {
         std::thread::sleep(Duration::from_millis(500));
     };
     let (fires, excused) = check_fires(&grids, &instances, paused_at - 3_000);
+    // The scheduler creates fires up to a second ahead; pausing cancels those whose time had not
+    // come. Such a fire never happened, so it is the one outcome besides success allowed here.
+    let history = instances.clone();
+    let (cancelled_ahead, instances): (Vec<Value>, Vec<Value>) =
+        instances.into_iter().partition(|i| {
+            i["state"] == "cancelled"
+                && i["reason"] == "job paused before this fire was due"
+                && i["attempts"].as_array().is_some_and(Vec::is_empty)
+                && pause_asked
+                    .get(i["job_name"].as_str().unwrap_or_default())
+                    .is_some_and(|asked| i["fire_at_ms"].as_i64().unwrap_or(0) > *asked)
+        });
     let succeeded = instances
         .iter()
         .filter(|i| i["state"] == "succeeded")
@@ -508,12 +522,12 @@ fn the_server_survives_sigkill_under_load_without_losing_or_doubling_work() {
     server.kill();
     server.start();
     let after = check(&server, &mut ledger, "after the final crash");
-    assert_eq!(after, instances, "the final crash changed finished history");
+    assert_eq!(after, history, "the final crash changed finished history");
     println!(
         "crash loop done in {} s: {} crashes survived, {} instances checked ({} acknowledged \
          by run-now, {} scheduled fires on {} grids, {} missed fires dropped by the misfire \
-         policy after a stall or downtime over 5 s), {} consistency checks, {} duplicate \
-         deliveries seen by the target",
+         policy after a stall or downtime over 5 s, {} fires created ahead and cancelled by \
+         the final pause), {} consistency checks, {} duplicate deliveries seen by the target",
         (now_ms() - started_ms) / 1000,
         rounds + 1,
         instances.len(),
@@ -521,6 +535,7 @@ fn the_server_survives_sigkill_under_load_without_losing_or_doubling_work() {
         fires,
         grids.len(),
         excused,
+        cancelled_ahead.len(),
         ledger.checks,
         duplicates
     );
