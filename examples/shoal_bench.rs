@@ -790,6 +790,7 @@ fn build_big_store(dir: &Path, jobs: usize, instances: usize) -> anyhow::Result<
                         error: None,
                         excerpt: Some("ok".into()),
                     }],
+                    pinned_worker: None,
                 };
                 tx.put_instance(&instance)?;
             }

@@ -432,6 +432,7 @@ mod tests {
             updated_ms: NOW - updated_ago,
             state,
             attempts: vec![],
+            pinned_worker: None,
         }
     }
 

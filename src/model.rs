@@ -75,6 +75,9 @@ pub enum Strategy {
     Random,
     /// The same worker for the same job while it lives.
     ConsistentHash,
+    /// Every live matching worker runs each fire: the dispatcher fans the instance out into one
+    /// copy per worker, each pinned to its worker (see [`Instance::pinned_worker`]).
+    Broadcast,
 }
 
 /// The HTTP request a task makes, and what counts as success.
@@ -344,6 +347,9 @@ pub struct Instance {
     /// Attempts so far, oldest first; the current one is last.
     #[serde(default)]
     pub attempts: Vec<Attempt>,
+    /// For a broadcast job, the one worker this copy of a fire runs on (retries included).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pinned_worker: Option<String>,
 }
 
 impl Instance {

@@ -207,6 +207,11 @@ impl Service {
 
     /// Queues an instance now, whatever the schedule (and even when paused).
     pub fn run_now(&self, key: &str) -> Result<Instance> {
+        self.queue_run(key, None)
+    }
+
+    /// Queues a manual run; `pinned_worker` keeps a retried broadcast copy on its worker.
+    fn queue_run(&self, key: &str, pinned_worker: Option<String>) -> Result<Instance> {
         let now = now_ms();
         let instance = self.write(|tx| {
             let job = find_job(tx, key)?;
@@ -218,7 +223,12 @@ impl Service {
                     job.def.name
                 )));
             }
-            Ok(create_instance(tx, &job, Trigger::Manual, now, now)?)
+            let mut instance = create_instance(tx, &job, Trigger::Manual, now, now)?;
+            if pinned_worker.is_some() {
+                instance.pinned_worker = pinned_worker.clone();
+                tx.put_instance(&instance)?;
+            }
+            Ok(instance)
         })?;
         self.dispatch_wake.notify_one();
         Ok(instance)
@@ -316,7 +326,8 @@ impl Service {
                 old.state.kind().as_str()
             )));
         }
-        self.run_now(&old.job_id.to_string())
+        // A broadcast copy is retried on its own worker, not fanned out to all of them again.
+        self.queue_run(&old.job_id.to_string(), old.pinned_worker)
     }
 }
 

@@ -138,13 +138,6 @@ impl JobSpec {
         };
         let strategy = match self.strategy.as_deref() {
             None => Strategy::default(),
-            Some("broadcast") => {
-                return Err(invalid(
-                    "strategy",
-                    "broadcast is not supported yet; use least-loaded, round-robin, random or \
-                     consistent-hash",
-                ));
-            }
             Some(text) => parse_keyword(
                 "strategy",
                 text,
@@ -153,6 +146,7 @@ impl JobSpec {
                     ("round-robin", Strategy::RoundRobin),
                     ("random", Strategy::Random),
                     ("consistent-hash", Strategy::ConsistentHash),
+                    ("broadcast", Strategy::Broadcast),
                 ],
             )?,
         };

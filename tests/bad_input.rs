@@ -214,7 +214,7 @@ fn api_cases() -> Vec<Case> {
         post_job("tag with a space", with(job(), "/target", json!({"tags": ["has space"]})), "target.tags"),
         post_job("empty worker id", with(job(), "/target", json!({"workers": [""]})), "target.workers"),
         post_job("strategy fastest", with(job(), "/strategy", json!("fastest")), "strategy"),
-        post_job("strategy broadcast", with(job(), "/strategy", json!("broadcast")), "strategy"),
+        post_job("strategy in capitals", with(job(), "/strategy", json!("BROADCAST")), "strategy"),
         post_job("misfire sometimes", with(job(), "/misfire", json!("sometimes")), "misfire"),
         post_job("max_concurrent 0", with(job(), "/max_concurrent", json!(0)), "max_concurrent"),
         post_job("max_concurrent 1e6", with(job(), "/max_concurrent", json!(1_000_000)), "max_concurrent"),

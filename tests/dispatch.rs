@@ -337,3 +337,87 @@ fn the_worker_rpc_and_the_api_require_the_cluster_token() {
         "member"
     );
 }
+
+fn instances_of(server: &Server, job: &str) -> Vec<Value> {
+    server
+        .cli_json(&["instance", "list", "--job", job])
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Broadcast: one run fans out into a copy per live matching worker, each runs on its own worker;
+/// a retried copy stays on its worker; with no matching worker it waits with the usual reason.
+#[test]
+fn a_broadcast_runs_once_on_every_matching_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = TestTarget::start();
+    let server = Server::start(dir.path(), &[]);
+    let _w1 = server.worker(dir.path(), "w1", &["--tag", "fleet"]);
+    let _w2 = server.worker(dir.path(), "w2", &["--tag", "fleet"]);
+    let _w3 = server.worker(dir.path(), "w3", &[]);
+    live_workers(&server, 3);
+
+    let broadcast = ["--tag", "fleet", "--strategy", "broadcast"];
+    add_on_demand(&server, "fanout", &target.url("/ok"), &broadcast);
+    run(&server, "fanout");
+    let copies = eventually("a succeeded copy on each fleet worker", || {
+        let copies = instances_of(&server, "fanout");
+        (copies.len() == 2 && copies.iter().all(|c| c["state"] == "succeeded")).then_some(copies)
+    });
+    let mut pinned: Vec<&str> = copies
+        .iter()
+        .map(|c| c["pinned_worker"].as_str().unwrap_or_default())
+        .collect();
+    pinned.sort();
+    assert_eq!(pinned, ["w1", "w2"], "{copies:?}");
+    for copy in &copies {
+        assert_eq!(copy["attempts"][0]["worker"], copy["pinned_worker"]);
+        let key = format!("{}-1", copy["id"]);
+        assert!(
+            target
+                .target
+                .received()
+                .iter()
+                .any(|r| r.instance.as_deref() == Some(key.as_str())),
+            "the target never saw {key}"
+        );
+    }
+
+    add_on_demand(&server, "fanout-fails", &target.url("/fail"), &broadcast);
+    run(&server, "fanout-fails");
+    let failed = eventually("both copies failed", || {
+        let copies = instances_of(&server, "fanout-fails");
+        (copies.len() == 2 && copies.iter().all(|c| c["state"] == "failed")).then_some(copies)
+    });
+    let retried_from = &failed[0];
+    let retried = server.cli_json(&["instance", "retry", &retried_from["id"].to_string()]);
+    let done = wait_state(&server, &retried["id"].to_string(), "failed");
+    assert_eq!(done["pinned_worker"], retried_from["pinned_worker"]);
+    assert_eq!(done["attempts"][0]["worker"], retried_from["pinned_worker"]);
+    assert_eq!(
+        instances_of(&server, "fanout-fails").len(),
+        3,
+        "a retried copy is not fanned out again"
+    );
+
+    add_on_demand(
+        &server,
+        "fanout-gpu",
+        &target.url("/ok"),
+        &["--tag", "gpu", "--strategy", "broadcast"],
+    );
+    let waiting = run(&server, "fanout-gpu");
+    eventually(
+        "the broadcast without a gpu worker to wait with its reason",
+        || {
+            let value = instance(&server, &waiting);
+            (value["state"] == "queued"
+                && value["reason"]
+                    .as_str()
+                    .is_some_and(|r| r.starts_with("no live worker carries tag \"gpu\"")))
+            .then_some(())
+        },
+    );
+    assert_eq!(instances_of(&server, "fanout-gpu").len(), 1);
+}

@@ -462,6 +462,9 @@ fn print_instance_detail(i: &Instance) {
     if let Some(worker) = i.state.worker() {
         println!("worker:   {worker}");
     }
+    if let Some(worker) = &i.pinned_worker {
+        println!("broadcast copy for worker {worker}");
+    }
     println!("fire at:  {}", rfc3339(i.fire_at_ms));
     println!("created:  {}", rfc3339(i.created_ms));
     println!("updated:  {}", rfc3339(i.updated_ms));

@@ -17,10 +17,11 @@ use tokio::sync::Notify;
 
 use crate::api::types::{Assignment, ReportAck, TaskEvent};
 use crate::model::{
-    Attempt, AttemptOutcome, Instance, InstanceState, Job, JobId, UnixMs, human_ms, now_ms,
+    Attempt, AttemptOutcome, Instance, InstanceId, InstanceState, Job, JobId, Strategy, UnixMs,
+    human_ms, now_ms,
 };
 use crate::shutdown::Shutdown;
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, WriteTx};
 use placement::{Candidate, Unplaced};
 use working_set::WorkingSet;
 
@@ -241,10 +242,14 @@ impl Dispatcher {
             }
             self.plan_one(instance, &seen, &mut assigned, &mut plan);
         }
-        if plan.changes.is_empty() {
+        if plan.changes.is_empty() && plan.fan_outs.is_empty() {
             return Ok(held_until);
         }
         let committed = self.commit(&plan)?;
+        if !plan.fan_outs.is_empty() {
+            // The copies are placed by the next pass, at once.
+            self.inner.wake.notify_one();
+        }
         for (worker, delivery) in plan.deliveries {
             if committed.contains(&delivery.instance) {
                 self.deliver(&worker, delivery);
@@ -329,12 +334,35 @@ impl Dispatcher {
                     plan.change(instance, cancelled);
                     return;
                 };
-                let placed = match plan.unplaceable.get(&job.id) {
+                if job.def.strategy == Strategy::Broadcast && instance.pinned_worker.is_none() {
+                    let candidates = placement::candidates(view, assigned, polling);
+                    let workers = placement::broadcast_workers(&job.def, &candidates);
+                    // With no matching worker it waits like any task, with the same reason.
+                    if !workers.is_empty() {
+                        plan.fan_outs.push((instance.clone(), workers));
+                        return;
+                    }
+                }
+                // A pinned copy's outcome says nothing of its job's other copies.
+                let cacheable = instance.pinned_worker.is_none();
+                let placed = match plan.unplaceable.get(&job.id).filter(|_| cacheable) {
                     Some(unplaced) => Err(unplaced.clone()),
                     None => {
-                        let candidates = placement::candidates(view, assigned, polling);
-                        let placed = self.place(job, &candidates, view, polling);
-                        if let Err(unplaced) = &placed {
+                        let mut candidates = placement::candidates(view, assigned, polling);
+                        let placed = match &instance.pinned_worker {
+                            Some(pinned) => {
+                                candidates.retain(|c| c.id() == pinned);
+                                if candidates.is_empty() {
+                                    Err(placement::pinned_worker_gone(pinned))
+                                } else {
+                                    self.place(job, &candidates, view, polling)
+                                }
+                            }
+                            None => self.place(job, &candidates, view, polling),
+                        };
+                        if let Err(unplaced) = &placed
+                            && cacheable
+                        {
                             plan.unplaceable.insert(job.id, unplaced.clone());
                         }
                         placed
@@ -465,6 +493,11 @@ impl Dispatcher {
                     _ => {}
                 }
             }
+            for (seen, workers) in &plan.fan_outs {
+                if tx.instance(seen.id)?.as_ref() == Some(seen) {
+                    committed.extend(fan_out(tx, seen, workers)?);
+                }
+            }
             Ok(committed)
         })
     }
@@ -591,12 +624,37 @@ struct Plan {
     unplaceable: HashMap<JobId, Unplaced>,
     /// Free slots left on the polling live workers.
     room: u32,
+    /// Broadcast instances to split into one copy per worker: (as seen, the workers).
+    fan_outs: Vec<(Instance, Vec<String>)>,
 }
 
 impl Plan {
     fn change(&mut self, seen: &Instance, next: Instance) {
         self.changes.push((seen.clone(), next));
     }
+}
+
+/// Splits a broadcast instance: it becomes the copy of the first worker, and each other worker
+/// gets a new copy of the same fire (same trigger, fire time and queue start), in the caller's
+/// transaction. Returns the ids written.
+fn fan_out(
+    tx: &mut WriteTx,
+    seen: &Instance,
+    workers: &[String],
+) -> Result<Vec<InstanceId>, StoreError> {
+    let mut written = Vec::with_capacity(workers.len());
+    for (n, worker) in workers.iter().enumerate() {
+        let mut copy = seen.clone();
+        if n > 0 {
+            copy.id = tx.next_instance_id()?;
+        }
+        copy.pinned_worker = Some(worker.clone());
+        tx.put_instance(&copy)?;
+        written.push(copy.id);
+    }
+    tracing::info!(instance = seen.id, job = %seen.job_name, workers = workers.len(),
+        "broadcast fanned out");
+    Ok(written)
 }
 
 fn assignment(instance: &Instance, job: &Job, attempt: u32, lease_until_ms: UnixMs) -> Assignment {

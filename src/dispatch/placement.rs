@@ -46,6 +46,27 @@ pub fn candidates<'a>(
         .collect()
 }
 
+/// The workers a broadcast fire fans out to: every live, polling worker the job's target matches,
+/// whatever its load (each copy waits for a slot on its own worker). Sorted, so the original
+/// instance always goes to the same one.
+pub fn broadcast_workers(def: &JobDefinition, candidates: &[Candidate]) -> Vec<String> {
+    let mut workers: Vec<String> = candidates
+        .iter()
+        .filter(|c| def.target.matches(c.id(), &c.member.info.tags))
+        .map(|c| c.id().to_string())
+        .collect();
+    workers.sort();
+    workers
+}
+
+/// Why a broadcast copy waits: its own worker is not there to take it.
+pub fn pinned_worker_gone(worker: &str) -> Unplaced {
+    Unplaced::NoMatch(format!(
+        "broadcast copy for worker {worker}, which is not live or not polling; it runs when \
+         {worker} is back, or fails after the job's dispatch timeout"
+    ))
+}
+
 /// Why a task could not be placed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Unplaced {
@@ -93,7 +114,8 @@ pub fn choose<'c, 'a>(
         )));
     }
     let chosen = match def.strategy {
-        Strategy::LeastLoaded => with_room
+        // A broadcast copy is offered only its own worker (see `broadcast_workers`).
+        Strategy::LeastLoaded | Strategy::Broadcast => with_room
             .iter()
             .min_by(|a, b| a.load().total_cmp(&b.load()).then(a.id().cmp(b.id())))
             .copied(),

@@ -241,6 +241,7 @@ pub fn create_instance(
             InstanceState::queued(now)
         },
         attempts: Vec::new(),
+        pinned_worker: None,
     };
     tx.put_instance(&instance)?;
     Ok(instance)
