@@ -396,6 +396,8 @@ async fn throughput(sizes: &Sizes) -> anyhow::Result<Vec<Row>> {
         done??;
     }
     let enqueued = start.elapsed();
+    let done_at_enqueued = target.received_count();
+    eprintln!("throughput: all {n} enqueued, {done_at_enqueued} done");
     while target.received_count() < n {
         if start.elapsed() > Duration::from_secs(600) {
             bail!("only {} of {n} requests arrived", target.received_count());
@@ -406,6 +408,8 @@ async fn throughput(sizes: &Sizes) -> anyhow::Result<Vec<Row>> {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let elapsed = start.elapsed();
+    // With the queue full and the API quiet, the rate is the dispatcher's and workers' alone.
+    let drain_rate = (n - done_at_enqueued.min(n)) as f64 / (elapsed - enqueued).as_secs_f64();
     // Every run request was answered, so n instances exist; none is open any more.
     let unsuccessful = cluster
         .client
@@ -441,22 +445,41 @@ async fn throughput(sizes: &Sizes) -> anyhow::Result<Vec<Row>> {
     }
     let raw_rate = n as f64 / raw_start.elapsed().as_secs_f64();
     let ratio = shoal_rate / raw_rate;
+    let drain_ratio = drain_rate / raw_rate;
     eprintln!(
-        "throughput: {succeeded}/{n} succeeded in {:.2} s (all enqueued after {:.2} s): \
-         {shoal_rate:.0}/s; raw reqwest, concurrency {concurrency}: {raw_rate:.0}/s",
+        "throughput: {succeeded}/{n} succeeded in {:.2} s (all enqueued after {:.2} s, {} done \
+         by then): {shoal_rate:.0}/s, {drain_rate:.0}/s after enqueueing; raw reqwest, \
+         concurrency {concurrency}: {raw_rate:.0}/s",
         elapsed.as_secs_f64(),
-        enqueued.as_secs_f64()
+        enqueued.as_secs_f64(),
+        done_at_enqueued
     );
-    Ok(vec![Row::new(
-        1,
-        &format!("throughput: {n} on-demand no-op tasks, 1 server + 2 workers, durable"),
-        "≥ 50 % of a raw pooled reqwest loop",
-        format!(
-            "{:.1} % ({shoal_rate:.0} instances/s vs {raw_rate:.0} req/s; {succeeded}/{n} succeeded)",
-            ratio * 100.0
+    Ok(vec![
+        Row::new(
+            1,
+            &format!(
+                "throughput: {n} on-demand no-op tasks, 1 server + 2 workers, durable, \
+                 enqueued through the API meanwhile"
+            ),
+            "≥ 50 % of a raw pooled reqwest loop",
+            format!(
+                "{:.1} % ({shoal_rate:.0} instances/s vs {raw_rate:.0} req/s; {succeeded}/{n} \
+                 succeeded)",
+                ratio * 100.0
+            ),
+            Some(ratio >= 0.5 && succeeded == n),
         ),
-        Some(ratio >= 0.5 && succeeded == n),
-    )])
+        Row::new(
+            1,
+            "throughput once all are enqueued (dispatch, run, report; the API quiet)",
+            "≥ 50 % of a raw pooled reqwest loop",
+            format!(
+                "{:.1} % ({drain_rate:.0} instances/s vs {raw_rate:.0} req/s)",
+                drain_ratio * 100.0
+            ),
+            Some(drain_ratio >= 0.5 && succeeded == n),
+        ),
+    ])
 }
 
 // ---------------------------------------------------------------------------------------------

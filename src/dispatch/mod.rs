@@ -8,7 +8,7 @@ pub mod placement;
 mod results;
 mod working_set;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,7 +21,7 @@ use crate::model::{
     human_ms, now_ms,
 };
 use crate::shutdown::Shutdown;
-use crate::store::{Store, StoreError, WriteTx};
+use crate::store::{ReadTx, Store, StoreError, WriteTx};
 use placement::{Candidate, Unplaced};
 use working_set::WorkingSet;
 
@@ -190,24 +190,15 @@ impl Dispatcher {
     }
 
     /// One look at the unfinished instances: fail over lost work, place queued work. A quick
-    /// pass stops looking at queued instances once no worker has room left. Returns the earliest
-    /// `not_before_ms` still ahead of `now`, when the next pass should run at the latest.
+    /// pass looks only at dispatchable queued instances, oldest first, and stops once no worker
+    /// has room left. Returns the earliest `not_before_ms` still ahead of `now`, when the next
+    /// pass should run at the latest.
     fn pass(&self, now: UnixMs, scope: PassScope) -> Result<Option<UnixMs>, StoreError> {
         let view = self.inner.membership.view();
         let mut working_set = locked(&self.inner.working_set);
         working_set.refresh(&self.inner.store)?;
         let held_until = working_set.earliest_not_before_after(now);
-        let active = working_set.oldest(PASS_LIMIT);
-        if active.is_empty() {
-            return Ok(held_until);
-        }
-        let jobs = self.load_jobs(active.iter().copied())?;
-        let mut assigned: HashMap<String, u32> = HashMap::new();
-        for instance in &active {
-            if let Some(worker) = instance.state.worker() {
-                *assigned.entry(worker.to_string()).or_default() += 1;
-            }
-        }
+        let mut assigned = working_set.per_worker().clone();
         let polling = self.polling_workers();
         // A worker's own word on its free slots is fresher than our books: a slot frees when its
         // task ends, our books only when the report of it commits. Believing the poll refills
@@ -223,8 +214,10 @@ impl Dispatcher {
             .iter()
             .map(Candidate::free)
             .sum();
+        if scope == PassScope::Quick && room == 0 {
+            return Ok(held_until);
+        }
         let seen = Seen {
-            jobs: &jobs,
             view: &view,
             polling: &polling,
             now,
@@ -233,15 +226,22 @@ impl Dispatcher {
             room,
             ..Plan::default()
         };
-        for instance in active {
-            if scope == PassScope::Quick
-                && plan.room == 0
-                && matches!(instance.state, InstanceState::Queued { .. })
-            {
-                continue;
+        let mut jobs = JobCache::new(&self.inner.store)?;
+        let visit: Box<dyn Iterator<Item = &Instance>> = match scope {
+            PassScope::Full => Box::new(working_set.oldest(PASS_LIMIT).into_iter()),
+            PassScope::Quick => Box::new(working_set.dispatchable(now).take(PASS_LIMIT)),
+        };
+        for instance in visit {
+            if scope == PassScope::Quick && plan.room == 0 {
+                break;
             }
-            self.plan_one(instance, &seen, &mut assigned, &mut plan);
+            let job = match instance.state {
+                InstanceState::Queued { .. } => jobs.get(instance.job_id)?,
+                _ => None,
+            };
+            self.plan_one(instance, job, &seen, &mut assigned, &mut plan);
         }
+        drop(working_set);
         if plan.changes.is_empty() && plan.fan_outs.is_empty() {
             return Ok(held_until);
         }
@@ -264,16 +264,12 @@ impl Dispatcher {
     fn plan_one(
         &self,
         instance: &Instance,
+        job: Option<&Job>,
         seen: &Seen,
         assigned: &mut HashMap<String, u32>,
         plan: &mut Plan,
     ) {
-        let Seen {
-            jobs,
-            view,
-            polling,
-            now,
-        } = *seen;
+        let Seen { view, polling, now } = *seen;
         match &instance.state {
             InstanceState::Assigned {
                 worker,
@@ -321,7 +317,7 @@ impl Dispatcher {
                 if not_before_ms.is_some_and(|t| t > now) {
                     return;
                 }
-                let Some(job) = jobs.get(&instance.job_id) else {
+                let Some(job) = job else {
                     let mut cancelled = instance.clone();
                     cancelled.finish(
                         InstanceState::Cancelled {
@@ -477,21 +473,22 @@ impl Dispatcher {
     fn commit(&self, plan: &Plan) -> Result<Vec<u64>, StoreError> {
         self.inner.store.write(|tx| {
             let mut committed = Vec::new();
+            let mut ended: BTreeMap<JobId, UnixMs> = BTreeMap::new();
             for (seen, next) in &plan.changes {
                 match tx.instance(next.id)? {
                     Some(current) if current == *seen => {
-                        tx.put_instance(next)?;
+                        tx.replace_instance(Some(&seen.state), next)?;
                         if next.state.is_terminal() {
-                            crate::schedule::scheduler::instance_ended(
-                                tx,
-                                next.job_id,
-                                next.updated_ms,
-                            )?;
+                            ended.insert(next.job_id, next.updated_ms);
                         }
                         committed.push(next.id);
                     }
                     _ => {}
                 }
+            }
+            // Once per job, after all of its instances moved.
+            for (job_id, at) in ended {
+                crate::schedule::scheduler::instance_ended(tx, job_id, at)?;
             }
             for (seen, workers) in &plan.fan_outs {
                 if tx.instance(seen.id)?.as_ref() == Some(seen) {
@@ -592,10 +589,33 @@ fn locked<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// What one pass looked at.
 #[derive(Clone, Copy)]
 struct Seen<'a> {
-    jobs: &'a HashMap<JobId, Job>,
     view: &'a MembershipView,
     polling: &'a HashSet<String>,
     now: UnixMs,
+}
+
+/// The jobs one pass needs, each read once, from one snapshot.
+struct JobCache {
+    read: ReadTx,
+    jobs: HashMap<JobId, Option<Job>>,
+}
+
+impl JobCache {
+    fn new(store: &Store) -> Result<JobCache, StoreError> {
+        Ok(JobCache {
+            read: store.read()?,
+            jobs: HashMap::new(),
+        })
+    }
+
+    /// The job, or `None` if it was deleted.
+    fn get(&mut self, id: JobId) -> Result<Option<&Job>, StoreError> {
+        if !self.jobs.contains_key(&id) {
+            let job = self.read.job(id)?;
+            self.jobs.insert(id, job);
+        }
+        Ok(self.jobs.get(&id).and_then(Option::as_ref))
+    }
 }
 
 /// How much of the working set a pass looks at.
@@ -604,9 +624,10 @@ enum PassScope {
     /// Everything: on each tick and each membership change. Updates every queued instance's
     /// reason and fails those past their dispatch timeout.
     Full,
-    /// After a wake-up (work queued, a slot freed): places what fits, then skips the rest of
-    /// the queue, whose reasons and timeouts wait for the next full pass (at most one tick).
-    /// Without this, every report re-examined a queue that can be far longer than the room.
+    /// After a wake-up (work queued, a slot freed): places what fits, oldest first, and stops
+    /// there. The rest of the queue's reasons and timeouts, and every lease, wait for the next
+    /// full pass (at most one tick). Without this, every report re-examined a queue that can be
+    /// far longer than the room.
     Quick,
 }
 
@@ -645,11 +666,14 @@ fn fan_out(
     let mut written = Vec::with_capacity(workers.len());
     for (n, worker) in workers.iter().enumerate() {
         let mut copy = seen.clone();
-        if n > 0 {
+        let previous = if n == 0 {
+            Some(&seen.state)
+        } else {
             copy.id = tx.next_instance_id()?;
-        }
+            None
+        };
         copy.pinned_worker = Some(worker.clone());
-        tx.put_instance(&copy)?;
+        tx.replace_instance(previous, &copy)?;
         written.push(copy.id);
     }
     tracing::info!(instance = seen.id, job = %seen.job_name, workers = workers.len(),

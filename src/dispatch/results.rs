@@ -4,7 +4,9 @@
 //! worker it was assigned to, in a non-terminal state. Anything else is refused and logged.
 
 use crate::api::types::{Refusal, ReportAck, TaskEvent, TaskResult};
-use crate::model::{AttemptOutcome, Instance, InstanceState, UnixMs, human_ms};
+use std::collections::BTreeSet;
+
+use crate::model::{AttemptOutcome, Instance, InstanceState, JobId, UnixMs, human_ms};
 use crate::schedule::scheduler::instance_ended;
 use crate::store::{Store, StoreError, WriteTx};
 
@@ -28,12 +30,16 @@ pub fn apply(
             freed: false,
             ended: false,
         };
+        let mut ended_jobs = BTreeSet::new();
         for event in events {
             match apply_one(tx, worker, event, now)? {
                 Ok(effect) => {
                     out.ack.applied += 1;
                     out.freed |= effect.freed;
-                    out.ended |= effect.ended;
+                    if let Some(job_id) = effect.ended {
+                        out.ended = true;
+                        ended_jobs.insert(job_id);
+                    }
                 }
                 Err(reason) => {
                     let (instance, attempt) = event.key();
@@ -44,6 +50,10 @@ pub fn apply(
                     });
                 }
             }
+        }
+        // Once per job, after all of its instances in this report moved.
+        for job_id in ended_jobs {
+            instance_ended(tx, job_id, now)?;
         }
         Ok::<_, StoreError>(out)
     })?;
@@ -57,7 +67,8 @@ pub fn apply(
 #[derive(Default)]
 struct Effect {
     freed: bool,
-    ended: bool,
+    /// The instance reached a terminal state: its job.
+    ended: Option<JobId>,
 }
 
 fn apply_one(
@@ -73,6 +84,7 @@ fn apply_one(
     if let Err(reason) = fence(&instance, worker, attempt) {
         return Ok(Err(reason));
     }
+    let previous = instance.state.clone();
     let effect = match event {
         TaskEvent::Started { at_ms, .. } => {
             if let InstanceState::Assigned {
@@ -95,14 +107,11 @@ fn apply_one(
             finish_attempt(tx, &mut instance, result, now)?;
             Effect {
                 freed: true,
-                ended: instance.state.is_terminal(),
+                ended: instance.state.is_terminal().then_some(instance.job_id),
             }
         }
     };
-    tx.put_instance(&instance)?;
-    if effect.ended {
-        instance_ended(tx, instance.job_id, now)?;
-    }
+    tx.replace_instance(Some(&previous), &instance)?;
     Ok(Ok(effect))
 }
 

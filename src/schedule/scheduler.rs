@@ -243,7 +243,8 @@ pub fn create_instance(
         attempts: Vec::new(),
         pinned_worker: None,
     };
-    tx.put_instance(&instance)?;
+    // A fresh id: nothing is stored under it yet.
+    tx.replace_instance(None, &instance)?;
     Ok(instance)
 }
 

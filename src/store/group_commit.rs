@@ -24,15 +24,15 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use redb::Database;
 
 use super::{StoreError, WriteTx, db_error};
-use crate::model::InstanceId;
+use crate::model::Instance;
 
 #[derive(Default)]
 pub(super) struct GroupCommit {
     state: Mutex<State>,
     /// Signalled when a commit ends or a batch is abandoned.
     changed: Condvar,
-    /// Ids of instances written by committed batches, once someone asked to follow them.
-    written: Mutex<Option<Vec<InstanceId>>>,
+    /// Instances written by committed batches, once someone asked to follow them.
+    written: Mutex<Option<Vec<Instance>>>,
 }
 
 #[derive(Default)]
@@ -159,7 +159,7 @@ impl GroupCommit {
 
     /// Instances written by batches committed since the last call (in commit order, with
     /// repeats); empty unless [`GroupCommit::follow_written_instances`] was called.
-    pub(super) fn take_written_instances(&self) -> Vec<InstanceId> {
+    pub(super) fn take_written_instances(&self) -> Vec<Instance> {
         lock(&self.written)
             .as_mut()
             .map(std::mem::take)
@@ -338,7 +338,7 @@ mod tests {
             Err(StoreError::Commit("refused by the test".into()))
         });
         assert!(failed.is_err());
-        assert_eq!(store.take_written_instances(), vec![kept.id]);
+        assert_eq!(store.take_written_instances(), vec![kept.clone()]);
         assert!(store.take_written_instances().is_empty(), "taken once");
         assert_ne!(before.id, kept.id);
     }

@@ -17,7 +17,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::model::{Instance, InstanceId, Job, JobId, StateKind, UnixMs};
+use crate::model::{Instance, InstanceId, InstanceState, Job, JobId, StateKind, UnixMs};
 use tables::*;
 
 pub use retention::{Retention, Swept};
@@ -129,9 +129,9 @@ impl Store {
         self.group.follow_written_instances();
     }
 
-    /// Ids of instances written by commits since the last call (repeats possible), so that a
-    /// reader can refresh just those instead of re-reading every unfinished instance.
-    pub fn take_written_instances(&self) -> Vec<InstanceId> {
+    /// Instances as written by commits since the last call, in commit order (repeats possible),
+    /// so that a reader can follow them instead of re-reading every unfinished instance.
+    pub fn take_written_instances(&self) -> Vec<Instance> {
         self.group.take_written_instances()
     }
 
@@ -166,9 +166,9 @@ pub struct ReadTx {
 /// An open write transaction. Methods keep the indexes in step with the records.
 pub struct WriteTx {
     txn: redb::WriteTransaction,
-    /// Instances this transaction wrote, announced once it commits (see
+    /// Instances this transaction wrote, as written, announced once it commits (see
     /// [`Store::take_written_instances`]).
-    written: Vec<InstanceId>,
+    written: Vec<Instance>,
 }
 
 /// Which instances to list.
@@ -518,32 +518,44 @@ impl WriteTx {
     /// is the store's last line of defence for "terminal states never change".
     pub fn put_instance(&mut self, instance: &Instance) -> Result<()> {
         let old = self.instance(instance.id)?;
-        if let Some(old) = &old
-            && old.state.is_terminal()
-            && old.state != instance.state
+        self.replace_instance(old.as_ref().map(|old| &old.state), instance)
+    }
+
+    /// [`WriteTx::put_instance`] for a caller that already knows what is stored: `previous` is
+    /// the stored instance's state as read in this same transaction (`None`: there is none, as
+    /// for an id just taken from [`WriteTx::next_instance_id`]). It saves reading and decoding
+    /// the record again, and touches only the indexes the change moves — on the hot paths
+    /// (create, assign, report) that is most of a write's cost.
+    pub fn replace_instance(
+        &mut self,
+        previous: Option<&InstanceState>,
+        instance: &Instance,
+    ) -> Result<()> {
+        if let Some(old) = previous
+            && old.is_terminal()
+            && *old != instance.state
         {
             return Err(StoreError::Corrupt {
                 table: "instances",
                 reason: format!(
                     "refused to move instance {} from terminal state {} to {}",
                     instance.id,
-                    old.state.kind().as_str(),
+                    old.kind().as_str(),
                     instance.state.kind().as_str()
                 ),
             });
         }
         let key = (instance.job_id, instance.id);
-        let was_active = old.is_some_and(|old| !old.state.is_terminal());
+        let was_active = previous.is_some_and(|old| !old.is_terminal());
         let is_active = !instance.state.is_terminal();
-        {
+        if was_active != is_active {
             let mut active = self.txn.open_table(ACTIVE).map_err(db_error)?;
             if is_active {
                 active.insert(key, ()).map_err(db_error)?;
             } else {
                 active.remove(key).map_err(db_error)?;
             }
-        }
-        if was_active != is_active {
+            drop(active);
             let mut counts = self.txn.open_table(ACTIVE_COUNTS).map_err(db_error)?;
             let count = reads::active_count(&counts, instance.job_id)?;
             let count = if is_active {
@@ -557,17 +569,19 @@ impl WriteTx {
                 counts.insert(instance.job_id, count).map_err(db_error)?;
             }
         }
-        self.txn
-            .open_table(JOB_INSTANCES)
-            .map_err(db_error)?
-            .insert(key, ())
-            .map_err(db_error)?;
+        if previous.is_none() {
+            self.txn
+                .open_table(JOB_INSTANCES)
+                .map_err(db_error)?
+                .insert(key, ())
+                .map_err(db_error)?;
+        }
         self.txn
             .open_table(INSTANCES)
             .map_err(db_error)?
             .insert(instance.id, encode(instance).as_slice())
             .map_err(db_error)?;
-        self.written.push(instance.id);
+        self.written.push(instance.clone());
         Ok(())
     }
 }
