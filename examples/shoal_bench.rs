@@ -105,17 +105,22 @@ const MODES: [&str; 6] = [
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let usage = format!("usage: shoal_bench [--quick] [all|{}]…", MODES.join("|"));
     let mut quick = false;
     let mut modes = Vec::new();
     for arg in std::env::args().skip(1) {
         match arg.as_str() {
             "--quick" => quick = true,
+            "-h" | "--help" => {
+                println!("{usage}");
+                return Ok(());
+            }
             "all" => modes.extend(MODES.map(String::from)),
             mode if MODES.contains(&mode) => modes.push(mode.to_string()),
-            other => bail!(
-                "unknown argument {other:?}; use: shoal_bench [--quick] [all|{}]…",
-                MODES.join("|")
-            ),
+            other => {
+                eprintln!("unknown argument {other:?}; {usage}");
+                std::process::exit(2);
+            }
         }
     }
     if modes.is_empty() {
