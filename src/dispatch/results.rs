@@ -3,9 +3,9 @@
 //! backoff). Every event is fenced: it applies only to the instance's current attempt, on the
 //! worker it was assigned to, in a non-terminal state. Anything else is refused and logged.
 
-use crate::api::types::{Refusal, ReportAck, TaskEvent, TaskResult};
 use std::collections::BTreeSet;
 
+use crate::api::types::{Refusal, ReportAck, TaskEvent, TaskResult};
 use crate::model::{AttemptOutcome, Instance, InstanceState, JobId, UnixMs, human_ms};
 use crate::schedule::scheduler::instance_ended;
 use crate::store::{Store, StoreError, WriteTx};
