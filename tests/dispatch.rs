@@ -421,3 +421,78 @@ fn a_broadcast_runs_once_on_every_matching_worker() {
     );
     assert_eq!(instances_of(&server, "fanout-gpu").len(), 1);
 }
+
+/// Instances of `job` assigned to or running on `worker` right now.
+fn held_by(server: &Server, job: &str, worker: &str) -> usize {
+    instances_of(server, job)
+        .iter()
+        .filter(|i| (i["state"] == "assigned" || i["state"] == "running") && i["worker"] == worker)
+        .count()
+}
+
+/// The most attempts that ran at the same time, from the workers' own start and end stamps.
+fn most_at_once(instances: &[Value]) -> usize {
+    let spans: Vec<(i64, i64)> = instances
+        .iter()
+        .flat_map(|i| i["attempts"].as_array().cloned().unwrap_or_default())
+        .filter_map(|a| Some((a["started_ms"].as_i64()?, a["ended_ms"].as_i64()?)))
+        .collect();
+    spans
+        .iter()
+        .map(|(start, _)| {
+            spans
+                .iter()
+                .filter(|(s, e)| s <= start && start < e)
+                .count()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+/// A worker whose tasks are short is handed work ahead (more assignments than its capacity,
+/// waiting for its slots) yet never runs more than its capacity at once; once its tasks are
+/// long it holds no more than its capacity.
+#[test]
+fn work_handed_ahead_waits_for_a_slot_and_stops_when_tasks_are_long() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = TestTarget::start();
+    let server = Server::start(dir.path(), &[]);
+    let _w1 = server.worker(dir.path(), "w1", &["--capacity", "2"]);
+    live_workers(&server, 1);
+
+    add_on_demand(&server, "quick", &target.url("/ok"), &[]);
+    for _ in 0..4 {
+        run(&server, "quick");
+    }
+    eventually("the quick runs to succeed", || {
+        let all = instances_of(&server, "quick");
+        all.iter().all(|i| i["state"] == "succeeded").then_some(())
+    });
+
+    let slow = ["--max-concurrent", "10", "--timeout", "30s"];
+    add_on_demand(&server, "slow", &target.url("/slow?ms=2500"), &slow);
+    for _ in 0..6 {
+        run(&server, "slow");
+    }
+    eventually("w1 to hold more than its capacity of 2", || {
+        (held_by(&server, "slow", "w1") > 2).then_some(())
+    });
+    let done = eventually("the slow runs to succeed", || {
+        let all = instances_of(&server, "slow");
+        all.iter().all(|i| i["state"] == "succeeded").then_some(all)
+    });
+    assert_eq!(done.len(), 6);
+    assert_eq!(most_at_once(&done), 2, "{done:?}");
+
+    // After 2.5 s tasks, w1 is no longer handed work ahead.
+    for _ in 0..4 {
+        run(&server, "slow");
+    }
+    let mut most_held = 0;
+    eventually("the second slow batch to succeed", || {
+        most_held = most_held.max(held_by(&server, "slow", "w1"));
+        let all = instances_of(&server, "slow");
+        all.iter().all(|i| i["state"] == "succeeded").then_some(())
+    });
+    assert!(most_held <= 2, "w1 held {most_held} with long tasks");
+}

@@ -39,6 +39,11 @@ const STARTUP_GRACE: Duration = Duration::from_secs(10);
 const PASS_LIMIT: usize = 5_000;
 /// A worker counts as taking work if it polled this recently (its polls last at most 20 s).
 const POLLING_WINDOW: Duration = Duration::from_secs(30);
+/// A worker whose recent tasks took less than this on average is handed work ahead (see
+/// [`Dispatcher::prefetch`]); slower tasks would keep a prefetched one waiting too long.
+const PREFETCH_TASKS_UNDER_MS: f64 = 100.0;
+/// Weight of the newest task in a worker's average task time.
+const TASK_TIME_WEIGHT: f64 = 0.2;
 
 #[derive(Clone)]
 pub struct Dispatcher {
@@ -59,6 +64,8 @@ struct Inner {
     /// When each worker last polled with a valid token. Gossip says a worker is live; only a
     /// poll proves it can take work (right token, server API reachable from it).
     last_poll: Mutex<HashMap<String, Instant>>,
+    /// Each worker's recent task time (ms, a moving average of its reports).
+    task_ms: Mutex<HashMap<String, f64>>,
     started: Instant,
     /// The gossip address a new worker should join, for "start one with: …" hints.
     join_hint: String,
@@ -92,6 +99,7 @@ impl Dispatcher {
                 working_set: Mutex::new(WorkingSet::default()),
                 round_robin: Mutex::new(HashMap::new()),
                 last_poll: Mutex::new(HashMap::new()),
+                task_ms: Mutex::new(HashMap::new()),
                 started: Instant::now(),
                 join_hint,
             }),
@@ -204,13 +212,15 @@ impl Dispatcher {
         // task ends, our books only when the report of it commits. Believing the poll refills
         // the slot while that report is still being written. The worker itself never runs more
         // than its capacity, and the books still count the instance until its report lands.
-        for (worker, free) in self.said_free() {
+        for (worker, said_free, pending) in self.worker_word() {
             if let Some(member) = view.get(&worker) {
                 let count = assigned.entry(worker).or_default();
-                *count = (*count).min(member.info.capacity.saturating_sub(free));
+                let held = member.info.capacity.saturating_sub(said_free) + pending;
+                *count = (*count).min(held);
             }
         }
-        let room: u32 = placement::candidates(&view, &assigned, &polling)
+        let prefetch = self.prefetch(&view);
+        let room: u32 = placement::candidates(&view, &assigned, &prefetch, &polling)
             .iter()
             .map(Candidate::free)
             .sum();
@@ -220,6 +230,7 @@ impl Dispatcher {
         let seen = Seen {
             view: &view,
             polling: &polling,
+            prefetch: &prefetch,
             now,
         };
         let mut plan = Plan {
@@ -269,7 +280,12 @@ impl Dispatcher {
         assigned: &mut HashMap<String, u32>,
         plan: &mut Plan,
     ) {
-        let Seen { view, polling, now } = *seen;
+        let Seen {
+            view,
+            polling,
+            prefetch,
+            now,
+        } = *seen;
         match &instance.state {
             InstanceState::Assigned {
                 worker,
@@ -331,7 +347,7 @@ impl Dispatcher {
                     return;
                 };
                 if job.def.strategy == Strategy::Broadcast && instance.pinned_worker.is_none() {
-                    let candidates = placement::candidates(view, assigned, polling);
+                    let candidates = placement::candidates(view, assigned, prefetch, polling);
                     let workers = placement::broadcast_workers(&job.def, &candidates);
                     // With no matching worker it waits like any task, with the same reason.
                     if !workers.is_empty() {
@@ -344,7 +360,8 @@ impl Dispatcher {
                 let placed = match plan.unplaceable.get(&job.id).filter(|_| cacheable) {
                     Some(unplaced) => Err(unplaced.clone()),
                     None => {
-                        let mut candidates = placement::candidates(view, assigned, polling);
+                        let mut candidates =
+                            placement::candidates(view, assigned, prefetch, polling);
                         let placed = match &instance.pinned_worker {
                             Some(pinned) => {
                                 candidates.retain(|c| c.id() == pinned);
@@ -456,6 +473,36 @@ impl Dispatcher {
             .collect()
     }
 
+    /// How many assignments each worker may hold beyond its capacity, waiting in its outbox.
+    /// A worker running short tasks frees slots faster than a dispatch commit refills them:
+    /// with work committed ahead, its next poll is answered at once rather than after a pass
+    /// and a durable commit. Only for workers whose recent tasks were short (a prefetched task
+    /// waits for a slot on its worker, even if another frees first), and at most its capacity.
+    fn prefetch(&self, view: &MembershipView) -> HashMap<String, u32> {
+        locked(&self.inner.task_ms)
+            .iter()
+            .filter(|(_, ms)| **ms < PREFETCH_TASKS_UNDER_MS)
+            .filter_map(|(worker, _)| {
+                view.get(worker)
+                    .map(|member| (worker.clone(), member.info.capacity))
+            })
+            .collect()
+    }
+
+    /// Folds the task times of a worker's report into its moving average.
+    fn note_task_times(&self, worker: &str, events: &[TaskEvent]) {
+        let mut task_ms = locked(&self.inner.task_ms);
+        for event in events {
+            if let TaskEvent::Finished(result) = event {
+                let ms = (result.ended_ms - result.started_ms).max(0) as f64;
+                task_ms
+                    .entry(worker.to_string())
+                    .and_modify(|average| *average += TASK_TIME_WEIGHT * (ms - *average))
+                    .or_insert(ms);
+            }
+        }
+    }
+
     /// Records that `worker` is polling; a worker's first poll wakes the dispatcher so queued
     /// work reaches it at once.
     fn saw_poll(&self, worker: &str) {
@@ -507,13 +554,14 @@ impl Dispatcher {
         outbox.ready.notify_one();
     }
 
-    /// Per worker: free slots it reported and has not been handed work for yet.
-    fn said_free(&self) -> Vec<(String, u32)> {
+    /// Per worker: the free slots it reported at its latest poll (less what that poll took),
+    /// and how many assignments wait in its outbox.
+    fn worker_word(&self) -> Vec<(String, u32, u32)> {
         locked(&self.inner.outboxes)
             .iter()
             .map(|(worker, outbox)| {
                 let pending = u32::try_from(outbox.pending.len()).unwrap_or(u32::MAX);
-                (worker.clone(), outbox.said_free.saturating_sub(pending))
+                (worker.clone(), outbox.said_free, pending)
             })
             .collect()
     }
@@ -565,6 +613,7 @@ impl Dispatcher {
 
     /// Applies a worker's report in one transaction; see `results`.
     pub fn report(&self, worker: &str, events: &[TaskEvent]) -> Result<ReportAck, StoreError> {
+        self.note_task_times(worker, events);
         let outcome = results::apply(&self.inner.store, worker, events, now_ms())?;
         if outcome.freed {
             self.inner.wake.notify_one();
@@ -591,6 +640,7 @@ fn locked<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 struct Seen<'a> {
     view: &'a MembershipView,
     polling: &'a HashSet<String>,
+    prefetch: &'a HashMap<String, u32>,
     now: UnixMs,
 }
 

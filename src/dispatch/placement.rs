@@ -15,6 +15,9 @@ use crate::model::{JobDefinition, JobId, Strategy};
 pub struct Candidate<'a> {
     pub member: &'a Member,
     pub assigned: u32,
+    /// Assignments it may hold beyond its capacity, waiting in its outbox for a slot (see
+    /// `Dispatcher::prefetch`).
+    pub prefetch: u32,
 }
 
 impl Candidate<'_> {
@@ -23,7 +26,7 @@ impl Candidate<'_> {
     }
 
     pub fn free(&self) -> u32 {
-        self.member.info.capacity.saturating_sub(self.assigned)
+        (self.member.info.capacity + self.prefetch).saturating_sub(self.assigned)
     }
 
     fn load(&self) -> f64 {
@@ -31,10 +34,12 @@ impl Candidate<'_> {
     }
 }
 
-/// Live workers that are polling for work, with their current assignment counts, sorted by id.
+/// Live workers that are polling for work, with their current assignment counts and prefetch
+/// allowances, sorted by id.
 pub fn candidates<'a>(
     view: &'a MembershipView,
     assigned: &HashMap<String, u32>,
+    prefetch: &HashMap<String, u32>,
     polling: &HashSet<String>,
 ) -> Vec<Candidate<'a>> {
     view.live_workers()
@@ -42,6 +47,7 @@ pub fn candidates<'a>(
         .map(|member| Candidate {
             member,
             assigned: assigned.get(&member.info.id).copied().unwrap_or(0),
+            prefetch: prefetch.get(&member.info.id).copied().unwrap_or(0),
         })
         .collect()
 }
@@ -326,7 +332,7 @@ mod tests {
     fn live_workers_that_do_not_poll_are_named() {
         let view = view(vec![member("intruder", &[], 4, MemberState::Live)]);
         let none = HashSet::new();
-        let candidates = candidates(&view, &HashMap::new(), &none);
+        let candidates = candidates(&view, &HashMap::new(), &HashMap::new(), &none);
         let job = def("least-loaded", &[]);
         let unplaced = choose(1, &job, &candidates, &mut HashMap::new(), HINT).unwrap_err();
         let noted = note_silent_workers(unplaced, &job, &view, &none);
@@ -345,7 +351,7 @@ mod tests {
             member("w2", &["eu"], 4, MemberState::Live),
             member("w3", &["billing"], 4, MemberState::Dead),
         ]);
-        let candidates = candidates(&view, &HashMap::new(), &all(&view));
+        let candidates = candidates(&view, &HashMap::new(), &HashMap::new(), &all(&view));
         let error = choose(
             1,
             &def("least-loaded", &["billing"]),
@@ -368,7 +374,7 @@ mod tests {
         let error = choose(
             1,
             &def("least-loaded", &[]),
-            &candidates(&view, &HashMap::new(), &all(&view)),
+            &candidates(&view, &HashMap::new(), &HashMap::new(), &all(&view)),
             &mut HashMap::new(),
             HINT,
         )
@@ -389,13 +395,34 @@ mod tests {
     }
 
     #[test]
+    fn a_prefetch_allowance_is_room_beyond_capacity_and_no_more() {
+        let view = view(vec![member("a", &[], 2, MemberState::Live)]);
+        let prefetch = HashMap::from([("a".to_string(), 2)]);
+        let at = |n: u32| {
+            let assigned = HashMap::from([("a".to_string(), n)]);
+            candidates(&view, &assigned, &prefetch, &all(&view))[0].free()
+        };
+        assert_eq!((at(0), at(2), at(3), at(4), at(9)), (4, 2, 1, 0, 0));
+        let assigned = HashMap::from([("a".to_string(), 4)]);
+        let full = candidates(&view, &assigned, &prefetch, &all(&view));
+        let error = choose(
+            1,
+            &def("least-loaded", &[]),
+            &full,
+            &mut HashMap::new(),
+            HINT,
+        );
+        assert!(matches!(error, Err(Unplaced::Busy(_))), "{error:?}");
+    }
+
+    #[test]
     fn least_loaded_picks_the_lowest_ratio_and_respects_capacity() {
         let view = view(vec![
             member("a", &[], 2, MemberState::Live),
             member("b", &[], 10, MemberState::Live),
         ]);
         let assigned = HashMap::from([("a".to_string(), 1), ("b".to_string(), 3)]);
-        let candidates = candidates(&view, &assigned, &all(&view));
+        let candidates = candidates(&view, &assigned, &HashMap::new(), &all(&view));
         let chosen = choose(
             1,
             &def("least-loaded", &[]),
@@ -406,7 +433,7 @@ mod tests {
         .unwrap();
         assert_eq!(chosen.id(), "b");
         let full = HashMap::from([("a".to_string(), 2), ("b".to_string(), 10)]);
-        let candidates = super::candidates(&view, &full, &all(&view));
+        let candidates = super::candidates(&view, &full, &HashMap::new(), &all(&view));
         let error = choose(
             1,
             &def("least-loaded", &[]),
@@ -424,7 +451,7 @@ mod tests {
             member("a", &[], 9, MemberState::Live),
             member("b", &[], 9, MemberState::Live),
         ]);
-        let candidates = candidates(&view, &HashMap::new(), &all(&view));
+        let candidates = candidates(&view, &HashMap::new(), &HashMap::new(), &all(&view));
         let mut positions = HashMap::new();
         let picks: Vec<String> = (0..4)
             .map(|_| {
@@ -451,7 +478,7 @@ mod tests {
             member("c", &[], 9, MemberState::Live),
         ];
         let full = view(members.clone());
-        let candidates = candidates(&full, &HashMap::new(), &all(&full));
+        let candidates = candidates(&full, &HashMap::new(), &HashMap::new(), &all(&full));
         let owner = choose(
             42,
             &def("consistent-hash", &[]),
@@ -477,7 +504,12 @@ mod tests {
             );
         }
         let without_owner = view(members.into_iter().filter(|m| m.info.id != owner).collect());
-        let rest = super::candidates(&without_owner, &HashMap::new(), &all(&without_owner));
+        let rest = super::candidates(
+            &without_owner,
+            &HashMap::new(),
+            &HashMap::new(),
+            &all(&without_owner),
+        );
         let next = choose(
             42,
             &def("consistent-hash", &[]),
