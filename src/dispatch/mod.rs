@@ -212,10 +212,16 @@ impl Dispatcher {
         // task ends, our books only when the report of it commits. Believing the poll refills
         // the slot while that report is still being written. The worker itself never runs more
         // than its capacity, and the books still count the instance until its report lands.
+        // What a worker holds by its word: the slots it said were busy, plus what waits for it
+        // in its outbox (work handed ahead, see `prefetch`).
         for (worker, said_free, pending) in self.worker_word() {
             if let Some(member) = view.get(&worker) {
                 let count = assigned.entry(worker).or_default();
-                let held = member.info.capacity.saturating_sub(said_free) + pending;
+                let held = member
+                    .info
+                    .capacity
+                    .saturating_sub(said_free)
+                    .saturating_add(pending);
                 *count = (*count).min(held);
             }
         }
