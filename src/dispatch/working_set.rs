@@ -187,17 +187,23 @@ mod tests {
         }
     }
 
+    /// A store in a temp dir, followed from the start, holding `job()`.
+    fn followed_store() -> (tempfile::TempDir, Store, Job) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.follow_written_instances();
+        let job = job();
+        store.write(|tx| tx.put_job(&job)).unwrap();
+        (dir, store, job)
+    }
+
     fn ids(set: &WorkingSet) -> Vec<InstanceId> {
         set.oldest(usize::MAX).iter().map(|i| i.id).collect()
     }
 
     #[test]
     fn the_copy_follows_every_committed_change() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        store.follow_written_instances();
-        let job = job();
-        store.write(|tx| tx.put_job(&job)).unwrap();
+        let (_dir, store, job) = followed_store();
         let first = store
             .write(|tx| create_instance(tx, &job, Trigger::Manual, 1, 1))
             .unwrap();
@@ -237,11 +243,7 @@ mod tests {
 
     #[test]
     fn the_indexes_follow_the_states() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        store.follow_written_instances();
-        let job = job();
-        store.write(|tx| tx.put_job(&job)).unwrap();
+        let (_dir, store, job) = followed_store();
         // 1: queued now; 2: fired ahead, due at 500; 3: queued now; 4: in backoff until 300.
         let first = store
             .write(|tx| create_instance(tx, &job, Trigger::Manual, 100, 100))
