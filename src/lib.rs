@@ -34,6 +34,8 @@ pub mod spec;
 pub mod store;
 pub mod target;
 pub mod telemetry;
+#[cfg(test)]
+mod test_support;
 pub mod worker;
 
 /// This build's version, advertised in gossip and shown by the API.

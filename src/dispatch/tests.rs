@@ -8,10 +8,11 @@ use shoal_gossip::{ChannelTransport, GossipConfig, Membership, NodeInfo, Role};
 use tokio::sync::Notify;
 
 use super::{Dispatcher, PassScope};
-use crate::model::{InstanceState, Job};
+use crate::model::InstanceState;
 use crate::schedule::scheduler::{LOOKAHEAD_MS, fire_everything_due};
-use crate::spec::{HttpSpec, JobSpec};
-use crate::store::{InstanceFilter, Store, StoreError};
+use crate::spec::JobSpec;
+use crate::store::{InstanceFilter, Store};
+use crate::test_support;
 
 #[tokio::test]
 async fn a_fire_created_ahead_is_not_dispatched_before_its_time() {
@@ -19,30 +20,13 @@ async fn a_fire_created_ahead_is_not_dispatched_before_its_time() {
     let store = Arc::new(Store::open(dir.path()).unwrap());
     let fire = 1_000_000;
     let def = JobSpec {
-        name: "ahead".into(),
         every: Some("1h".into()),
         dispatch_timeout: Some("1m".into()),
-        http: HttpSpec {
-            url: "http://127.0.0.1:9/".into(),
-            ..HttpSpec::default()
-        },
-        ..JobSpec::default()
+        ..test_support::spec("ahead")
     }
     .validate()
     .unwrap();
-    let job = store
-        .write(|tx| {
-            let job = Job {
-                id: tx.next_job_id()?,
-                def: def.clone(),
-                created_ms: 1,
-                updated_ms: 1,
-                next_fire_ms: Some(fire),
-            };
-            tx.put_job(&job)?;
-            Ok::<_, StoreError>(job)
-        })
-        .unwrap();
+    let job = test_support::store_job(&store, def, Some(fire));
     assert_eq!(fire_everything_due(&store, fire - LOOKAHEAD_MS).unwrap(), 1);
 
     let info = NodeInfo {
@@ -99,7 +83,7 @@ async fn a_fire_created_ahead_is_not_dispatched_before_its_time() {
         waiting[0].state
     );
     // Its dispatch timeout counts from the fire time, not from its creation a second earlier.
-    let timeout = def.dispatch_timeout_ms as i64;
+    let timeout = job.def.dispatch_timeout_ms as i64;
     dispatcher.pass(fire + timeout, PassScope::Full).unwrap();
     assert_eq!(stored()[0].state.kind(), crate::model::StateKind::Queued);
     dispatcher

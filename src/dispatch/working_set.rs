@@ -163,28 +163,12 @@ mod tests {
     use super::*;
     use crate::model::{Job, Trigger};
     use crate::schedule::scheduler::create_instance;
-    use crate::spec::{HttpSpec, JobSpec};
+    use crate::test_support;
 
     fn job() -> Job {
-        let def = JobSpec {
-            name: "j".into(),
-            on_demand: true,
-            max_concurrent: Some(100),
-            http: HttpSpec {
-                url: "http://127.0.0.1:9/".into(),
-                ..HttpSpec::default()
-            },
-            ..JobSpec::default()
-        }
-        .validate()
-        .unwrap();
-        Job {
-            id: 1,
-            def,
-            created_ms: 1,
-            updated_ms: 1,
-            next_fire_ms: None,
-        }
+        let mut def = test_support::on_demand("j");
+        def.max_concurrent = 100;
+        test_support::job(1, def)
     }
 
     /// A store in a temp dir, followed from the start, holding `job()`.

@@ -9,36 +9,20 @@ use tokio::sync::Notify;
 use super::scheduler::{LOOKAHEAD_MS, fire_everything_due, fire_round};
 use crate::model::{Instance, InstanceState, Job, StateKind, Trigger, UnixMs, now_ms};
 use crate::service::Service;
-use crate::spec::{HttpSpec, JobSpec};
-use crate::store::{InstanceFilter, Store, StoreError};
+use crate::spec::JobSpec;
+use crate::store::{InstanceFilter, Store};
+use crate::test_support;
 
 fn spec(name: &str, every: &str) -> JobSpec {
     JobSpec {
-        name: name.into(),
         every: Some(every.into()),
         max_concurrent: Some(10),
-        http: HttpSpec {
-            url: "http://127.0.0.1:9/".into(),
-            ..HttpSpec::default()
-        },
-        ..JobSpec::default()
+        ..test_support::spec(name)
     }
 }
 
 fn add_job(store: &Store, spec: &JobSpec, next_fire: UnixMs) -> Job {
-    store
-        .write(|tx| {
-            let job = Job {
-                id: tx.next_job_id()?,
-                def: spec.validate().unwrap(),
-                created_ms: 1,
-                updated_ms: 1,
-                next_fire_ms: Some(next_fire),
-            };
-            tx.put_job(&job)?;
-            Ok::<_, StoreError>(job)
-        })
-        .unwrap()
+    test_support::store_job(store, spec.validate().unwrap(), Some(next_fire))
 }
 
 fn instances_of(store: &Store, job: &Job) -> Vec<Instance> {

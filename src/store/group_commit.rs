@@ -191,27 +191,10 @@ mod tests {
 
     use super::super::{Store, StoreError};
     use crate::model::Job;
-    use crate::spec::{HttpSpec, JobSpec};
+    use crate::test_support;
 
     fn job(id: u64, name: &str) -> Job {
-        let def = JobSpec {
-            name: name.into(),
-            on_demand: true,
-            http: HttpSpec {
-                url: "http://127.0.0.1:9/".into(),
-                ..HttpSpec::default()
-            },
-            ..JobSpec::default()
-        }
-        .validate()
-        .unwrap();
-        Job {
-            id,
-            def,
-            created_ms: 1,
-            updated_ms: 1,
-            next_fire_ms: None,
-        }
+        test_support::job(id, test_support::on_demand(name))
     }
 
     /// Runs `writes` writes on each of `threads` threads at once; `write(store, thread, i)`

@@ -1,33 +1,14 @@
 use super::*;
 use crate::model::{AttemptOutcome, InstanceState, Job, Trigger};
 use crate::schedule::scheduler::create_instance;
-use crate::spec::{HttpSpec, JobSpec};
 use crate::store::{InstanceFilter, StoreError};
+use crate::test_support;
 
 fn add_job(store: &Store, name: &str) -> Job {
-    let spec = JobSpec {
-        name: name.into(),
-        on_demand: true,
-        http: HttpSpec {
-            url: "http://127.0.0.1:9/".into(),
-            body: Some("x".repeat(500)),
-            ..HttpSpec::default()
-        },
-        ..JobSpec::default()
-    };
-    store
-        .write(|tx| {
-            let job = Job {
-                id: tx.next_job_id()?,
-                def: spec.validate().unwrap(),
-                created_ms: 1,
-                updated_ms: 1,
-                next_fire_ms: None,
-            };
-            tx.put_job(&job)?;
-            Ok::<_, StoreError>(job)
-        })
-        .unwrap()
+    let mut spec = test_support::spec(name);
+    spec.on_demand = true;
+    spec.http.body = Some("x".repeat(500));
+    test_support::store_job(store, spec.validate().unwrap(), None)
 }
 
 /// `count` instances of `job` created at `at`; finished ones succeed at `at`.

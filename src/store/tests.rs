@@ -1,34 +1,18 @@
 use super::*;
 use crate::model::{InstanceState, Job, MisfirePolicy, Trigger};
 use crate::schedule::scheduler::{create_instance, fire_everything_due};
-use crate::spec::{HttpSpec, JobSpec};
+use crate::spec::JobSpec;
+use crate::test_support;
 
 fn spec(name: &str) -> JobSpec {
     JobSpec {
-        name: name.into(),
         every: Some("1m".into()),
-        http: HttpSpec {
-            url: "http://127.0.0.1:9/".into(),
-            ..HttpSpec::default()
-        },
-        ..JobSpec::default()
+        ..test_support::spec(name)
     }
 }
 
 fn add_job(store: &Store, name: &str, next_fire: Option<i64>) -> Job {
-    store
-        .write(|tx| {
-            let job = Job {
-                id: tx.next_job_id()?,
-                def: spec(name).validate().unwrap(),
-                created_ms: 1,
-                updated_ms: 1,
-                next_fire_ms: next_fire,
-            };
-            tx.put_job(&job)?;
-            Ok::<_, StoreError>(job)
-        })
-        .unwrap()
+    test_support::store_job(store, spec(name).validate().unwrap(), next_fire)
 }
 
 #[test]
@@ -154,22 +138,10 @@ fn misfire_policies_after_downtime() {
     ] {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let job = store
-            .write(|tx| {
-                let mut def = spec("every-minute").validate().unwrap();
-                def.misfire = policy;
-                def.max_concurrent = 1000;
-                let job = Job {
-                    id: tx.next_job_id()?,
-                    def,
-                    created_ms: 1,
-                    updated_ms: 1,
-                    next_fire_ms: Some(hour_ago),
-                };
-                tx.put_job(&job)?;
-                Ok::<_, StoreError>(job)
-            })
-            .unwrap();
+        let mut def = spec("every-minute").validate().unwrap();
+        def.misfire = policy;
+        def.max_concurrent = 1000;
+        let job = test_support::store_job(&store, def, Some(hour_ago));
         let created = fire_everything_due(&store, now).unwrap();
         assert_eq!(created, expected, "{policy:?}");
         let read = store.read().unwrap();
