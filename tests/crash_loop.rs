@@ -29,42 +29,13 @@ use common::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
+use shoal::model::now_ms;
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
-}
-
-/// A local HTTP target on its own runtime: it outlives every server crash.
-struct TestTarget {
-    target: shoal::target::Target,
-    _runtime: tokio::runtime::Runtime,
-}
-
-impl TestTarget {
-    fn start() -> TestTarget {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let target = runtime
-            .block_on(shoal::target::Target::start("127.0.0.1:0".parse().unwrap()))
-            .unwrap();
-        TestTarget {
-            target,
-            _runtime: runtime,
-        }
-    }
 }
 
 /// The server process, restartable on the same data dir and ports.
@@ -357,7 +328,7 @@ fn the_server_survives_sigkill_under_load_without_losing_or_doubling_work() {
             job_identity(&job),
         );
     };
-    let http_ok = json!({ "url": target.target.url("/ok"), "timeout": "5s" });
+    let http_ok = json!({ "url": target.url("/ok"), "timeout": "5s" });
     for policy in ["fire-all", "fire-once", "skip"] {
         let name = format!("cron-{policy}");
         create(
@@ -393,7 +364,7 @@ fn the_server_survives_sigkill_under_load_without_losing_or_doubling_work() {
             &server,
             &mut ledger,
             json!({ "name": name, "on_demand": true, "max_concurrent": 10000,
-                    "http": { "url": target.target.url("/slow?ms=200"), "timeout": "5s" } }),
+                    "http": { "url": target.url("/slow?ms=200"), "timeout": "5s" } }),
         );
     }
 

@@ -7,33 +7,6 @@ mod common;
 use common::*;
 use serde_json::Value;
 
-/// The local HTTP target, served from its own runtime thread.
-struct TestTarget {
-    target: shoal::target::Target,
-    _runtime: tokio::runtime::Runtime,
-}
-
-impl TestTarget {
-    fn start() -> TestTarget {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let target = runtime
-            .block_on(shoal::target::Target::start("127.0.0.1:0".parse().unwrap()))
-            .unwrap();
-        TestTarget {
-            target,
-            _runtime: runtime,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        self.target.url(path)
-    }
-}
-
 fn add_on_demand(server: &Server, name: &str, url: &str, extra: &[&str]) {
     let mut args = vec!["job", "add", "--name", name, "--on-demand", "--url", url];
     args.extend_from_slice(extra);

@@ -11,14 +11,8 @@ use std::time::Duration;
 
 use common::*;
 use serde_json::{Value, json};
+use shoal::model::now_ms;
 use shoal_gossip::{Membership, NodeInfo, Role};
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
-}
 
 /// A hand-driven worker: a real gossip member that polls and reports over raw RPC only when the
 /// test says so.

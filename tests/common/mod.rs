@@ -251,3 +251,31 @@ pub fn http(
     }
     Some((status, body.to_string()))
 }
+
+/// The local HTTP target (`shoal::target`), served from its own runtime thread, so it outlives
+/// any server or worker the test kills.
+pub struct TestTarget {
+    pub target: shoal::target::Target,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl TestTarget {
+    pub fn start() -> TestTarget {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let target = runtime
+            .block_on(shoal::target::Target::start("127.0.0.1:0".parse().unwrap()))
+            .unwrap();
+        TestTarget {
+            target,
+            _runtime: runtime,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        self.target.url(path)
+    }
+}
