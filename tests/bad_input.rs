@@ -300,11 +300,9 @@ fn snapshot(server: &Server) -> (String, String) {
     )
 }
 
-#[test]
-fn malformed_api_requests_get_a_4xx_naming_the_field_and_change_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &[]);
-    // Something to leave alone: a job and one finished instance of it.
+/// A server holding one on-demand job, `base`: something bad input must leave alone.
+fn server_with_a_job(dir: &std::path::Path) -> Server {
+    let server = Server::start(dir, &[]);
     server.cli_json(&[
         "job",
         "add",
@@ -314,6 +312,14 @@ fn malformed_api_requests_get_a_4xx_naming_the_field_and_change_nothing() {
         "--url",
         "http://127.0.0.1:9/",
     ]);
+    server
+}
+
+#[test]
+fn malformed_api_requests_get_a_4xx_naming_the_field_and_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server_with_a_job(dir.path());
+    // Something more to leave alone: a finished instance of it.
     let id = server.cli_json(&["job", "run", "base"])["id"].to_string();
     server.cli_json(&["instance", "cancel", &id]);
     let before = snapshot(&server);
@@ -346,8 +352,9 @@ fn malformed_api_requests_get_a_4xx_naming_the_field_and_change_nothing() {
             case.what
         );
     }
-    for (what, bytes) in http_level_cases() {
-        let (status, _) = raw(server.api, &bytes);
+    let http_cases = http_level_cases();
+    for (what, bytes) in &http_cases {
+        let (status, _) = raw(server.api, bytes);
         if status != 400 {
             failures.push(format!("{what}: expected 400, got {status}"));
         }
@@ -357,28 +364,16 @@ fn malformed_api_requests_get_a_4xx_naming_the_field_and_change_nothing() {
         failures.is_empty(),
         "{} of {} bad requests were not refused properly:\n{}",
         failures.len(),
-        cases.len() + http_level_cases().len(),
+        cases.len() + http_cases.len(),
         failures.join("\n")
     );
-    println!(
-        "bad API requests tried: {}",
-        cases.len() + http_level_cases().len()
-    );
+    println!("bad API requests tried: {}", cases.len() + http_cases.len());
 }
 
 #[test]
 fn malformed_job_files_are_refused_naming_the_key_and_change_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &[]);
-    server.cli_json(&[
-        "job",
-        "add",
-        "--name",
-        "base",
-        "--on-demand",
-        "--url",
-        "http://127.0.0.1:9/",
-    ]);
+    let server = server_with_a_job(dir.path());
     let before = snapshot(&server);
     let http = "[http]\nurl = \"http://127.0.0.1:9/\"\n";
     let files: Vec<(&str, Vec<u8>, &str)> = vec![
