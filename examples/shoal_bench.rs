@@ -327,14 +327,26 @@ impl Cluster {
 
     async fn open_instances(&self, job: &str) -> anyhow::Result<usize> {
         Ok(self
+            .instances_of(job, Some("queued,assigned,running"), 1_000)
+            .await?
+            .len())
+    }
+
+    /// The newest `limit` instances of `job`, in the given states (all when `None`).
+    async fn instances_of(
+        &self,
+        job: &str,
+        state: Option<&str>,
+        limit: usize,
+    ) -> anyhow::Result<Vec<Instance>> {
+        Ok(self
             .client
             .instances(&InstanceQuery {
                 job: Some(job.into()),
-                state: Some("queued,assigned,running".into()),
-                limit: Some(1_000),
+                state: state.map(String::from),
+                limit: Some(limit),
             })
-            .await?
-            .len())
+            .await?)
     }
 }
 
@@ -417,12 +429,7 @@ async fn throughput(sizes: &Sizes) -> anyhow::Result<Vec<Row>> {
     let drain_rate = (n - done_at_enqueued.min(n)) as f64 / (elapsed - enqueued).as_secs_f64();
     // Every run request was answered, so n instances exist; none is open any more.
     let unsuccessful = cluster
-        .client
-        .instances(&InstanceQuery {
-            job: Some("noop".into()),
-            state: Some("failed,cancelled".into()),
-            limit: Some(10_000),
-        })
+        .instances_of("noop", Some("failed,cancelled"), 10_000)
         .await?
         .len();
     let succeeded = n - unsuccessful;
@@ -688,14 +695,7 @@ async fn failover() -> anyhow::Result<Vec<Row>> {
     }
     let start = Instant::now();
     loop {
-        let running = cluster
-            .client
-            .instances(&InstanceQuery {
-                job: Some("slow".into()),
-                state: Some("running".into()),
-                limit: Some(100),
-            })
-            .await?;
+        let running = cluster.instances_of("slow", Some("running"), 100).await?;
         if running.len() == tasks {
             break;
         }
@@ -713,14 +713,7 @@ async fn failover() -> anyhow::Result<Vec<Row>> {
     let mut delays = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     while delays.len() < tasks && Instant::now() < deadline {
-        let all = cluster
-            .client
-            .instances(&InstanceQuery {
-                job: Some("slow".into()),
-                state: None,
-                limit: Some(100),
-            })
-            .await?;
+        let all = cluster.instances_of("slow", None, 100).await?;
         delays = all
             .iter()
             .filter_map(|i| {
@@ -855,14 +848,7 @@ async fn scale(sizes: &Sizes) -> anyhow::Result<Vec<Row>> {
     let rss_start = rss_mib(cluster.server.pid())?;
     // A typical operator query against the full history: the newest 100 instances of one job.
     let query_start = Instant::now();
-    let page = cluster
-        .client
-        .instances(&InstanceQuery {
-            job: Some("job-000042".into()),
-            state: None,
-            limit: Some(100),
-        })
-        .await?;
+    let page = cluster.instances_of("job-000042", None, 100).await?;
     let query = query_start.elapsed();
     let rss_after = rss_mib(cluster.server.pid())?;
     eprintln!(
