@@ -4,8 +4,9 @@
 //! Promises: every change runs in a write transaction passed to [`Store::write`]; it is committed
 //! (durably) before `write` returns, and a closure that returns an error commits nothing. Callers
 //! acknowledge a change only after `write` returned. Concurrent writers share commits (see
-//! `group_commit`), so a change may run more than once and must have no effect outside `tx`. A file of an unknown schema version is
-//! refused, never rewritten; a second process opening the same data dir is refused.
+//! `group_commit`), so a change may run more than once and must have no effect outside `tx`. A
+//! file of an unknown schema version is refused, never rewritten; a second process opening the
+//! same data dir is refused.
 
 mod group_commit;
 mod retention;
@@ -269,15 +270,6 @@ impl ReadTx {
             &self.txn.open_table(ACTIVE_COUNTS).map_err(db_error)?,
             job_id,
         )
-    }
-
-    /// The earliest scheduled fire, if any job has one.
-    pub fn earliest_due(&self) -> Result<Option<UnixMs>> {
-        let table = self.txn.open_table(DUE).map_err(db_error)?;
-        Ok(table
-            .first()
-            .map_err(db_error)?
-            .map(|(key, _)| key.value().0 as UnixMs))
     }
 
     /// The earliest scheduled fire strictly after `after`, if any job has one.

@@ -31,7 +31,7 @@ fn jobs_and_instances_survive_a_restart() {
     assert_eq!(read.job(job.id).unwrap(), Some(job.clone()));
     assert_eq!(read.job_id_by_name("survivor").unwrap(), Some(job.id));
     assert_eq!(read.instance(instance.id).unwrap(), Some(instance.clone()));
-    assert_eq!(read.earliest_due().unwrap(), Some(5_000));
+    assert_eq!(read.earliest_due_after(0).unwrap(), Some(5_000));
     assert_eq!(read.active_count(job.id).unwrap(), 1);
     // Ids keep growing after a restart.
     let next = add_job(&store, "second", None);
@@ -100,7 +100,7 @@ fn a_failed_change_writes_nothing() {
     let read = store.read().unwrap();
     assert_eq!(read.job_count().unwrap(), 0);
     assert_eq!(read.job_id_by_name("ghost").unwrap(), None);
-    assert_eq!(read.earliest_due().unwrap(), None);
+    assert_eq!(read.earliest_due_after(0).unwrap(), None);
 }
 
 #[test]
