@@ -163,14 +163,14 @@ impl Dispatcher {
     /// Assignments committed before a restart but never fetched go back into their outboxes.
     fn redeliver_after_restart(&self) -> Result<(), StoreError> {
         let active = self.inner.store.read()?.active_instances()?;
-        let jobs = self.load_jobs(active.iter())?;
+        let mut jobs = JobCache::new(&self.inner.store)?;
         for instance in active {
             if let InstanceState::Assigned {
                 worker,
                 lease_until_ms,
             } = &instance.state
                 && let (Some(job), Some(attempt)) =
-                    (jobs.get(&instance.job_id), instance.current_attempt())
+                    (jobs.get(instance.job_id)?, instance.current_attempt())
             {
                 self.deliver(
                     worker,
@@ -179,22 +179,6 @@ impl Dispatcher {
             }
         }
         Ok(())
-    }
-
-    fn load_jobs<'a>(
-        &self,
-        instances: impl Iterator<Item = &'a Instance>,
-    ) -> Result<HashMap<JobId, Job>, StoreError> {
-        let read = self.inner.store.read()?;
-        let mut jobs = HashMap::new();
-        for instance in instances {
-            if !jobs.contains_key(&instance.job_id)
-                && let Some(job) = read.job(instance.job_id)?
-            {
-                jobs.insert(job.id, job);
-            }
-        }
-        Ok(jobs)
     }
 
     /// One look at the unfinished instances: fail over lost work, place queued work. A quick
@@ -650,7 +634,7 @@ struct Seen<'a> {
     now: UnixMs,
 }
 
-/// The jobs one pass needs, each read once, from one snapshot.
+/// The jobs a pass (or the redelivery at start-up) needs, each read once, from one snapshot.
 struct JobCache {
     read: ReadTx,
     jobs: HashMap<JobId, Option<Job>>,
