@@ -1,7 +1,10 @@
 //! The attempts this worker has already taken. After a restart the server hands out again every
 //! assignment it cannot know was fetched (`Assigned` instances); a worker that already runs (or
-//! ran, and is reporting) that very attempt must not run it twice. Bounded: the oldest entries
-//! are forgotten first, long after their leases ran out.
+//! ran, and is reporting) that very attempt must not run it twice. Bounded to the last
+//! [`REMEMBERED`] attempts, oldest forgotten first. At usual rates that is long after their
+//! leases ran out; at thousands of tasks a second on one worker it is a few seconds, so a task
+//! still running after that many others passed through its worker could be run again if the
+//! server restarts meanwhile. Keeping running attempts out of the eviction would close that.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Mutex;
