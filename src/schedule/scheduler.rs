@@ -115,7 +115,7 @@ pub struct Round {
     /// Instances created.
     pub created: usize,
     /// The earliest fire left for later because its job had no room for it yet (see
-    /// [`fire_batch`]).
+    /// `fire_batch`).
     pub held_until: Option<UnixMs>,
 }
 
