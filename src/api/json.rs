@@ -24,17 +24,11 @@ fn describe(rejection: JsonRejection) -> ApiError {
     match rejection {
         JsonRejection::JsonDataError(error) => {
             // serde's message names the path, e.g. "http.url: missing field `url`".
-            let text = std::error::Error::source(&error)
-                .map(|s| s.to_string())
-                .unwrap_or_else(|| error.body_text());
-            let (field, reason) = split_field(&text);
+            let (field, reason) = split_field(&serde_message(&error, error.body_text()));
             ApiError::invalid(field, reason)
         }
         JsonRejection::JsonSyntaxError(error) => {
-            let text = std::error::Error::source(&error)
-                .map(|s| s.to_string())
-                .unwrap_or_else(|| error.body_text());
-            let (field, reason) = split_field(&text);
+            let (field, reason) = split_field(&serde_message(&error, error.body_text()));
             ApiError::invalid(field, format!("not valid JSON: {reason}"))
         }
         JsonRejection::MissingJsonContentType(_) => {
@@ -57,6 +51,13 @@ fn describe(rejection: JsonRejection) -> ApiError {
         }
         other => ApiError::invalid("body", other.body_text()),
     }
+}
+
+/// serde's own message (the rejection's source), which axum's text wraps; `fallback` without one.
+fn serde_message(rejection: &dyn std::error::Error, fallback: String) -> String {
+    rejection
+        .source()
+        .map_or(fallback, |source| source.to_string())
 }
 
 /// Splits the field path serde put in front of its message ("http.url: …") from the reason;
