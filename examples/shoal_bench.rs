@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use shoal::client::{ApiClient, InstanceQuery};
+use shoal::engine::LocalEngine;
 use shoal::model::{
     Attempt, AttemptOutcome, Instance, InstanceState, Job, JobDefinition, Trigger, UnixMs, now_ms,
 };
@@ -31,7 +32,6 @@ use shoal::schedule::scheduler::Scheduler;
 use shoal::spec::{HttpSpec, JobSpec};
 use shoal::store::{Store, StoreError};
 use shoal_gossip::{GossipConfig, MemberState, Membership, NodeInfo, Role, UdpTransport};
-use tokio::sync::Notify;
 
 const WORKER_CAPACITY: u32 = 16;
 
@@ -605,9 +605,9 @@ async fn fire_lateness(
     }
 
     let (trigger, shutdown) = shoal::shutdown::channel();
-    let wake = Arc::new(Notify::new());
-    let queued = Arc::new(Notify::new());
-    let scheduler = Scheduler::new(store.clone(), wake, queued.clone());
+    // The dispatcher's bell: the feed rings it once each committed batch of fires is durable.
+    let feed = store.feed().clone();
+    let scheduler = Scheduler::new(Arc::new(LocalEngine::new(store.clone())));
     let scheduler_task = tokio::spawn(scheduler.run(shutdown));
 
     // "Dispatch time" is when the dispatcher could hand the instance to a worker: it has been
@@ -628,7 +628,7 @@ async fn fire_lateness(
             .peek()
             .map_or(1_000, |Reverse((at, _))| (at - now_ms()).clamp(0, 1_000));
         tokio::select! {
-            _ = queued.notified() => {
+            _ = feed.dispatcher_bell().notified() => {
                 // As the dispatcher does: new instances are read after a fire that is about to
                 // be due has gone out, not while it falls due.
                 if let Some(Reverse((at, _))) = pending.peek() {

@@ -39,16 +39,6 @@ const WINDOW_MS: i64 = 5 * 60 * 1000;
 const BUCKET_MS: i64 = 10_000;
 const BUCKETS: usize = (WINDOW_MS / BUCKET_MS) as usize;
 
-/// Queue reasons (set by the dispatcher's placement) that mean no live worker can take the
-/// instance at all, as opposed to matching workers being busy.
-const UNPLACEABLE_PREFIXES: &[&str] = &[
-    "no live worker",
-    "none of the designated workers",
-    "live worker(s) ",
-];
-/// Where the dispatcher's reasons put the command that fixes them.
-const FIX_MARKER: &str = "start one with: ";
-
 /// Runs the console on the terminal until the operator quits.
 pub async fn run(client: ApiClient, options: Options) -> anyhow::Result<()> {
     require_terminal()?;
@@ -188,9 +178,9 @@ pub fn snapshot(
     now: UnixMs,
 ) -> Snapshot {
     let workers: Vec<WorkerRow> = members.iter().map(worker_row).collect();
+    let unplaceable = unplaceable(instances);
     let instances: Vec<InstanceRow> = instances.iter().map(instance_row).collect();
     let stats = stats(&workers, jobs, &instances, now);
-    let unplaceable = unplaceable(&instances);
     Snapshot {
         cluster: cluster.cluster.clone(),
         server: server.to_string(),
@@ -251,7 +241,7 @@ fn status(kind: StateKind) -> InstanceStatus {
 
 fn instance_row(instance: &Instance) -> InstanceRow {
     let reason = match &instance.state {
-        InstanceState::Queued { reason, .. } => reason.clone(),
+        InstanceState::Queued { reason, .. } => reason.as_ref().map(ToString::to_string),
         InstanceState::Failed { reason } | InstanceState::Cancelled { reason } => {
             Some(reason.clone())
         }
@@ -321,34 +311,30 @@ fn stats(workers: &[WorkerRow], jobs: &[JobSummary], instances: &[InstanceRow], 
 }
 
 /// Queued instances no live worker can take, grouped by job in order of their newest instance,
-/// with the newest reason and the command that fixes it.
-fn unplaceable(instances: &[InstanceRow]) -> Vec<Unplaceable> {
+/// with the newest reason and the command that fixes it — read from the typed reason.
+fn unplaceable(instances: &[Instance]) -> Vec<Unplaceable> {
     let mut groups: Vec<Unplaceable> = Vec::new();
     let mut index: HashMap<&str, usize> = HashMap::new();
     for instance in instances {
-        if instance.status != InstanceStatus::Queued {
-            continue;
-        }
-        let Some(reason) = instance
-            .reason
-            .as_deref()
-            .filter(|r| UNPLACEABLE_PREFIXES.iter().any(|p| r.starts_with(p)))
+        let InstanceState::Queued {
+            reason: Some(reason),
+            ..
+        } = &instance.state
         else {
             continue;
         };
-        match index.get(instance.job.as_str()) {
+        if !reason.is_unplaceable() {
+            continue;
+        }
+        match index.get(instance.job_name.as_str()) {
             Some(&n) => groups[n].queued += 1,
             None => {
-                let (reason, fix) = match reason.split_once(FIX_MARKER) {
-                    Some((why, fix)) => (why.trim_end_matches([' ', ';']), fix.trim()),
-                    None => (reason, ""),
-                };
-                index.insert(&instance.job, groups.len());
+                index.insert(&instance.job_name, groups.len());
                 groups.push(Unplaceable {
-                    job: instance.job.clone(),
+                    job: instance.job_name.clone(),
                     queued: 1,
-                    reason: reason.to_string(),
-                    fix: fix.to_string(),
+                    reason: reason.why(),
+                    fix: reason.fix().unwrap_or_default().to_string(),
                 });
             }
         }
@@ -365,10 +351,22 @@ mod tests {
         AttemptOutcome, HttpTask, Job, JobDefinition, MisfirePolicy, RetryPolicy, Schedule,
         Strategy, Target, Trigger,
     };
+    use crate::reason::{QueueReason, Unmatched};
 
     const NOW: i64 = 1_700_000_000_000;
     const BILLING_REASON: &str = "no live worker carries tag \"billing\" (1 live worker(s): w1); \
                                   start one with: shoal worker --join 127.0.0.1:7946 --tag billing";
+
+    fn billing_reason() -> Option<QueueReason> {
+        Some(QueueReason::NoWorker {
+            unmatched: Unmatched::Tag {
+                tag: "billing".into(),
+            },
+            live: vec!["w1".into()],
+            silent: vec![],
+            fix: Some("shoal worker --join 127.0.0.1:7946 --tag billing".into()),
+        })
+    }
 
     fn member(id: &str, role: Role, state: shoal_gossip::MemberState) -> MemberRow {
         MemberRow {
@@ -451,9 +449,9 @@ mod tests {
         }
     }
 
-    fn queued(reason: Option<&str>) -> InstanceState {
+    fn queued(reason: Option<QueueReason>) -> InstanceState {
         InstanceState::Queued {
-            reason: reason.map(str::to_string),
+            reason,
             not_before_ms: None,
             since_ms: NOW - 60_000,
         }
@@ -489,18 +487,25 @@ mod tests {
         ];
         let instances = [
             // Newest first, as the API lists them.
-            instance(20, "billing", queued(Some(BILLING_REASON)), 1_000),
+            instance(20, "billing", queued(billing_reason()), 1_000),
             instance(
                 19,
                 "fails",
-                queued(Some("all 1 matching worker(s) are at capacity (8/8)")),
+                queued(Some(QueueReason::Other {
+                    text: "all 1 matching worker(s) are at capacity (8/8)".into(),
+                })),
                 2_000,
             ),
-            instance(18, "billing", queued(Some(BILLING_REASON)), 3_000),
+            instance(18, "billing", queued(billing_reason()), 3_000),
             instance(
                 17,
                 "pinned",
-                queued(Some("no live worker in the cluster")),
+                queued(Some(QueueReason::NoWorker {
+                    unmatched: Unmatched::EmptyCluster,
+                    live: vec![],
+                    silent: vec![],
+                    fix: None,
+                })),
                 3_500,
             ),
             instance(

@@ -58,6 +58,7 @@ pub async fn run(config: DemoConfig) -> anyhow::Result<()> {
         token: None,
         retention: crate::store::Retention::default(),
         retention_interval: crate::retention::DEFAULT_SWEEP_EVERY,
+        record_commands: None,
     };
     let cluster = LocalCluster::start(server, &demo_workers(), Duration::from_secs(2)).await?;
     let outcome = match create_sample_jobs(cluster.server().service(), &target) {
@@ -225,7 +226,7 @@ async fn headless(
 struct Progress {
     told_instances: HashSet<InstanceId>,
     told_success: HashSet<String>,
-    told_reasons: HashMap<String, String>,
+    told_reasons: HashMap<String, crate::reason::QueueReason>,
 }
 
 impl Progress {

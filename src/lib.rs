@@ -18,13 +18,18 @@
 pub mod api;
 pub mod cli;
 pub mod client;
+pub mod command;
 pub mod console;
 pub mod demo;
 pub mod dispatch;
+pub mod effects;
+pub mod engine;
 pub mod local;
+pub mod machine;
 pub mod model;
 pub mod net;
 pub mod node;
+pub mod reason;
 pub mod retention;
 pub mod schedule;
 pub mod server;
@@ -36,6 +41,7 @@ pub mod target;
 pub mod telemetry;
 #[cfg(test)]
 mod test_support;
+pub mod wire;
 pub mod worker;
 
 /// This build's version, advertised in gossip and shown by the API.

@@ -6,6 +6,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::reason::QueueReason;
+
 pub type JobId = u64;
 pub type InstanceId = u64;
 
@@ -185,16 +187,18 @@ pub enum Trigger {
 
 /// Where an instance is in its life. Terminal states (`Succeeded`, `Failed`, `Cancelled`) never
 /// change.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "state", rename_all = "kebab-case")]
+///
+/// In JSON (the store and the API alike) a queued instance's typed reason is the field `why`,
+/// and `reason` is its text, so that scripts and people read one sentence and the console reads
+/// the fields. A record written before reasons were typed has only the text, which is kept as
+/// [`QueueReason::Other`].
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InstanceState {
     /// Waiting for a worker. `reason` says why it is still waiting when it cannot be placed;
     /// `not_before_ms` holds it back until then: a retry until its backoff has passed, a
     /// scheduled fire created ahead until its fire time.
     Queued {
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        reason: Option<String>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<QueueReason>,
         not_before_ms: Option<UnixMs>,
         /// When it started waiting for a worker (the dispatch timeout counts from here).
         since_ms: UnixMs,
@@ -216,6 +220,135 @@ pub enum InstanceState {
     Cancelled {
         reason: String,
     },
+}
+
+/// [`InstanceState`] as written: borrowed, so that encoding an instance copies nothing.
+#[derive(Serialize)]
+#[serde(tag = "state", rename_all = "kebab-case")]
+enum StateOut<'a> {
+    Queued {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        why: Option<&'a QueueReason>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        not_before_ms: Option<UnixMs>,
+        since_ms: UnixMs,
+    },
+    Assigned {
+        worker: &'a str,
+        lease_until_ms: UnixMs,
+    },
+    Running {
+        worker: &'a str,
+        lease_until_ms: UnixMs,
+    },
+    Succeeded,
+    Failed {
+        reason: &'a str,
+    },
+    Cancelled {
+        reason: &'a str,
+    },
+}
+
+/// [`InstanceState`] as read.
+#[derive(Deserialize)]
+#[serde(tag = "state", rename_all = "kebab-case")]
+enum StateIn {
+    Queued {
+        #[serde(default)]
+        reason: Option<String>,
+        #[serde(default)]
+        why: Option<QueueReason>,
+        #[serde(default)]
+        not_before_ms: Option<UnixMs>,
+        since_ms: UnixMs,
+    },
+    Assigned {
+        worker: String,
+        lease_until_ms: UnixMs,
+    },
+    Running {
+        worker: String,
+        lease_until_ms: UnixMs,
+    },
+    Succeeded,
+    Failed {
+        reason: String,
+    },
+    Cancelled {
+        reason: String,
+    },
+}
+
+impl Serialize for InstanceState {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let out = match self {
+            InstanceState::Queued {
+                reason,
+                not_before_ms,
+                since_ms,
+            } => StateOut::Queued {
+                reason: reason.as_ref().map(ToString::to_string),
+                why: reason.as_ref(),
+                not_before_ms: *not_before_ms,
+                since_ms: *since_ms,
+            },
+            InstanceState::Assigned {
+                worker,
+                lease_until_ms,
+            } => StateOut::Assigned {
+                worker,
+                lease_until_ms: *lease_until_ms,
+            },
+            InstanceState::Running {
+                worker,
+                lease_until_ms,
+            } => StateOut::Running {
+                worker,
+                lease_until_ms: *lease_until_ms,
+            },
+            InstanceState::Succeeded => StateOut::Succeeded,
+            InstanceState::Failed { reason } => StateOut::Failed { reason },
+            InstanceState::Cancelled { reason } => StateOut::Cancelled { reason },
+        };
+        out.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for InstanceState {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Ok(match StateIn::deserialize(deserializer)? {
+            StateIn::Queued {
+                reason,
+                why,
+                not_before_ms,
+                since_ms,
+            } => InstanceState::Queued {
+                reason: why.or_else(|| reason.map(|text| QueueReason::Other { text })),
+                not_before_ms,
+                since_ms,
+            },
+            StateIn::Assigned {
+                worker,
+                lease_until_ms,
+            } => InstanceState::Assigned {
+                worker,
+                lease_until_ms,
+            },
+            StateIn::Running {
+                worker,
+                lease_until_ms,
+            } => InstanceState::Running {
+                worker,
+                lease_until_ms,
+            },
+            StateIn::Succeeded => InstanceState::Succeeded,
+            StateIn::Failed { reason } => InstanceState::Failed { reason },
+            StateIn::Cancelled { reason } => InstanceState::Cancelled { reason },
+        })
+    }
 }
 
 /// The state names, for filters and display.
@@ -326,7 +459,7 @@ pub struct Attempt {
     pub duration_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
-    /// The start of the response body, capped (see `worker::EXCERPT_LIMIT`).
+    /// The start of the response body, capped (see `wire::EXCERPT_LIMIT`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub excerpt: Option<String>,
 }
@@ -367,8 +500,8 @@ impl Instance {
     }
 
     /// Moves to `state` (terminal or back to the queue), closing the current attempt with
-    /// `outcome` if it is still open.
-    pub fn finish(&mut self, state: InstanceState, outcome: AttemptOutcome, now: UnixMs) {
+    /// `outcome` if it is still open. Only the state machine's transitions call this.
+    pub(crate) fn finish(&mut self, state: InstanceState, outcome: AttemptOutcome, now: UnixMs) {
         if let Some(attempt) = self.current_attempt_mut()
             && attempt.outcome.is_none()
         {
@@ -452,6 +585,42 @@ mod tests {
             workers: vec!["w2".into()],
         };
         assert!(pinned.matches("w2", &[]) && !pinned.matches("w1", &[]));
+    }
+
+    #[test]
+    fn a_queued_reason_is_written_as_text_and_as_fields_and_read_back_typed() {
+        use crate::reason::Unmatched;
+        let reason = QueueReason::NoWorker {
+            unmatched: Unmatched::Tag { tag: "gpu".into() },
+            live: vec!["w1".into()],
+            silent: vec![],
+            fix: Some("shoal worker --join 127.0.0.1:7946 --tag gpu".into()),
+        };
+        let state = InstanceState::Queued {
+            reason: Some(reason.clone()),
+            not_before_ms: None,
+            since_ms: 5,
+        };
+        let json = serde_json::to_value(&state).unwrap();
+        assert_eq!(json["state"], "queued");
+        assert_eq!(json["reason"], reason.to_string());
+        assert_eq!(json["why"]["kind"], "no-worker");
+        assert_eq!(
+            serde_json::from_value::<InstanceState>(json).unwrap(),
+            state
+        );
+        // A record from a build before typed reasons: its text is kept, never parsed.
+        let legacy = serde_json::json!({"state": "queued", "reason": "old words", "since_ms": 5});
+        assert_eq!(
+            serde_json::from_value::<InstanceState>(legacy).unwrap(),
+            InstanceState::Queued {
+                reason: Some(QueueReason::Other {
+                    text: "old words".into()
+                }),
+                not_before_ms: None,
+                since_ms: 5,
+            }
+        );
     }
 
     #[test]

@@ -5,9 +5,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::model::now_ms;
+use crate::command::Command;
+use crate::engine::Engine;
+use crate::machine::{ApplyError, Response};
+use crate::model::{UnixMs, now_ms};
 use crate::shutdown::Shutdown;
-use crate::store::{Retention, Store};
+use crate::store::{Retention, Swept};
 
 /// Finished instances deleted per write transaction.
 pub const SWEEP_BATCH: usize = 1_000;
@@ -17,14 +20,19 @@ pub const DEFAULT_SWEEP_EVERY: Duration = Duration::from_secs(60);
 
 /// Sweeps until shutdown. The first sweep runs right away (history may have piled up while the
 /// server was down).
-pub async fn run(store: Arc<Store>, policy: Retention, interval: Duration, mut shutdown: Shutdown) {
+pub async fn run(
+    engine: Arc<dyn Engine>,
+    policy: Retention,
+    interval: Duration,
+    mut shutdown: Shutdown,
+) {
     if policy.max_age_ms.is_none() && policy.per_job.is_none() {
         return;
     }
     loop {
-        let batch_store = store.clone();
+        let batch_engine = engine.clone();
         let swept = tokio::task::spawn_blocking(move || {
-            batch_store.sweep_batch(&policy, now_ms(), SWEEP_BATCH)
+            sweep_batch(batch_engine.as_ref(), &policy, now_ms(), SWEEP_BATCH)
         })
         .await;
         let more = match swept {
@@ -56,6 +64,40 @@ pub async fn run(store: Arc<Store>, policy: Retention, interval: Duration, mut s
         tokio::select! {
             _ = shutdown.wait() => return,
             _ = tokio::time::sleep(pause) => {}
+        }
+    }
+}
+
+/// Forgets at most `batch` finished instances that `policy` no longer keeps: found in a read
+/// snapshot, forgotten by one `Forget` command. Call again while it returns a full batch.
+pub fn sweep_batch(
+    engine: &dyn Engine,
+    policy: &Retention,
+    now: UnixMs,
+    batch: usize,
+) -> Result<Swept, ApplyError> {
+    let (doomed, swept) = engine.store().expired(policy, now, batch)?;
+    if !doomed.is_empty() {
+        let forgotten = engine.propose(Command::Forget { instances: doomed })?;
+        debug_assert!(matches!(forgotten, Response::Forgot(_)));
+    }
+    Ok(swept)
+}
+
+/// Sweeps until nothing more is due, `batch` instances per command.
+pub fn sweep(
+    engine: &dyn Engine,
+    policy: &Retention,
+    now: UnixMs,
+    batch: usize,
+) -> Result<Swept, ApplyError> {
+    let mut total = Swept::default();
+    loop {
+        let swept = sweep_batch(engine, policy, now, batch)?;
+        total.by_age += swept.by_age;
+        total.by_count += swept.by_count;
+        if (swept.total() as usize) < batch {
+            return Ok(total);
         }
     }
 }

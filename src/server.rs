@@ -8,11 +8,11 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use shoal_gossip::{Membership, NodeInfo, Role};
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use crate::api::{self, ApiState, Token};
 use crate::dispatch::Dispatcher;
+use crate::engine::{Engine, LocalEngine};
 use crate::node::GossipSettings;
 use crate::schedule::scheduler::Scheduler;
 use crate::service::Service;
@@ -29,6 +29,9 @@ pub struct ServerConfig {
     /// How much finished instance history to keep, and how often to sweep the rest.
     pub retention: Retention,
     pub retention_interval: std::time::Duration,
+    /// Append every applied command to this file (for replaying a real run; see
+    /// `engine::LocalEngine::record_commands`).
+    pub record_commands: Option<PathBuf>,
 }
 
 /// A started server. Dropping it does not stop it; call [`RunningServer::stop`].
@@ -75,26 +78,29 @@ impl RunningServer {
         );
 
         let (trigger, shutdown) = shutdown::channel();
-        let scheduler_wake = Arc::new(Notify::new());
-        let dispatch_wake = Arc::new(Notify::new());
-        let service = Service::new(store.clone(), scheduler_wake.clone(), dispatch_wake.clone());
+        let local = LocalEngine::new(store);
+        if let Some(path) = &config.record_commands {
+            local
+                .record_commands(path)
+                .with_context(|| format!("cannot record commands to {}", path.display()))?;
+        }
+        let engine: Arc<dyn Engine> = Arc::new(local);
+        let service = Service::new(engine.clone());
         let dispatcher = Dispatcher::new(
-            store.clone(),
+            engine.clone(),
             membership.clone(),
-            dispatch_wake.clone(),
-            scheduler_wake.clone(),
             crate::dispatch::placement::join_hint(
                 membership.gossip_addr(),
                 &config.gossip.cluster,
                 config.token.as_deref().is_some_and(|t| !t.is_empty()),
             ),
         );
-        let scheduler = Scheduler::new(store.clone(), scheduler_wake, dispatch_wake);
+        let scheduler = Scheduler::new(engine.clone());
         let background = vec![
             tokio::spawn(scheduler.run(trigger.subscribe())),
             tokio::spawn(dispatcher.clone().run(trigger.subscribe())),
             tokio::spawn(crate::retention::run(
-                store.clone(),
+                engine,
                 config.retention,
                 config.retention_interval,
                 trigger.subscribe(),

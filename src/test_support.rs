@@ -52,3 +52,8 @@ pub fn store_job(store: &Store, def: JobDefinition, next_fire: Option<UnixMs>) -
         })
         .unwrap()
 }
+
+/// The local engine over `store`, for tests that propose commands.
+pub fn engine(store: &std::sync::Arc<Store>) -> crate::engine::LocalEngine {
+    crate::engine::LocalEngine::new(store.clone())
+}

@@ -9,7 +9,7 @@ use axum::extract::State;
 use super::ApiState;
 use super::error::ApiError;
 use super::json::JsonBody;
-use super::types::{Assignment, PollRequest, Report, ReportAck};
+use crate::wire::{Assignment, PollRequest, Report, ReportAck};
 
 /// The longest a poll may wait: long enough to keep idle traffic low, short enough that a
 /// restarted server is noticed quickly.

@@ -1,4 +1,5 @@
-//! Wire types of the HTTP API, shared by the server handlers and the client.
+//! Types of the admin API (`/api/v1`) shared by the server handlers and the client. The worker
+//! protocol's types live in `crate::wire`.
 
 use serde::{Deserialize, Serialize};
 use shoal_gossip::{Member, MemberState, Role};
@@ -51,81 +52,4 @@ pub struct ClusterInfo {
     pub version: String,
     /// The gossip address workers should `--join`.
     pub gossip_addr: String,
-}
-
-/// `POST /rpc/v1/poll`: a worker asks for up to `free` assignments, waiting up to `wait_ms`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct PollRequest {
-    pub worker: String,
-    pub free: u32,
-    pub wait_ms: u64,
-}
-
-/// One task handed to a worker. `attempt` fences it: a report for an older attempt is refused.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Assignment {
-    pub instance: crate::model::InstanceId,
-    pub attempt: u32,
-    pub job: String,
-    pub task: crate::model::HttpTask,
-    pub lease_until_ms: crate::model::UnixMs,
-}
-
-/// `POST /rpc/v1/report`: what happened to a worker's tasks since its last report.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Report {
-    pub worker: String,
-    pub events: Vec<TaskEvent>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "event", rename_all = "kebab-case")]
-pub enum TaskEvent {
-    Started {
-        instance: crate::model::InstanceId,
-        attempt: u32,
-        at_ms: crate::model::UnixMs,
-    },
-    Finished(TaskResult),
-}
-
-impl TaskEvent {
-    pub fn key(&self) -> (crate::model::InstanceId, u32) {
-        match self {
-            TaskEvent::Started {
-                instance, attempt, ..
-            } => (*instance, *attempt),
-            TaskEvent::Finished(result) => (result.instance, result.attempt),
-        }
-    }
-}
-
-/// The outcome of one attempt as the worker saw it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TaskResult {
-    pub instance: crate::model::InstanceId,
-    pub attempt: u32,
-    pub started_ms: crate::model::UnixMs,
-    pub ended_ms: crate::model::UnixMs,
-    pub succeeded: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub http_status: Option<u16>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub excerpt: Option<String>,
-}
-
-/// The server's answer to a report: every event was either applied or refused (and why).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct ReportAck {
-    pub applied: u32,
-    pub refused: Vec<Refusal>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Refusal {
-    pub instance: crate::model::InstanceId,
-    pub attempt: u32,
-    pub reason: String,
 }

@@ -401,10 +401,12 @@ async fn list_jobs(client: &ApiClient, out: Output) -> anyhow::Result<()> {
 }
 
 /// The one-line reason of a state, if it has one.
-pub fn state_reason(state: &InstanceState) -> Option<&str> {
+pub fn state_reason(state: &InstanceState) -> Option<String> {
     match state {
-        InstanceState::Queued { reason, .. } => reason.as_deref(),
-        InstanceState::Failed { reason } | InstanceState::Cancelled { reason } => Some(reason),
+        InstanceState::Queued { reason, .. } => reason.as_ref().map(ToString::to_string),
+        InstanceState::Failed { reason } | InstanceState::Cancelled { reason } => {
+            Some(reason.clone())
+        }
         _ => None,
     }
 }
@@ -424,7 +426,7 @@ fn print_instance_table(instances: &[Instance]) {
                     .unwrap_or("-")
                     .to_string(),
                 rfc3339(i.fire_at_ms),
-                state_reason(&i.state).unwrap_or("").to_string(),
+                state_reason(&i.state).unwrap_or_default(),
             ]
         })
         .collect();

@@ -127,6 +127,9 @@ struct ServerArgs {
     /// How often the retention sweeper looks for history to delete.
     #[arg(long, default_value = "1m", value_parser = parse_duration, value_name = "DURATION")]
     retain_sweep_every: Duration,
+    /// Append every applied command to FILE, for replaying this run (diagnostics and tests).
+    #[arg(long, value_name = "FILE", hide = true)]
+    record_commands: Option<PathBuf>,
     #[command(flatten)]
     daemon: DaemonArgs,
 }
@@ -319,6 +322,7 @@ fn server_config(args: ServerArgs) -> anyhow::Result<ServerConfig> {
             per_job: (args.retain_per_job > 0).then_some(args.retain_per_job),
         },
         retention_interval: args.retain_sweep_every,
+        record_commands: args.record_commands,
     })
 }
 

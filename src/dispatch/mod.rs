@@ -1,28 +1,31 @@
-//! Assigns queued instances to live workers, hands assignments to the workers' long-polls,
-//! applies their reports, and takes work back from workers that are lost.
+//! Decides which live worker takes each queued instance, hands assignments to the workers'
+//! long-polls, passes their reports on, and takes work back from workers that are lost.
 //!
-//! Every assignment (with its lease) is committed before any worker can see it; every report is
-//! fenced by attempt number, so a late report from a lost attempt is refused, never applied.
+//! It decides; the state machine changes. A pass plans `DispatchStep`s and proposes them as one
+//! `Dispatch` command; reports become `Report` commands. Every assignment (with its lease) is
+//! committed before any worker can see it; every report is fenced by attempt number, so a late
+//! report from a lost attempt is refused, never applied. Its memory (the working set, outboxes,
+//! poll times) is rebuilt from the store and the feed of effects, so any server can take over.
 
 pub mod placement;
-mod results;
 mod working_set;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use shoal_gossip::{Membership, MembershipView};
 use tokio::sync::Notify;
 
-use crate::api::types::{Assignment, ReportAck, TaskEvent};
-use crate::model::{
-    Attempt, AttemptOutcome, Instance, InstanceId, InstanceState, Job, JobId, Strategy, UnixMs,
-    human_ms, now_ms,
-};
+use crate::command::{Command, DispatchStep};
+use crate::engine::Engine;
+use crate::machine::{ApplyError, Response};
+use crate::model::{Instance, InstanceState, Job, JobId, Strategy, UnixMs, now_ms};
+use crate::reason::QueueReason;
 use crate::shutdown::Shutdown;
-use crate::store::{ReadTx, Store, StoreError, WriteTx};
-use placement::{Candidate, Unplaced};
+use crate::store::{ReadTx, Store, StoreError};
+use crate::wire::{Assignment, ReportAck, TaskEvent};
+use placement::Candidate;
 use working_set::WorkingSet;
 
 /// A lease outlives the task's own timeout by this much before the task counts as lost.
@@ -51,12 +54,8 @@ pub struct Dispatcher {
 }
 
 struct Inner {
-    store: Arc<Store>,
+    engine: Arc<dyn Engine>,
     membership: Arc<Membership>,
-    /// Wakes the dispatch loop (new work queued, capacity freed).
-    wake: Arc<Notify>,
-    /// Wakes the scheduler (a fixed-delay job's run ended).
-    scheduler_wake: Arc<Notify>,
     outboxes: Mutex<HashMap<String, Outbox>>,
     /// Every unfinished instance, as last committed; only the dispatch pass uses it.
     working_set: Mutex<WorkingSet>,
@@ -81,20 +80,16 @@ struct Outbox {
 
 impl Dispatcher {
     pub fn new(
-        store: Arc<Store>,
+        engine: Arc<dyn Engine>,
         membership: Arc<Membership>,
-        wake: Arc<Notify>,
-        scheduler_wake: Arc<Notify>,
         join_hint: String,
     ) -> Dispatcher {
         // Before any read of the working set, so that no later change is missed.
-        store.follow_written_instances();
+        engine.store().feed().follow_written();
         Dispatcher {
             inner: Arc::new(Inner {
-                store,
+                engine,
                 membership,
-                wake,
-                scheduler_wake,
                 outboxes: Mutex::new(HashMap::new()),
                 working_set: Mutex::new(WorkingSet::default()),
                 round_robin: Mutex::new(HashMap::new()),
@@ -145,7 +140,7 @@ impl Dispatcher {
             };
             scope = tokio::select! {
                 _ = shutdown.wait() => return,
-                _ = self.inner.wake.notified() => {
+                _ = self.bell().notified() => {
                     if let Some(gap) = held_until.map(|at| at - now_ms())
                         && (0..=DUE_GUARD_MS).contains(&gap)
                     {
@@ -160,10 +155,19 @@ impl Dispatcher {
         }
     }
 
+    fn store(&self) -> &Arc<Store> {
+        self.inner.engine.store()
+    }
+
+    /// The dispatch loop's bell (rung by the feed, and by polls that bring room).
+    fn bell(&self) -> &Notify {
+        self.store().feed().dispatcher_bell()
+    }
+
     /// Assignments committed before a restart but never fetched go back into their outboxes.
     fn redeliver_after_restart(&self) -> Result<(), StoreError> {
-        let active = self.inner.store.read()?.active_instances()?;
-        let mut jobs = JobCache::new(&self.inner.store)?;
+        let active = self.store().read()?.active_instances()?;
+        let mut jobs = JobCache::new(self.store())?;
         for instance in active {
             if let InstanceState::Assigned {
                 worker,
@@ -185,10 +189,10 @@ impl Dispatcher {
     /// pass looks only at dispatchable queued instances, oldest first, and stops once no worker
     /// has room left. Returns the earliest `not_before_ms` still ahead of `now`, when the next
     /// pass should run at the latest.
-    fn pass(&self, now: UnixMs, scope: PassScope) -> Result<Option<UnixMs>, StoreError> {
+    fn pass(&self, now: UnixMs, scope: PassScope) -> Result<Option<UnixMs>, ApplyError> {
         let view = self.inner.membership.view();
         let mut working_set = locked(&self.inner.working_set);
-        working_set.refresh(&self.inner.store)?;
+        working_set.refresh(self.store())?;
         let held_until = working_set.earliest_not_before_after(now);
         let mut assigned = working_set.per_worker().clone();
         let polling = self.polling_workers();
@@ -227,7 +231,7 @@ impl Dispatcher {
             room,
             ..Plan::default()
         };
-        let mut jobs = JobCache::new(&self.inner.store)?;
+        let mut jobs = JobCache::new(self.store())?;
         let visit: Box<dyn Iterator<Item = &Instance>> = match scope {
             PassScope::Full => Box::new(working_set.oldest(PASS_LIMIT).into_iter()),
             PassScope::Quick => Box::new(working_set.dispatchable(now).take(PASS_LIMIT)),
@@ -243,21 +247,22 @@ impl Dispatcher {
             self.plan_one(instance, job, &seen, &mut assigned, &mut plan);
         }
         drop(working_set);
-        if plan.changes.is_empty() && plan.fan_outs.is_empty() {
+        if plan.steps.is_empty() {
             return Ok(held_until);
         }
-        let committed = self.commit(&plan)?;
-        if !plan.fan_outs.is_empty() {
-            // The copies are placed by the next pass, at once.
-            self.inner.wake.notify_one();
-        }
+        // Fan-out copies are placed by the pass the feed wakes at once.
+        let command = Command::Dispatch {
+            at: now,
+            steps: plan.steps,
+        };
+        let Response::Dispatched(applied) = self.inner.engine.propose(command)? else {
+            return Ok(held_until);
+        };
+        let applied: HashSet<u64> = applied.into_iter().collect();
         for (worker, delivery) in plan.deliveries {
-            if committed.contains(&delivery.instance) {
+            if applied.contains(&delivery.instance) {
                 self.deliver(&worker, delivery);
             }
-        }
-        if plan.ended {
-            self.inner.scheduler_wake.notify_one();
         }
         Ok(held_until)
     }
@@ -285,34 +290,25 @@ impl Dispatcher {
                 worker,
                 lease_until_ms,
             } => {
-                let lost = match placement::is_gone(view, worker) {
+                let why = match placement::is_gone(view, worker) {
                     Some("unknown") if self.inner.started.elapsed() < STARTUP_GRACE => None,
-                    Some(why) => Some(format!("worker {worker} lost ({why})")),
-                    None if *lease_until_ms < now => Some(format!(
-                        "worker {worker} lost (lease expired with no report)"
-                    )),
+                    Some(why) => Some(why.to_string()),
+                    None if *lease_until_ms < now => Some("lease expired with no report".into()),
                     None => None,
                 };
-                if let Some(reason) = lost {
-                    let mut requeued = instance.clone();
-                    requeued.finish(
-                        InstanceState::Queued {
-                            reason: Some(format!("{reason}; re-queued")),
-                            not_before_ms: None,
-                            since_ms: now,
-                        },
-                        AttemptOutcome::Lost,
-                        now,
-                    );
-                    if let Some(attempt) = requeued.current_attempt_mut() {
-                        attempt.error = Some(reason.clone());
-                    }
-                    tracing::warn!(instance = instance.id, job = %instance.job_name, %reason, "failover");
+                if let Some(why) = why {
+                    tracing::warn!(instance = instance.id, job = %instance.job_name,
+                        reason = %format!("worker {worker} lost ({why})"), "failover");
                     self.withdraw(worker, instance.id);
                     if let Some(count) = assigned.get_mut(worker.as_str()) {
                         *count = count.saturating_sub(1);
                     }
-                    plan.change(instance, requeued);
+                    plan.steps.push(DispatchStep::Requeue {
+                        instance: instance.id,
+                        attempt: instance.current_attempt().map_or(0, |a| a.number),
+                        worker: worker.clone(),
+                        why,
+                    });
                 }
             }
             InstanceState::Queued {
@@ -324,16 +320,9 @@ impl Dispatcher {
                     return;
                 }
                 let Some(job) = job else {
-                    let mut cancelled = instance.clone();
-                    cancelled.finish(
-                        InstanceState::Cancelled {
-                            reason: "job deleted".into(),
-                        },
-                        AttemptOutcome::Cancelled,
-                        now,
-                    );
-                    plan.ended = true;
-                    plan.change(instance, cancelled);
+                    plan.steps.push(DispatchStep::Orphan {
+                        instance: instance.id,
+                    });
                     return;
                 };
                 if job.def.strategy == Strategy::Broadcast && instance.pinned_worker.is_none() {
@@ -341,92 +330,46 @@ impl Dispatcher {
                     let workers = placement::broadcast_workers(&job.def, &candidates);
                     // With no matching worker it waits like any task, with the same reason.
                     if !workers.is_empty() {
-                        plan.fan_outs.push((instance.clone(), workers));
+                        plan.steps.push(DispatchStep::FanOut {
+                            instance: instance.id,
+                            workers,
+                        });
                         return;
                     }
                 }
-                // A pinned copy's outcome says nothing of its job's other copies.
-                let cacheable = instance.pinned_worker.is_none();
-                let placed = match plan.unplaceable.get(&job.id).filter(|_| cacheable) {
-                    Some(unplaced) => Err(unplaced.clone()),
-                    None => {
-                        let mut candidates =
-                            placement::candidates(view, assigned, prefetch, polling);
-                        let placed = match &instance.pinned_worker {
-                            Some(pinned) => {
-                                candidates.retain(|c| c.id() == pinned);
-                                if candidates.is_empty() {
-                                    Err(placement::pinned_worker_gone(pinned))
-                                } else {
-                                    self.place(job, &candidates, view, polling)
-                                }
-                            }
-                            None => self.place(job, &candidates, view, polling),
-                        };
-                        if let Err(unplaced) = &placed
-                            && cacheable
-                        {
-                            plan.unplaceable.insert(job.id, unplaced.clone());
-                        }
-                        placed
-                    }
-                };
-                match placed {
+                match self.placement(instance, job, seen, assigned, plan) {
                     Ok(worker) => {
                         let attempt = instance.next_attempt_number();
                         let lease_until_ms = now + job.def.http.timeout_ms as i64 + LEASE_GRACE_MS;
-                        let mut next = instance.clone();
-                        next.state = InstanceState::Assigned {
-                            worker: worker.clone(),
-                            lease_until_ms,
-                        };
-                        next.updated_ms = now;
-                        next.attempts.push(Attempt {
-                            number: attempt,
-                            worker: worker.clone(),
-                            assigned_ms: now,
-                            started_ms: None,
-                            ended_ms: None,
-                            outcome: None,
-                            http_status: None,
-                            duration_ms: None,
-                            error: None,
-                            excerpt: None,
-                        });
                         *assigned.entry(worker.clone()).or_default() += 1;
                         plan.room = plan.room.saturating_sub(1);
-                        plan.deliveries
-                            .push((worker, assignment(instance, job, attempt, lease_until_ms)));
-                        plan.change(instance, next);
+                        plan.deliveries.push((
+                            worker.clone(),
+                            assignment(instance, job, attempt, lease_until_ms),
+                        ));
+                        plan.steps.push(DispatchStep::Assign {
+                            instance: instance.id,
+                            attempt,
+                            worker,
+                            lease_until_ms,
+                        });
                     }
                     Err(unplaced) => {
                         let waited = now - since_ms;
                         if waited > job.def.dispatch_timeout_ms as i64 {
-                            let mut failed = instance.clone();
-                            failed.finish(
-                                InstanceState::Failed {
-                                    reason: format!(
-                                        "not dispatched within {}: {}",
-                                        human_ms(job.def.dispatch_timeout_ms),
-                                        unplaced.reason()
-                                    ),
-                                },
-                                AttemptOutcome::Failed,
-                                now,
-                            );
-                            plan.ended = true;
-                            plan.change(instance, failed);
-                        } else if reason.as_deref() != Some(unplaced.reason()) {
-                            let mut waiting = instance.clone();
-                            waiting.state = InstanceState::Queued {
-                                reason: Some(unplaced.reason().to_string()),
-                                not_before_ms: None,
-                                since_ms: *since_ms,
-                            };
-                            if let Unplaced::NoMatch(reason) = &unplaced {
-                                tracing::warn!(instance = instance.id, job = %instance.job_name, %reason, "task queued: no worker");
+                            plan.steps.push(DispatchStep::Expire {
+                                instance: instance.id,
+                                reason: unplaced,
+                            });
+                        } else if reason.as_ref() != Some(&unplaced) {
+                            if unplaced.is_unplaceable() {
+                                tracing::warn!(instance = instance.id, job = %instance.job_name,
+                                    reason = %unplaced, "task queued: no worker");
                             }
-                            plan.change(instance, waiting);
+                            plan.steps.push(DispatchStep::Wait {
+                                instance: instance.id,
+                                reason: unplaced,
+                            });
                         }
                     }
                 }
@@ -435,13 +378,49 @@ impl Dispatcher {
         }
     }
 
+    /// The worker for a queued instance of `job`, or why there is none. A job found unplaceable
+    /// once in a pass is not searched again in that pass (a pass only fills workers up).
+    fn placement(
+        &self,
+        instance: &Instance,
+        job: &Job,
+        seen: &Seen,
+        assigned: &HashMap<String, u32>,
+        plan: &mut Plan,
+    ) -> Result<String, QueueReason> {
+        // A pinned copy's outcome says nothing of its job's other copies.
+        let cacheable = instance.pinned_worker.is_none();
+        if cacheable && let Some(unplaced) = plan.unplaceable.get(&job.id) {
+            return Err(unplaced.clone());
+        }
+        let mut candidates =
+            placement::candidates(seen.view, assigned, seen.prefetch, seen.polling);
+        let placed = match &instance.pinned_worker {
+            Some(pinned) => {
+                candidates.retain(|c| c.id() == pinned);
+                if candidates.is_empty() {
+                    Err(placement::pinned_worker_gone(pinned))
+                } else {
+                    self.place(job, &candidates, seen.view, seen.polling)
+                }
+            }
+            None => self.place(job, &candidates, seen.view, seen.polling),
+        };
+        if let Err(unplaced) = &placed
+            && cacheable
+        {
+            plan.unplaceable.insert(job.id, unplaced.clone());
+        }
+        placed
+    }
+
     fn place(
         &self,
         job: &Job,
         candidates: &[Candidate],
         view: &MembershipView,
         polling: &HashSet<String>,
-    ) -> Result<String, Unplaced> {
+    ) -> Result<String, QueueReason> {
         let mut round_robin = locked(&self.inner.round_robin);
         placement::choose(
             job.id,
@@ -500,40 +479,8 @@ impl Dispatcher {
             .insert(worker.to_string(), Instant::now())
             .is_none_or(|at| at.elapsed() >= POLLING_WINDOW);
         if first {
-            self.inner.wake.notify_one();
+            self.bell().notify_one();
         }
-    }
-
-    /// Commits the plan in one transaction. A change is applied only if the instance is still as
-    /// the plan saw it (a report or an operator may have moved it meanwhile). Returns the ids
-    /// whose change was committed.
-    fn commit(&self, plan: &Plan) -> Result<Vec<u64>, StoreError> {
-        self.inner.store.write(|tx| {
-            let mut committed = Vec::new();
-            let mut ended: BTreeMap<JobId, UnixMs> = BTreeMap::new();
-            for (seen, next) in &plan.changes {
-                match tx.instance(next.id)? {
-                    Some(current) if current == *seen => {
-                        tx.replace_instance(Some(&seen.state), next)?;
-                        if next.state.is_terminal() {
-                            ended.insert(next.job_id, next.updated_ms);
-                        }
-                        committed.push(next.id);
-                    }
-                    _ => {}
-                }
-            }
-            // Once per job, after all of its instances moved.
-            for (job_id, at) in ended {
-                crate::schedule::scheduler::instance_ended(tx, job_id, at)?;
-            }
-            for (seen, workers) in &plan.fan_outs {
-                if tx.instance(seen.id)?.as_ref() == Some(seen) {
-                    committed.extend(fan_out(tx, seen, workers)?);
-                }
-            }
-            Ok(committed)
-        })
     }
 
     fn deliver(&self, worker: &str, assignment: Assignment) {
@@ -584,7 +531,7 @@ impl Dispatcher {
                 }
                 if free > 0 && outbox.said_free != free {
                     // New room on the worker's word: queued work need not wait for the report.
-                    self.inner.wake.notify_one();
+                    self.bell().notify_one();
                 }
                 outbox.said_free = free;
                 outbox.ready.clone()
@@ -601,17 +548,23 @@ impl Dispatcher {
         }
     }
 
-    /// Applies a worker's report in one transaction; see `results`.
-    pub fn report(&self, worker: &str, events: &[TaskEvent]) -> Result<ReportAck, StoreError> {
+    /// Applies a worker's report (a `Report` command); refused events are logged and returned
+    /// with their reasons.
+    pub fn report(&self, worker: &str, events: &[TaskEvent]) -> Result<ReportAck, ApplyError> {
         self.note_task_times(worker, events);
-        let outcome = results::apply(&self.inner.store, worker, events, now_ms())?;
-        if outcome.freed {
-            self.inner.wake.notify_one();
+        let command = Command::Report {
+            worker: worker.to_string(),
+            at: now_ms(),
+            events: events.to_vec(),
+        };
+        let Response::Reported(ack) = self.inner.engine.propose(command)? else {
+            return Ok(ReportAck::default());
+        };
+        for refusal in &ack.refused {
+            tracing::warn!(worker, instance = refusal.instance, attempt = refusal.attempt,
+                reason = %refusal.reason, "report refused");
         }
-        if outcome.ended {
-            self.inner.scheduler_wake.notify_one();
-        }
-        Ok(outcome.ack)
+        Ok(ack)
     }
 
     pub fn join_hint(&self) -> &str {
@@ -671,54 +624,17 @@ enum PassScope {
     Quick,
 }
 
-/// The changes one pass will commit, and the assignments to hand out once it has.
+/// The steps one pass will propose, and the assignments to hand out once they apply.
 #[derive(Default)]
 struct Plan {
-    /// (as seen, as it should become)
-    changes: Vec<(Instance, Instance)>,
+    steps: Vec<DispatchStep>,
     deliveries: Vec<(String, Assignment)>,
-    /// Some instance reached a terminal state (the scheduler may have a fixed-delay fire to set).
-    ended: bool,
     /// Jobs for which no worker was found in this pass. A pass only fills workers up, so the
     /// job's later queued instances would find none either: they skip the search (which, with a
     /// deep queue, was most of a pass).
-    unplaceable: HashMap<JobId, Unplaced>,
+    unplaceable: HashMap<JobId, QueueReason>,
     /// Free slots left on the polling live workers.
     room: u32,
-    /// Broadcast instances to split into one copy per worker: (as seen, the workers).
-    fan_outs: Vec<(Instance, Vec<String>)>,
-}
-
-impl Plan {
-    fn change(&mut self, seen: &Instance, next: Instance) {
-        self.changes.push((seen.clone(), next));
-    }
-}
-
-/// Splits a broadcast instance: it becomes the copy of the first worker, and each other worker
-/// gets a new copy of the same fire (same trigger, fire time and queue start), in the caller's
-/// transaction. Returns the ids written.
-fn fan_out(
-    tx: &mut WriteTx,
-    seen: &Instance,
-    workers: &[String],
-) -> Result<Vec<InstanceId>, StoreError> {
-    let mut written = Vec::with_capacity(workers.len());
-    for (n, worker) in workers.iter().enumerate() {
-        let mut copy = seen.clone();
-        let previous = if n == 0 {
-            Some(&seen.state)
-        } else {
-            copy.id = tx.next_instance_id()?;
-            None
-        };
-        copy.pinned_worker = Some(worker.clone());
-        tx.replace_instance(previous, &copy)?;
-        written.push(copy.id);
-    }
-    tracing::info!(instance = seen.id, job = %seen.job_name, workers = workers.len(),
-        "broadcast fanned out");
-    Ok(written)
 }
 
 fn assignment(instance: &Instance, job: &Job, attempt: u32, lease_until_ms: UnixMs) -> Assignment {

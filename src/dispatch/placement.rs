@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use shoal_gossip::{Member, MembershipView, Role};
 
 use crate::model::{JobDefinition, JobId, Strategy};
+use crate::reason::{QueueReason, Unmatched};
 
 /// A live worker as the dispatcher sees it: gossip's view plus the server's own count of tasks
 /// assigned to it (more current than the advertised running count).
@@ -66,27 +67,14 @@ pub fn broadcast_workers(def: &JobDefinition, candidates: &[Candidate]) -> Vec<S
 }
 
 /// Why a broadcast copy waits: its own worker is not there to take it.
-pub fn pinned_worker_gone(worker: &str) -> Unplaced {
-    Unplaced::NoMatch(format!(
-        "broadcast copy for worker {worker}, which is not live or not polling; it runs when \
-         {worker} is back, or fails after the job's dispatch timeout"
-    ))
-}
-
-/// Why a task could not be placed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Unplaced {
-    /// No live worker matches the target: nothing will change until one joins.
-    NoMatch(String),
-    /// Matching workers exist but all are at capacity: it will run when one frees up.
-    Busy(String),
-}
-
-impl Unplaced {
-    pub fn reason(&self) -> &str {
-        match self {
-            Unplaced::NoMatch(reason) | Unplaced::Busy(reason) => reason,
-        }
+pub fn pinned_worker_gone(worker: &str) -> QueueReason {
+    QueueReason::NoWorker {
+        unmatched: Unmatched::PinnedWorker {
+            worker: worker.to_string(),
+        },
+        live: Vec::new(),
+        silent: Vec::new(),
+        fix: None,
     }
 }
 
@@ -98,26 +86,20 @@ pub fn choose<'c, 'a>(
     candidates: &'c [Candidate<'a>],
     round_robin: &mut HashMap<JobId, usize>,
     join_hint: &str,
-) -> Result<&'c Candidate<'a>, Unplaced> {
+) -> Result<&'c Candidate<'a>, QueueReason> {
     let matching: Vec<&Candidate> = candidates
         .iter()
         .filter(|c| def.target.matches(c.id(), &c.member.info.tags))
         .collect();
     if matching.is_empty() {
-        return Err(Unplaced::NoMatch(no_match_reason(
-            def, candidates, join_hint,
-        )));
+        return Err(no_match_reason(def, candidates, join_hint));
     }
     let with_room: Vec<&Candidate> = matching.iter().copied().filter(|c| c.free() > 0).collect();
     if with_room.is_empty() {
-        let ids: Vec<&str> = matching.iter().map(|c| c.id()).collect();
-        return Err(Unplaced::Busy(format!(
-            "all {} matching worker(s) are at capacity ({}); it runs when one frees a slot — or \
-             add capacity: {}",
-            matching.len(),
-            ids.join(","),
-            worker_command(join_hint, &def.target.tags),
-        )));
+        return Err(QueueReason::AtCapacity {
+            workers: matching.iter().map(|c| c.id().to_string()).collect(),
+            fix: worker_command(join_hint, &def.target.tags),
+        });
     }
     let chosen = match def.strategy {
         // A broadcast copy is offered only its own worker (see `broadcast_workers`).
@@ -146,17 +128,17 @@ pub fn choose<'c, 'a>(
             match owner {
                 Some(owner) if owner.free() > 0 => Some(owner),
                 Some(owner) => {
-                    return Err(Unplaced::Busy(format!(
-                        "consistent-hash keeps this job on worker {}, which is at capacity; it \
-                         runs when that worker frees a slot",
-                        owner.id()
-                    )));
+                    return Err(QueueReason::OwnerAtCapacity {
+                        worker: owner.id().to_string(),
+                    });
                 }
                 None => None,
             }
         }
     };
-    chosen.ok_or_else(|| Unplaced::Busy("no worker with room".into()))
+    chosen.ok_or_else(|| QueueReason::Other {
+        text: "no worker with room".into(),
+    })
 }
 
 fn rendezvous(job_id: JobId, worker: &str) -> u64 {
@@ -169,27 +151,31 @@ fn rendezvous(job_id: JobId, worker: &str) -> u64 {
 /// When nothing could be placed but live workers that match are not polling, says so: they are
 /// in the cluster (gossip needs no token) yet cannot take work — usually a wrong `--token`.
 pub fn note_silent_workers(
-    unplaced: Unplaced,
+    unplaced: QueueReason,
     def: &JobDefinition,
     view: &MembershipView,
     polling: &HashSet<String>,
-) -> Unplaced {
-    let Unplaced::NoMatch(reason) = unplaced else {
+) -> QueueReason {
+    let QueueReason::NoWorker {
+        unmatched,
+        live,
+        fix,
+        ..
+    } = unplaced
+    else {
         return unplaced;
     };
-    let silent: Vec<&str> = view
+    let silent = view
         .live_workers()
         .filter(|m| !polling.contains(&m.info.id) && def.target.matches(&m.info.id, &m.info.tags))
-        .map(|m| m.info.id.as_str())
+        .map(|m| m.info.id.clone())
         .collect();
-    if silent.is_empty() {
-        return Unplaced::NoMatch(reason);
+    QueueReason::NoWorker {
+        unmatched,
+        live,
+        silent,
+        fix,
     }
-    Unplaced::NoMatch(format!(
-        "live worker(s) {} match but are not taking work: they have not polled the server \
-         (wrong --token, or the server's API is unreachable from them; see their logs). {reason}",
-        silent.join(",")
-    ))
 }
 
 /// What follows `shoal worker --join` for a new worker to be a member: the server's gossip
@@ -217,50 +203,42 @@ pub fn worker_command(join_hint: &str, tags: &[String]) -> String {
 }
 
 /// Names what matched nothing and how to fix it.
-fn no_match_reason(def: &JobDefinition, candidates: &[Candidate], join_hint: &str) -> String {
-    let live: Vec<&str> = candidates.iter().map(|c| c.id()).collect();
-    let live_list = if live.is_empty() {
-        "no live workers".to_string()
-    } else {
-        format!("{} live worker(s): {}", live.len(), live.join(","))
-    };
+fn no_match_reason(def: &JobDefinition, candidates: &[Candidate], join_hint: &str) -> QueueReason {
+    let live: Vec<String> = candidates.iter().map(|c| c.id().to_string()).collect();
     let target = &def.target;
     let fix = worker_command(join_hint, &target.tags);
+    let reason = |unmatched, fix| QueueReason::NoWorker {
+        unmatched,
+        live: live.clone(),
+        silent: Vec::new(),
+        fix: Some(fix),
+    };
     if live.is_empty() {
-        return format!("no live worker in the cluster; start one with: {fix}");
+        return reason(Unmatched::EmptyCluster, fix);
     }
-    if !target.workers.is_empty() {
-        let missing: Vec<&str> = target
-            .workers
-            .iter()
-            .filter(|w| !live.contains(&w.as_str()))
-            .map(String::as_str)
-            .collect();
-        if missing.len() == target.workers.len() {
-            return format!(
-                "none of the designated workers ({}) is live ({live_list}); start one with: {fix} \
-                 --id {}",
-                target.workers.join(","),
-                target.workers[0]
-            );
-        }
+    if !target.workers.is_empty() && target.workers.iter().all(|w| !live.contains(w)) {
+        let fix = format!("{fix} --id {}", target.workers[0]);
+        return reason(
+            Unmatched::DesignatedWorkers {
+                workers: target.workers.clone(),
+            },
+            fix,
+        );
     }
-    let lacking: Vec<&str> = target
+    let lacking: Vec<String> = target
         .tags
         .iter()
         .filter(|tag| !candidates.iter().any(|c| c.member.info.tags.contains(tag)))
-        .map(String::as_str)
+        .cloned()
         .collect();
-    match lacking.as_slice() {
-        [tag] => format!("no live worker carries tag {tag:?} ({live_list}); start one with: {fix}"),
-        [] => format!(
-            "no live worker carries all of the tags {:?} ({live_list}); start one with: {fix}",
-            target.tags
-        ),
-        tags => {
-            format!("no live worker carries tags {tags:?} ({live_list}); start one with: {fix}")
-        }
-    }
+    let unmatched = match lacking.as_slice() {
+        [tag] => Unmatched::Tag { tag: tag.clone() },
+        [] => Unmatched::AllTags {
+            tags: target.tags.clone(),
+        },
+        _ => Unmatched::Tags { tags: lacking },
+    };
+    reason(unmatched, fix)
 }
 
 /// Whether a member is a worker that the dispatcher should consider gone for good.
@@ -338,7 +316,7 @@ mod tests {
         let noted = note_silent_workers(unplaced, &job, &view, &none);
         assert!(
             noted
-                .reason()
+                .to_string()
                 .starts_with("live worker(s) intruder match but are not taking work"),
             "{noted:?}"
         );
@@ -361,11 +339,11 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(
-            error.reason(),
+            error.to_string(),
             "no live worker carries tag \"billing\" (2 live worker(s): w1,w2); start one with: \
              shoal worker --join 127.0.0.1:7946 --tag billing"
         );
-        assert!(matches!(error, Unplaced::NoMatch(_)));
+        assert!(error.is_unplaceable());
     }
 
     #[test]
@@ -379,7 +357,7 @@ mod tests {
             HINT,
         )
         .unwrap_err();
-        assert!(error.reason().starts_with(
+        assert!(error.to_string().starts_with(
             "no live worker in the cluster; start one with: shoal worker --join 127.0.0.1:7946"
         ));
     }
@@ -412,7 +390,10 @@ mod tests {
             &mut HashMap::new(),
             HINT,
         );
-        assert!(matches!(error, Err(Unplaced::Busy(_))), "{error:?}");
+        assert!(
+            matches!(error, Err(QueueReason::AtCapacity { .. })),
+            "{error:?}"
+        );
     }
 
     #[test]
@@ -442,7 +423,13 @@ mod tests {
             HINT,
         )
         .unwrap_err();
-        assert!(matches!(error, Unplaced::Busy(_)), "{error:?}");
+        assert!(
+            matches!(
+                error,
+                QueueReason::AtCapacity { .. } | QueueReason::OwnerAtCapacity { .. }
+            ),
+            "{error:?}"
+        );
     }
 
     #[test]

@@ -5,11 +5,11 @@
 use std::sync::Arc;
 
 use shoal_gossip::{ChannelTransport, GossipConfig, Membership, NodeInfo, Role};
-use tokio::sync::Notify;
 
 use super::{Dispatcher, PassScope};
 use crate::model::InstanceState;
-use crate::schedule::scheduler::{LOOKAHEAD_MS, fire_everything_due};
+use crate::schedule::LOOKAHEAD_MS;
+use crate::schedule::scheduler::fire_everything_due;
 use crate::spec::JobSpec;
 use crate::store::{InstanceFilter, Store};
 use crate::test_support;
@@ -27,7 +27,10 @@ async fn a_fire_created_ahead_is_not_dispatched_before_its_time() {
     .validate()
     .unwrap();
     let job = test_support::store_job(&store, def, Some(fire));
-    assert_eq!(fire_everything_due(&store, fire - LOOKAHEAD_MS).unwrap(), 1);
+    assert_eq!(
+        fire_everything_due(&test_support::engine(&store), fire - LOOKAHEAD_MS).unwrap(),
+        1
+    );
 
     let info = NodeInfo {
         id: "server".into(),
@@ -43,10 +46,8 @@ async fn a_fire_created_ahead_is_not_dispatched_before_its_time() {
         .await
         .unwrap();
     let dispatcher = Dispatcher::new(
-        store.clone(),
+        Arc::new(test_support::engine(&store)),
         Arc::new(membership),
-        Arc::new(Notify::new()),
-        Arc::new(Notify::new()),
         "127.0.0.1:1".into(),
     );
     let stored = || {

@@ -1,6 +1,7 @@
 //! The dispatcher's copy of every unfinished instance. A pass used to re-read (and decode) all of
 //! them from redb; with a deep queue that cost grew with the queue on every pass. Now the copy is
-//! refreshed from the store's feed of written instances, so a pass reads only what changed.
+//! refreshed from the feed of effects (the instances commands wrote), so a pass reads only what
+//! changed.
 //!
 //! The copy is a cache, never an authority: the dispatcher commits a change only if the stored
 //! instance is still exactly as the copy showed it, and a full re-read every [`FULL_RELOAD`]
@@ -32,13 +33,13 @@ pub(super) struct WorkingSet {
 }
 
 impl WorkingSet {
-    /// Brings the copy up to date with what is committed. The store must already be following
-    /// written instances (see [`Store::follow_written_instances`]).
+    /// Brings the copy up to date with what is committed. The store's feed must already be
+    /// following written instances (see [`crate::effects::Feed::follow_written`]).
     pub(super) fn refresh(&mut self, store: &Store) -> Result<(), StoreError> {
         // Taken before the read begins: everything taken was committed before it was announced,
         // so a full read below sees it (or something newer); anything announced later is taken
         // next time.
-        let written = store.take_written_instances();
+        let written = store.feed().take_written();
         let full = self.loaded_at.is_none_or(|at| at.elapsed() > FULL_RELOAD);
         if full {
             // Until this read succeeds the taken changes exist nowhere else: fall back to a full
@@ -161,8 +162,8 @@ fn merge_sorted(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::machine::create_instance;
     use crate::model::{Job, Trigger};
-    use crate::schedule::scheduler::create_instance;
     use crate::test_support;
 
     fn job() -> Job {
@@ -175,7 +176,7 @@ mod tests {
     fn followed_store() -> (tempfile::TempDir, Store, Job) {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        store.follow_written_instances();
+        store.feed().follow_written();
         let job = job();
         store.write(|tx| tx.put_job(&job)).unwrap();
         (dir, store, job)

@@ -1,12 +1,11 @@
-//! Firing ahead (see [`scheduler::LOOKAHEAD_MS`]): instances created before their time, held
+//! Firing ahead (see [`LOOKAHEAD_MS`]): instances created before their time, held
 //! until it, cancelled by a pause, a change of timing or a delete, and never doubled or lost —
 //! against a real redb file.
 
 use std::sync::Arc;
 
-use tokio::sync::Notify;
-
-use super::scheduler::{LOOKAHEAD_MS, fire_everything_due, fire_round};
+use super::LOOKAHEAD_MS;
+use super::scheduler::{fire_everything_due, fire_round};
 use crate::model::{Instance, InstanceState, Job, StateKind, Trigger, UnixMs, now_ms};
 use crate::service::Service;
 use crate::spec::JobSpec;
@@ -47,28 +46,27 @@ fn next_fire(store: &Store, job: &Job) -> Option<UnixMs> {
 }
 
 fn service(store: &Arc<Store>) -> Service {
-    Service::new(
-        store.clone(),
-        Arc::new(Notify::new()),
-        Arc::new(Notify::new()),
-    )
+    Service::new(Arc::new(test_support::engine(store)))
 }
 
 #[test]
 fn a_fire_within_the_lookahead_is_created_ahead_and_held_until_its_time() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+    let store = Arc::new(Store::open(dir.path()).unwrap());
     let fire = 100_000;
     let job = add_job(&store, &spec("ahead", "1m"), fire);
 
     // Not yet within the look-ahead: nothing.
     assert_eq!(
-        fire_everything_due(&store, fire - LOOKAHEAD_MS - 1).unwrap(),
+        fire_everything_due(&test_support::engine(&store), fire - LOOKAHEAD_MS - 1).unwrap(),
         0
     );
     // Within it: created now, queued until the fire time, which its dispatch timeout counts from.
     let created_at = fire - LOOKAHEAD_MS / 2;
-    assert_eq!(fire_everything_due(&store, created_at).unwrap(), 1);
+    assert_eq!(
+        fire_everything_due(&test_support::engine(&store), created_at).unwrap(),
+        1
+    );
     let instances = instances_of(&store, &job);
     assert_eq!(instances.len(), 1);
     let instance = &instances[0];
@@ -88,8 +86,14 @@ fn a_fire_within_the_lookahead_is_created_ahead_and_held_until_its_time() {
     // The job moved on in the same transaction: firing again, ahead or at the time, doubles
     // nothing.
     assert_eq!(next_fire(&store, &job), Some(fire + 60_000));
-    assert_eq!(fire_everything_due(&store, created_at).unwrap(), 0);
-    assert_eq!(fire_everything_due(&store, fire).unwrap(), 0);
+    assert_eq!(
+        fire_everything_due(&test_support::engine(&store), created_at).unwrap(),
+        0
+    );
+    assert_eq!(
+        fire_everything_due(&test_support::engine(&store), fire).unwrap(),
+        0
+    );
     assert_eq!(instances_of(&store, &job).len(), 1);
 }
 
@@ -98,27 +102,36 @@ fn a_fire_committed_ahead_survives_a_crash_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
     let fire = 100_000;
     let job = {
-        let store = Store::open(dir.path()).unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
         let job = add_job(&store, &spec("crash", "1m"), fire);
-        assert_eq!(fire_everything_due(&store, fire - 300).unwrap(), 1);
+        assert_eq!(
+            fire_everything_due(&test_support::engine(&store), fire - 300).unwrap(),
+            1
+        );
         job
         // The store is dropped here without anything else: a crash right after the commit.
     };
-    let store = Store::open(dir.path()).unwrap();
+    let store = Arc::new(Store::open(dir.path()).unwrap());
     let instances = instances_of(&store, &job);
     assert_eq!(instances.len(), 1);
     assert_eq!(instances[0].fire_at_ms, fire);
     assert_eq!(next_fire(&store, &job), Some(fire + 60_000));
     // The restarted scheduler, ahead of the fire or at it, does not create it again.
-    assert_eq!(fire_everything_due(&store, fire - 200).unwrap(), 0);
-    assert_eq!(fire_everything_due(&store, fire + 10).unwrap(), 0);
+    assert_eq!(
+        fire_everything_due(&test_support::engine(&store), fire - 200).unwrap(),
+        0
+    );
+    assert_eq!(
+        fire_everything_due(&test_support::engine(&store), fire + 10).unwrap(),
+        0
+    );
     assert_eq!(store.read().unwrap().active_count(job.id).unwrap(), 1);
 }
 
 #[test]
 fn misfires_are_judged_against_now_not_the_horizon() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+    let store = Arc::new(Store::open(dir.path()).unwrap());
     let mut every_second = spec("late", "1s");
     every_second.misfire = Some("skip".into());
     let now = 1_000_000;
@@ -128,7 +141,7 @@ fn misfires_are_judged_against_now_not_the_horizon() {
         &every_second,
         now - super::MISFIRE_GRACE_MS - LOOKAHEAD_MS / 2,
     );
-    fire_everything_due(&store, now).unwrap();
+    fire_everything_due(&test_support::engine(&store), now).unwrap();
     let fires: Vec<UnixMs> = instances_of(&store, &job)
         .iter()
         .map(|i| i.fire_at_ms)
@@ -164,19 +177,19 @@ fn a_full_job_holds_its_fire_ahead_instead_of_skipping_it() {
 
     // A run is still active ahead of the fire: it may end in time, so the fire is neither
     // created nor skipped yet; the job keeps it as its next fire.
-    let round = fire_round(&store, fire - 600, || {}).unwrap();
+    let round = fire_round(&test_support::engine(&store), fire - 600).unwrap();
     assert_eq!(round.created, 0);
     assert_eq!(round.held_until, Some(fire));
     assert_eq!(next_fire(&store, &job), Some(fire));
 
     // The run ends before the fire: the next round creates it, ahead.
     service.cancel_instance(running.id).unwrap();
-    let round = fire_round(&store, fire - 400, || {}).unwrap();
+    let round = fire_round(&test_support::engine(&store), fire - 400).unwrap();
     assert_eq!((round.created, round.held_until), (1, None));
     assert_eq!(next_fire(&store, &job), Some(fire + 3_600_000));
 
     // Still full at its fire time, a fire is skipped as it always was.
-    let round = fire_round(&store, fire + 3_600_000, || {}).unwrap();
+    let round = fire_round(&test_support::engine(&store), fire + 3_600_000).unwrap();
     assert_eq!(round.created, 0);
     assert_eq!(next_fire(&store, &job), Some(fire + 7_200_000));
 }
@@ -189,7 +202,10 @@ fn fired_ahead(store: &Arc<Store>, service: &Service, spec: &JobSpec) -> (Job, U
         fire > now_ms() + 60_000,
         "the fire is well ahead of the real clock"
     );
-    assert_eq!(fire_everything_due(store, fire - 300).unwrap(), 1);
+    assert_eq!(
+        fire_everything_due(&test_support::engine(store), fire - 300).unwrap(),
+        1
+    );
     (job, fire)
 }
 
@@ -225,12 +241,21 @@ fn pausing_cancels_fires_created_ahead_and_resuming_fires_once() {
         )]
     );
     assert_eq!(store.read().unwrap().active_count(job.id).unwrap(), 0);
-    assert_eq!(fire_everything_due(&store, fire).unwrap(), 0);
+    assert_eq!(
+        fire_everything_due(&test_support::engine(&store), fire).unwrap(),
+        0
+    );
 
     let resumed = service.set_paused("paused", false).unwrap();
     let again = resumed.next_fire_ms.unwrap();
-    assert_eq!(fire_everything_due(&store, again - 300).unwrap(), 1);
-    assert_eq!(fire_everything_due(&store, again).unwrap(), 0);
+    assert_eq!(
+        fire_everything_due(&test_support::engine(&store), again - 300).unwrap(),
+        1
+    );
+    assert_eq!(
+        fire_everything_due(&test_support::engine(&store), again).unwrap(),
+        0
+    );
     assert_eq!(store.read().unwrap().active_count(job.id).unwrap(), 1);
 }
 
@@ -255,7 +280,10 @@ fn changing_the_timing_cancels_fires_created_ahead_and_nothing_doubles() {
         states(&store, &job),
         vec![(fire, StateKind::Queued, String::new())]
     );
-    assert_eq!(fire_everything_due(&store, fire - 200).unwrap(), 0);
+    assert_eq!(
+        fire_everything_due(&test_support::engine(&store), fire - 200).unwrap(),
+        0
+    );
 
     // The timing: the fire is cancelled; the recomputed next fire is the same hour, created once.
     let mut other_zone = new_url.clone();
@@ -270,8 +298,14 @@ fn changing_the_timing_cancels_fires_created_ahead_and_nothing_doubles() {
             "job changed before this fire was due".into()
         )]
     );
-    assert_eq!(fire_everything_due(&store, fire - 200).unwrap(), 1);
-    assert_eq!(fire_everything_due(&store, fire).unwrap(), 0);
+    assert_eq!(
+        fire_everything_due(&test_support::engine(&store), fire - 200).unwrap(),
+        1
+    );
+    assert_eq!(
+        fire_everything_due(&test_support::engine(&store), fire).unwrap(),
+        0
+    );
     let active: Vec<_> = states(&store, &job)
         .into_iter()
         .filter(|(_, kind, _)| *kind == StateKind::Queued)
@@ -294,5 +328,8 @@ fn deleting_cancels_fires_created_ahead() {
             "job deleted before this fire was due".into()
         )]
     );
-    assert_eq!(fire_everything_due(&store, fire).unwrap(), 0);
+    assert_eq!(
+        fire_everything_due(&test_support::engine(&store), fire).unwrap(),
+        0
+    );
 }

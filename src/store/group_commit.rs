@@ -24,15 +24,13 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use redb::Database;
 
 use super::{StoreError, WriteTx, db_error};
-use crate::model::Instance;
+use crate::effects::Feed;
 
 #[derive(Default)]
 pub(super) struct GroupCommit {
     state: Mutex<State>,
     /// Signalled when a commit ends or a batch is abandoned.
     changed: Condvar,
-    /// Instances written by committed batches, once someone asked to follow them.
-    written: Mutex<Option<Vec<Instance>>>,
 }
 
 #[derive(Default)]
@@ -63,6 +61,7 @@ impl GroupCommit {
     pub(super) fn write<T, E: From<StoreError>>(
         &self,
         db: &Database,
+        feed: &Feed,
         mut change: impl FnMut(&mut WriteTx) -> Result<T, E>,
     ) -> Result<T, E> {
         loop {
@@ -75,10 +74,7 @@ impl GroupCommit {
             if state.open.is_none() {
                 let txn = db.begin_write().map_err(db_error)?;
                 state.open = Some(Batch {
-                    tx: WriteTx {
-                        txn,
-                        written: Vec::new(),
-                    },
+                    tx: WriteTx::new(txn),
                     end: Arc::default(),
                 });
             }
@@ -99,7 +95,7 @@ impl GroupCommit {
                 }
             };
             let outcome = if state.waiting == 0 {
-                self.commit(state)
+                self.commit(state, feed)
             } else {
                 // Someone will join after us; the last member commits for all.
                 while end.get().is_none() {
@@ -117,19 +113,19 @@ impl GroupCommit {
 
     /// Commits the open batch outside the lock (other callers queue up for the next batch
     /// meanwhile) and tells its members how it ended.
-    fn commit(&self, mut state: MutexGuard<'_, State>) -> BatchEnd {
+    fn commit(&self, mut state: MutexGuard<'_, State>, feed: &Feed) -> BatchEnd {
         let Some(batch) = state.open.take() else {
             return BatchEnd::Abandoned;
         };
         state.committing = true;
         drop(state);
-        let written = batch.tx.written;
-        let end = match batch.tx.txn.commit() {
+        let (txn, effects, journal) = batch.tx.into_parts();
+        let end = match txn.commit() {
             Ok(()) => {
-                // Before any member returns: whoever is told of the change may look for it.
-                if let Some(feed) = lock(&self.written).as_mut() {
-                    feed.extend(written);
-                }
+                // Before any member returns (whoever is told of the change may look for it) and
+                // before the next batch commits (so effects are published in commit order).
+                feed.journal(journal);
+                feed.publish(effects);
                 BatchEnd::Committed
             }
             Err(error) => BatchEnd::Failed(error.to_string()),
@@ -144,26 +140,12 @@ impl GroupCommit {
     /// Drops the open batch uncommitted (redb rolls it back) and sends its members round again.
     fn abandon(&self, state: &mut State) {
         if let Some(batch) = state.open.take() {
-            if let Err(error) = batch.tx.txn.abort() {
+            if let Err(error) = batch.tx.into_parts().0.abort() {
                 tracing::warn!(%error, "aborting an abandoned write batch");
             }
             let _ = batch.end.set(BatchEnd::Abandoned);
         }
         self.changed.notify_all();
-    }
-
-    /// From now on, remember which instances committed batches write.
-    pub(super) fn follow_written_instances(&self) {
-        lock(&self.written).get_or_insert_with(Vec::new);
-    }
-
-    /// Instances written by batches committed since the last call (in commit order, with
-    /// repeats); empty unless [`GroupCommit::follow_written_instances`] was called.
-    pub(super) fn take_written_instances(&self) -> Vec<Instance> {
-        lock(&self.written)
-            .as_mut()
-            .map(std::mem::take)
-            .unwrap_or_default()
     }
 
     /// Changes run under this lock are caught if they panic, so a poisoned lock still guards a
@@ -298,8 +280,8 @@ mod tests {
 
     #[test]
     fn only_committed_instance_writes_are_announced() {
+        use crate::machine::create_instance;
         use crate::model::Trigger;
-        use crate::schedule::scheduler::create_instance;
 
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
@@ -309,10 +291,10 @@ mod tests {
             .write(|tx| create_instance(tx, &job, Trigger::Manual, 1, 1))
             .unwrap();
         assert!(
-            store.take_written_instances().is_empty(),
+            store.feed().take_written().is_empty(),
             "nothing is recorded until someone follows"
         );
-        store.follow_written_instances();
+        store.feed().follow_written();
         let kept = store
             .write(|tx| create_instance(tx, &job, Trigger::Manual, 1, 1))
             .unwrap();
@@ -321,8 +303,8 @@ mod tests {
             Err(StoreError::Commit("refused by the test".into()))
         });
         assert!(failed.is_err());
-        assert_eq!(store.take_written_instances(), vec![kept.clone()]);
-        assert!(store.take_written_instances().is_empty(), "taken once");
+        assert_eq!(store.feed().take_written(), vec![kept.clone()]);
+        assert!(store.feed().take_written().is_empty(), "taken once");
         assert_ne!(before.id, kept.id);
     }
 }

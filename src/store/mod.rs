@@ -14,10 +14,11 @@ mod tables;
 
 use std::path::{Path, PathBuf};
 
-use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::effects::{Effects, Feed};
 use crate::model::{Instance, InstanceId, InstanceState, Job, JobId, StateKind, UnixMs};
 use tables::*;
 
@@ -58,6 +59,8 @@ pub struct Store {
     db: Database,
     path: PathBuf,
     group: group_commit::GroupCommit,
+    /// Where the effects announced by committed transactions are published, in commit order.
+    feed: std::sync::Arc<Feed>,
 }
 
 impl Store {
@@ -75,6 +78,7 @@ impl Store {
             db,
             path,
             group: group_commit::GroupCommit::default(),
+            feed: std::sync::Arc::default(),
         };
         store.check_schema()?;
         Ok(store)
@@ -116,24 +120,21 @@ impl Store {
     /// Runs `change` in a write transaction and returns once it is durably committed; an `Err`
     /// (or a panic) writes nothing of it. Changes of concurrent callers share one commit, and a
     /// change may be run again when another change of its batch failed: it must not act outside
-    /// `tx` (only its last run counts). If the commit fails, `write` fails.
+    /// `tx` (only its last run counts). If the commit fails, `write` fails. What the change
+    /// announced (see [`WriteTx::announce`]) is published to the [`Feed`] once the commit is
+    /// durable and before `write` returns, in commit order.
+    ///
+    /// Only the engine (applying commands through `machine::apply`) and tests write.
     pub fn write<T, E: From<StoreError>>(
         &self,
         change: impl FnMut(&mut WriteTx) -> Result<T, E>,
     ) -> Result<T, E> {
-        self.group.write(&self.db, change)
+        self.group.write(&self.db, &self.feed, change)
     }
 
-    /// From now on, remember which instances commits write. The dispatcher calls this before
-    /// its first full read of the working set, so that it misses no later change.
-    pub fn follow_written_instances(&self) {
-        self.group.follow_written_instances();
-    }
-
-    /// Instances as written by commits since the last call, in commit order (repeats possible),
-    /// so that a reader can follow them instead of re-reading every unfinished instance.
-    pub fn take_written_instances(&self) -> Vec<Instance> {
-        self.group.take_written_instances()
+    /// The feed that committed effects are published to.
+    pub fn feed(&self) -> &std::sync::Arc<Feed> {
+        &self.feed
     }
 
     pub fn read(&self) -> Result<ReadTx> {
@@ -167,9 +168,12 @@ pub struct ReadTx {
 /// An open write transaction. Methods keep the indexes in step with the records.
 pub struct WriteTx {
     txn: redb::WriteTransaction,
-    /// Instances this transaction wrote, as written, announced once it commits (see
-    /// [`Store::take_written_instances`]).
+    /// Instances this transaction wrote, as written, not yet taken into announced effects.
     written: Vec<Instance>,
+    /// Effects to publish once this transaction commits (see [`WriteTx::announce`]).
+    announced: Effects,
+    /// Encoded commands to record once this transaction commits (see [`WriteTx::journal`]).
+    journal: Vec<Vec<u8>>,
 }
 
 /// Which instances to list.
@@ -234,7 +238,50 @@ mod reads {
     }
 }
 
+/// Every record of one table, as (key, value) rendered to bytes: see [`ReadTx::export`].
+pub type TableExport = Vec<(Vec<u8>, Vec<u8>)>;
+
 impl ReadTx {
+    /// Every table, record by record, in key order: a consistent export of the whole store (for
+    /// checking that two stores are identical, and the shape a snapshot of the store takes).
+    /// Keys are rendered by their debug form, values as stored.
+    pub fn export(&self) -> Result<Vec<(&'static str, TableExport)>> {
+        fn rows<K: redb::Key + 'static, V: redb::Value + 'static>(
+            txn: &redb::ReadTransaction,
+            table: TableDefinition<K, V>,
+            value: impl Fn(V::SelfType<'_>) -> Vec<u8>,
+        ) -> Result<TableExport>
+        where
+            for<'a> K::SelfType<'a>: std::fmt::Debug,
+        {
+            let table = txn.open_table(table).map_err(db_error)?;
+            let mut out = Vec::new();
+            for entry in table.iter().map_err(db_error)? {
+                let (k, v) = entry.map_err(db_error)?;
+                out.push((format!("{:?}", k.value()).into_bytes(), value(v.value())));
+            }
+            Ok(out)
+        }
+        let txn = &self.txn;
+        let unit = |_: ()| Vec::new();
+        Ok(vec![
+            ("meta", rows(txn, META, |v: u64| v.to_le_bytes().to_vec())?),
+            ("jobs", rows(txn, JOBS, |v: &[u8]| v.to_vec())?),
+            (
+                "job_names",
+                rows(txn, JOB_NAMES, |v: u64| v.to_le_bytes().to_vec())?,
+            ),
+            ("due", rows(txn, DUE, unit)?),
+            ("instances", rows(txn, INSTANCES, |v: &[u8]| v.to_vec())?),
+            ("job_instances", rows(txn, JOB_INSTANCES, unit)?),
+            ("active", rows(txn, ACTIVE, unit)?),
+            (
+                "active_counts",
+                rows(txn, ACTIVE_COUNTS, |v: u64| v.to_le_bytes().to_vec())?,
+            ),
+        ])
+    }
+
     pub fn job(&self, id: JobId) -> Result<Option<Job>> {
         reads::job(&self.txn.open_table(JOBS).map_err(db_error)?, id)
     }
@@ -350,6 +397,38 @@ impl ReadTx {
 }
 
 impl WriteTx {
+    fn new(txn: redb::WriteTransaction) -> WriteTx {
+        WriteTx {
+            txn,
+            written: Vec::new(),
+            announced: Effects::default(),
+            journal: Vec::new(),
+        }
+    }
+
+    /// The instances written since the last call, as written, in order.
+    pub fn take_written(&mut self) -> Vec<Instance> {
+        std::mem::take(&mut self.written)
+    }
+
+    /// Effects to publish once this transaction is durable (after what was announced before).
+    pub fn announce(&mut self, effects: Effects) {
+        self.announced.merge(effects);
+    }
+
+    /// An encoded command to append to the feed's recording once this transaction is durable.
+    pub fn journal(&mut self, command: Vec<u8>) {
+        self.journal.push(command);
+    }
+
+    /// What to publish at commit: everything announced, then instances written but not taken
+    /// (a direct write, as tests make, is still followed); and the commands to record.
+    fn into_parts(mut self) -> (redb::WriteTransaction, Effects, Vec<Vec<u8>>) {
+        let mut effects = std::mem::take(&mut self.announced);
+        effects.written.append(&mut self.written);
+        (self.txn, effects, self.journal)
+    }
+
     fn next_id(&mut self, key: &str) -> Result<u64> {
         let mut meta = self.txn.open_table(META).map_err(db_error)?;
         let next = meta.get(key).map_err(db_error)?.map_or(1, |v| v.value());

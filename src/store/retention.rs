@@ -7,7 +7,7 @@
 use redb::{ReadableDatabase, ReadableTable};
 
 use super::tables::{ACTIVE, INSTANCES, JOB_INSTANCES};
-use super::{Result, Store, db_error, decode};
+use super::{Result, Store, WriteTx, db_error, decode};
 use crate::model::{Instance, InstanceId, JobId, UnixMs};
 
 /// How much finished history to keep. `None` keeps everything on that axis.
@@ -43,28 +43,11 @@ impl Swept {
 }
 
 impl Store {
-    /// Deletes at most `batch` finished instances that `policy` no longer keeps. They are found
-    /// in a read snapshot (no write lock held while scanning) and deleted in one short write
-    /// transaction; a finished instance never changes, so what the snapshot saw still holds.
-    /// Call again while it returns a full batch.
-    pub fn sweep_batch(&self, policy: &Retention, now: UnixMs, batch: usize) -> Result<Swept> {
-        let (doomed, swept) = self.expired(policy, now, batch)?;
-        if doomed.is_empty() {
-            return Ok(swept);
-        }
-        self.write(|tx| {
-            let mut instances = tx.txn.open_table(INSTANCES).map_err(db_error)?;
-            let mut by_job = tx.txn.open_table(JOB_INSTANCES).map_err(db_error)?;
-            for key in &doomed {
-                instances.remove(key.1).map_err(db_error)?;
-                by_job.remove(*key).map_err(db_error)?;
-            }
-            Ok(swept)
-        })
-    }
-
-    /// Up to `batch` finished instances past the policy, as (job, instance) keys.
-    fn expired(
+    /// Up to `batch` finished instances past the policy, as (job, instance) keys, found in a
+    /// read snapshot (no write lock held while scanning). Forgetting them is a command
+    /// (`Command::Forget`), applied with [`WriteTx::forget_finished`]; a finished instance never
+    /// changes, so what the snapshot saw still holds then.
+    pub fn expired(
         &self,
         policy: &Retention,
         now: UnixMs,
@@ -135,22 +118,30 @@ impl Store {
         Ok((doomed, swept))
     }
 
-    /// Sweeps until nothing more is due, `batch` instances per transaction.
-    pub fn sweep(&self, policy: &Retention, now: UnixMs, batch: usize) -> Result<Swept> {
-        let mut total = Swept::default();
-        loop {
-            let swept = self.sweep_batch(policy, now, batch)?;
-            total.by_age += swept.by_age;
-            total.by_count += swept.by_count;
-            if (swept.total() as usize) < batch {
-                return Ok(total);
-            }
-        }
-    }
-
     /// The size of the database file in bytes.
     pub fn file_size(&self) -> u64 {
         std::fs::metadata(&self.path).map_or(0, |m| m.len())
+    }
+}
+
+impl WriteTx {
+    /// Deletes the given instances and their index entries, skipping any that is unfinished (or
+    /// already gone): retention forgets history, never work. Returns how many were deleted.
+    pub fn forget_finished(&mut self, keys: &[(JobId, InstanceId)]) -> Result<u64> {
+        let active = self.txn.open_table(ACTIVE).map_err(db_error)?;
+        let mut instances = self.txn.open_table(INSTANCES).map_err(db_error)?;
+        let mut by_job = self.txn.open_table(JOB_INSTANCES).map_err(db_error)?;
+        let mut forgotten = 0;
+        for key in keys {
+            if active.get(*key).map_err(db_error)?.is_some() {
+                continue;
+            }
+            if instances.remove(key.1).map_err(db_error)?.is_some() {
+                forgotten += 1;
+            }
+            by_job.remove(*key).map_err(db_error)?;
+        }
+        Ok(forgotten)
     }
 }
 

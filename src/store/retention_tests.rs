@@ -1,6 +1,6 @@
 use super::*;
+use crate::machine::create_instance;
 use crate::model::{AttemptOutcome, InstanceState, Job, Trigger};
-use crate::schedule::scheduler::create_instance;
 use crate::store::{InstanceFilter, StoreError};
 use crate::test_support;
 
@@ -51,7 +51,7 @@ const HOUR: i64 = 3600 * 1000;
 #[test]
 fn old_finished_instances_go_unfinished_ones_stay() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+    let store = std::sync::Arc::new(Store::open(dir.path()).unwrap());
     let job = add_job(&store, "aged");
     let old_done = add_instances(&store, &job, 5, HOUR, true);
     let old_queued = add_instances(&store, &job, 2, HOUR, false);
@@ -60,7 +60,8 @@ fn old_finished_instances_go_unfinished_ones_stay() {
         max_age_ms: Some(5 * HOUR as u64),
         per_job: None,
     };
-    let swept = store.sweep(&policy, 12 * HOUR, 2).unwrap();
+    let swept =
+        crate::retention::sweep(&test_support::engine(&store), &policy, 12 * HOUR, 2).unwrap();
     assert_eq!(
         swept,
         Swept {
@@ -78,13 +79,18 @@ fn old_finished_instances_go_unfinished_ones_stay() {
     );
     // Queued instances are still the dispatcher's work.
     assert_eq!(store.read().unwrap().active_count(job.id).unwrap(), 2);
-    assert_eq!(store.sweep(&policy, 12 * HOUR, 2).unwrap().total(), 0);
+    assert_eq!(
+        crate::retention::sweep(&test_support::engine(&store), &policy, 12 * HOUR, 2)
+            .unwrap()
+            .total(),
+        0
+    );
 }
 
 #[test]
 fn only_the_newest_per_job_are_kept_and_never_an_unfinished_one_is_lost() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+    let store = std::sync::Arc::new(Store::open(dir.path()).unwrap());
     let busy = add_job(&store, "busy");
     let quiet = add_job(&store, "quiet");
     let unfinished = add_instances(&store, &busy, 1, HOUR, false);
@@ -94,7 +100,8 @@ fn only_the_newest_per_job_are_kept_and_never_an_unfinished_one_is_lost() {
         max_age_ms: None,
         per_job: Some(10),
     };
-    let swept = store.sweep(&policy, 2 * HOUR, 7).unwrap();
+    let swept =
+        crate::retention::sweep(&test_support::engine(&store), &policy, 2 * HOUR, 7).unwrap();
     // 31 instances of `busy`, 21 too many: the oldest 21 go except the unfinished one.
     assert_eq!(
         swept,
@@ -112,7 +119,7 @@ fn only_the_newest_per_job_are_kept_and_never_an_unfinished_one_is_lost() {
 #[test]
 fn the_file_stops_growing_under_a_steady_load_with_sweeps() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+    let store = std::sync::Arc::new(Store::open(dir.path()).unwrap());
     let job = add_job(&store, "steady");
     let policy = Retention {
         max_age_ms: None,
@@ -123,7 +130,8 @@ fn the_file_stops_growing_under_a_steady_load_with_sweeps() {
         for _ in 0..10 {
             add_instances(&store, &job, 50, round * HOUR, true);
         }
-        store.sweep(&policy, round * HOUR, 1000).unwrap();
+        crate::retention::sweep(&test_support::engine(&store), &policy, round * HOUR, 1000)
+            .unwrap();
         sizes.push(store.file_size());
     }
     assert_eq!(ids_of(&store, &job).len(), 500);

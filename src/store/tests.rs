@@ -1,6 +1,9 @@
 use super::*;
 use crate::model::{InstanceState, Job, MisfirePolicy, Trigger};
-use crate::schedule::scheduler::{create_instance, fire_everything_due};
+use std::sync::Arc;
+
+use crate::machine::create_instance;
+use crate::schedule::scheduler::fire_everything_due;
 use crate::spec::JobSpec;
 use crate::test_support;
 
@@ -19,14 +22,14 @@ fn add_job(store: &Store, name: &str, next_fire: Option<i64>) -> Job {
 fn jobs_and_instances_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let (job, instance) = {
-        let store = Store::open(dir.path()).unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
         let job = add_job(&store, "survivor", Some(5_000));
         let instance = store
             .write(|tx| create_instance(tx, &job, Trigger::Manual, 10, 10))
             .unwrap();
         (job, instance)
     };
-    let store = Store::open(dir.path()).unwrap();
+    let store = Arc::new(Store::open(dir.path()).unwrap());
     let read = store.read().unwrap();
     assert_eq!(read.job(job.id).unwrap(), Some(job.clone()));
     assert_eq!(read.job_id_by_name("survivor").unwrap(), Some(job.id));
@@ -51,7 +54,7 @@ fn a_second_open_of_the_same_dir_is_refused() {
 fn a_newer_schema_is_refused_and_left_untouched() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let store = Store::open(dir.path()).unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
         add_job(&store, "keep-me", None);
         store
             .write(|tx| {
@@ -81,7 +84,7 @@ fn a_newer_schema_is_refused_and_left_untouched() {
 #[test]
 fn a_failed_change_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+    let store = Arc::new(Store::open(dir.path()).unwrap());
     let result: Result<(), StoreError> = store.write(|tx| {
         let job = Job {
             id: tx.next_job_id()?,
@@ -106,7 +109,7 @@ fn a_failed_change_writes_nothing() {
 #[test]
 fn terminal_states_never_change() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+    let store = Arc::new(Store::open(dir.path()).unwrap());
     let job = add_job(&store, "j", None);
     let mut instance = store
         .write(|tx| create_instance(tx, &job, Trigger::Manual, 1, 1))
@@ -137,30 +140,39 @@ fn misfire_policies_after_downtime() {
         (MisfirePolicy::FireAll, 61),
     ] {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
         let mut def = spec("every-minute").validate().unwrap();
         def.misfire = policy;
         def.max_concurrent = 1000;
         let job = test_support::store_job(&store, def, Some(hour_ago));
-        let created = fire_everything_due(&store, now).unwrap();
+        let created = fire_everything_due(&test_support::engine(&store), now).unwrap();
         assert_eq!(created, expected, "{policy:?}");
         let read = store.read().unwrap();
         let next = read.job(job.id).unwrap().unwrap().next_fire_ms.unwrap();
         assert_eq!(next, hour_ago + 61 * 60_000, "{policy:?}");
         // Firing again at the same moment doubles nothing.
         drop(read);
-        assert_eq!(fire_everything_due(&store, now).unwrap(), 0);
+        assert_eq!(
+            fire_everything_due(&test_support::engine(&store), now).unwrap(),
+            0
+        );
     }
 }
 
 #[test]
 fn max_concurrent_caps_queued_fires() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+    let store = Arc::new(Store::open(dir.path()).unwrap());
     let job = add_job(&store, "capped", Some(1_000));
     // max_concurrent defaults to 1: the first fire queues, later ones are skipped while it waits.
-    assert_eq!(fire_everything_due(&store, 1_000).unwrap(), 1);
-    assert_eq!(fire_everything_due(&store, 61_000).unwrap(), 0);
+    assert_eq!(
+        fire_everything_due(&test_support::engine(&store), 1_000).unwrap(),
+        1
+    );
+    assert_eq!(
+        fire_everything_due(&test_support::engine(&store), 61_000).unwrap(),
+        0
+    );
     assert_eq!(store.read().unwrap().active_count(job.id).unwrap(), 1);
 }
 
@@ -168,7 +180,7 @@ fn max_concurrent_caps_queued_fires() {
 fn active_counts_follow_every_transition_and_are_rebuilt_on_open() {
     let dir = tempfile::tempdir().unwrap();
     let (job, other) = {
-        let store = Store::open(dir.path()).unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
         let job = add_job(&store, "counted", None);
         let other = add_job(&store, "other", None);
         let mut made = Vec::new();
@@ -209,7 +221,7 @@ fn active_counts_follow_every_transition_and_are_rebuilt_on_open() {
         (job, other)
     };
     // ...is recounted from the index of unfinished instances when the file is opened.
-    let store = Store::open(dir.path()).unwrap();
+    let store = Arc::new(Store::open(dir.path()).unwrap());
     let read = store.read().unwrap();
     assert_eq!(read.active_count(job.id).unwrap(), 2);
     assert_eq!(read.active_count(other.id).unwrap(), 1);

@@ -7,8 +7,7 @@ use reqwest::Method;
 
 use crate::model::{HttpTask, UnixMs, now_ms};
 
-/// The most response bytes kept with an attempt.
-pub const EXCERPT_LIMIT: usize = 4 * 1024;
+pub use crate::wire::EXCERPT_LIMIT;
 /// The most response bytes read to look for an expected substring.
 pub const BODY_SCAN_LIMIT: usize = 1024 * 1024;
 /// The header that lets a target deduplicate at-least-once deliveries.

@@ -15,10 +15,10 @@ use shoal_gossip::{Membership, MembershipView, NodeInfo, Role};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinHandle;
 
-use crate::api::types::{Assignment, TaskEvent, TaskResult};
 use crate::model::now_ms;
 use crate::node::GossipSettings;
 use crate::shutdown::{self, Shutdown, ShutdownTrigger};
+use crate::wire::{Assignment, TaskEvent, TaskResult};
 use rpc::ServerRpc;
 
 #[derive(Debug, Clone)]

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 
-use crate::api::types::{Assignment, PollRequest, Report, ReportAck, TaskEvent};
+use crate::wire::{Assignment, PollRequest, Report, ReportAck, TaskEvent};
 
 pub struct ServerRpc {
     http: reqwest::Client,
