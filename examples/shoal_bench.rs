@@ -23,14 +23,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use shoal::client::{ApiClient, InstanceQuery};
-use shoal::engine::LocalEngine;
 use shoal::model::{
     Attempt, AttemptOutcome, Instance, InstanceState, Job, JobDefinition, Trigger, UnixMs, now_ms,
 };
 use shoal::schedule::initial_fire;
-use shoal::schedule::scheduler::Scheduler;
+use shoal::server::engine::LocalEngine;
+use shoal::server::scheduler::Scheduler;
+use shoal::server::store::{Store, StoreError};
 use shoal::spec::{HttpSpec, JobSpec};
-use shoal::store::{Store, StoreError};
 use shoal_gossip::{GossipConfig, MemberState, Membership, NodeInfo, Role, UdpTransport};
 
 const WORKER_CAPACITY: u32 = 16;
@@ -383,7 +383,7 @@ fn sorted(mut samples: Vec<f64>) -> Vec<f64> {
 
 async fn throughput(sizes: &Sizes) -> anyhow::Result<Vec<Row>> {
     let n = sizes.throughput_instances;
-    let target = shoal::target::Target::start("127.0.0.1:0".parse()?).await?;
+    let target = shoal::local::target::Target::start("127.0.0.1:0".parse()?).await?;
     let cluster = Cluster::start().await?;
     let _w1 = cluster.worker("w1")?;
     let _w2 = cluster.worker("w2")?;
@@ -633,7 +633,7 @@ async fn fire_lateness(
                 // be due has gone out, not while it falls due.
                 if let Some(Reverse((at, _))) = pending.peek() {
                     let gap = at - now_ms();
-                    if (0..=shoal::dispatch::DUE_GUARD_MS).contains(&gap) {
+                    if (0..=shoal::server::dispatch::DUE_GUARD_MS).contains(&gap) {
                         tokio::time::sleep(Duration::from_millis(gap as u64)).await;
                     }
                 }
@@ -681,7 +681,7 @@ async fn fire_lateness(
 // 3. Failover
 
 async fn failover() -> anyhow::Result<Vec<Row>> {
-    let target = shoal::target::Target::start("127.0.0.1:0".parse()?).await?;
+    let target = shoal::local::target::Target::start("127.0.0.1:0".parse()?).await?;
     let cluster = Cluster::start().await?;
     let doomed = cluster.worker("doomed")?;
     cluster.wait_live("doomed").await?;
@@ -842,7 +842,8 @@ async fn scale(sizes: &Sizes) -> anyhow::Result<Vec<Row>> {
         move || build_big_store(&data, jobs, instances)
     })
     .await??;
-    let file_mib = std::fs::metadata(data.join(shoal::store::DB_FILE))?.len() as f64 / 1048576.0;
+    let file_mib =
+        std::fs::metadata(data.join(shoal::server::store::DB_FILE))?.len() as f64 / 1048576.0;
     let cluster = Cluster::start_on(&data).await?;
     let restart = cluster.started_in;
     let rss_start = rss_mib(cluster.server.pid())?;

@@ -19,13 +19,13 @@ fn main() -> anyhow::Result<()> {
         .parse()
         .map_err(|error| anyhow::anyhow!("the listen address (HOST:PORT): {error}"))?;
     tracing_subscriber::fmt()
-        .with_env_filter("shoal::target=info")
+        .with_env_filter("shoal::local::target=info")
         .with_target(false)
         .with_ansi(std::io::stdout().is_terminal())
         .init();
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
-        let target = shoal::target::Target::start(listen)
+        let target = shoal::local::target::Target::start(listen)
             .await
             .map_err(|error| anyhow::anyhow!("cannot listen on {listen}: {error}"))?;
         println!("target listening on {}; Ctrl-C stops it", target.url(""));

@@ -1,47 +1,38 @@
 //! Shoal: a distributed job scheduler. A server stores job schedules durably, fires them on time
 //! and assigns HTTP tasks to live workers found by gossip; workers run them and report back.
 //!
-//! Module map (dependencies point down this list, never up):
-//! - `cli` — the `shoal` command line: parses flags, calls the daemons or the API client.
-//! - `demo`, `local` — a whole cluster in one process (`shoal demo`, `shoal up`).
-//! - `server`, `worker` — the two daemons, wiring the pieces below together.
-//! - `console` — `shoal tui`: feeds the `shoal-tui` ops console from the API client.
-//! - `api` — the HTTP API (admin REST + worker RPC); `client` — its typed client.
-//! - `service` — operations on jobs and instances, one store transaction each.
-//! - `schedule` — next-fire computation, misfire policy, and the scheduler loop.
-//! - `spec` — the user-facing job format and its validation; `model` — the typed domain.
-//! - `store` — redb; the only module that touches it. `retention` — the history sweeper.
-//! - `node`, `net`, `shutdown`, `telemetry` — what both daemons share.
+//! The folders are the processes (dependencies point down this list, never up):
+//! - `cli` — the `shoal` command line: the front door to every process below.
+//! - `local` — a whole cluster in one process (`shoal up`, `shoal demo`) and a test HTTP target.
+//! - `server` — the server: API, service, engine, state machine, scheduler, dispatcher, store,
+//!   retention.
+//! - `worker` — the worker: long-polls for assignments, runs them, reports.
+//! - `client` — the typed API client and the console's data source (`shoal tui`).
 //!
-//! Membership lives in the `shoal-gossip` crate, the console in `shoal-tui`.
+//! And the small core they share:
+//! - `wire` — what processes say to each other (worker protocol, admin API types).
+//! - `spec` — the user-facing job format and its validation; `model` — the typed domain;
+//!   `reason` — why a queued instance waits, typed; `schedule` — next-fire computation and the
+//!   misfire policy (pure functions).
+//! - `node`, `net`, `shutdown`, `telemetry` — what every daemon needs.
+//!
+//! Membership lives in the `shoal-gossip` crate, the console's screens in `shoal-tui`.
 
-pub mod api;
 pub mod cli;
 pub mod client;
-pub mod command;
-pub mod console;
-pub mod demo;
-pub mod dispatch;
-pub mod effects;
-pub mod engine;
 pub mod local;
-pub mod machine;
 pub mod model;
-pub mod net;
+pub(crate) mod net;
 pub mod node;
-pub mod reason;
-pub mod retention;
+pub(crate) mod reason;
 pub mod schedule;
 pub mod server;
-pub mod service;
 pub mod shutdown;
 pub mod spec;
-pub mod store;
-pub mod target;
-pub mod telemetry;
+pub(crate) mod telemetry;
 #[cfg(test)]
 mod test_support;
-pub mod wire;
+pub(crate) mod wire;
 pub mod worker;
 
 /// This build's version, advertised in gossip and shown by the API.

@@ -34,7 +34,7 @@ pub fn init(format: LogFormat) {
 /// output already reports queued tasks with their reason.
 pub fn init_quiet() {
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter_from_env("warn,shoal::dispatch=error"))
+        .with_env_filter(filter_from_env("warn,shoal::server::dispatch=error"))
         .with_ansi(std::io::stdout().is_terminal())
         .with_writer(std::io::stdout)
         .try_init();

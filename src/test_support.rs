@@ -2,8 +2,8 @@
 //! job stored under a fresh id.
 
 use crate::model::{Job, JobDefinition, UnixMs};
+use crate::server::store::{Store, StoreError};
 use crate::spec::{HttpSpec, JobSpec};
-use crate::store::{Store, StoreError};
 
 /// A spec named `name` with a task to `http://127.0.0.1:9/` (discard; nothing listens) and no
 /// schedule yet: the caller sets one (`every`, `cron`, `on_demand` …).
@@ -54,6 +54,6 @@ pub fn store_job(store: &Store, def: JobDefinition, next_fire: Option<UnixMs>) -
 }
 
 /// The local engine over `store`, for tests that propose commands.
-pub fn engine(store: &std::sync::Arc<Store>) -> crate::engine::LocalEngine {
-    crate::engine::LocalEngine::new(store.clone())
+pub fn engine(store: &std::sync::Arc<Store>) -> crate::server::engine::LocalEngine {
+    crate::server::engine::LocalEngine::new(store.clone())
 }

@@ -522,7 +522,7 @@ fn the_server_survives_sigkill_under_load_without_losing_or_doubling_work() {
 /// recording across every restart), applied again to two fresh stores, give identical stores,
 /// table by table. Returns how many commands there were.
 fn replays_identically(recording: &Path) -> usize {
-    use shoal::engine::{Engine, LocalEngine, read_recording};
+    use shoal::server::engine::{Engine, LocalEngine, read_recording};
     let commands = read_recording(recording).expect("the server's command recording");
     assert!(
         commands.len() > 100,
@@ -531,7 +531,7 @@ fn replays_identically(recording: &Path) -> usize {
     );
     let replay = || {
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(shoal::store::Store::open(dir.path()).unwrap());
+        let store = Arc::new(shoal::server::store::Store::open(dir.path()).unwrap());
         let engine = LocalEngine::new(store.clone());
         let answers: Vec<String> = commands
             .iter()

@@ -266,7 +266,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             telemetry::init(args.server.daemon.log_format);
             up(*args).await
         }
-        Command::Demo(args) => crate::demo::run(demo_config(args)?).await,
+        Command::Demo(args) => crate::local::demo::run(demo_config(args)?).await,
         Command::Members(args) => members(&args.client).await,
         Command::Job { command, client } => jobs::job(command, &client).await,
         Command::Instance { command, client } => jobs::instance(command, &client).await,
@@ -276,7 +276,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
                 readonly: args.readonly,
                 color: shoal_tui::Options::color_from_env(),
             };
-            crate::console::run(args.client.client()?, options).await
+            crate::client::console::run(args.client.client()?, options).await
         }
     }
 }
@@ -311,7 +311,7 @@ fn server_config(args: ServerArgs) -> anyhow::Result<ServerConfig> {
         api_addr: crate::net::parse_addr("--api", &args.api)?,
         gossip: gossip_settings(&args.daemon, &args.gossip, Vec::new())?,
         token: args.daemon.token,
-        retention: crate::store::Retention {
+        retention: crate::server::store::Retention {
             max_age_ms: match args.retain_age.trim() {
                 "forever" => None,
                 text => Some(
@@ -373,7 +373,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     cluster.stop().await
 }
 
-fn demo_config(args: DemoArgs) -> anyhow::Result<crate::demo::DemoConfig> {
+fn demo_config(args: DemoArgs) -> anyhow::Result<crate::local::demo::DemoConfig> {
     let api = args
         .api
         .as_deref()
@@ -384,7 +384,7 @@ fn demo_config(args: DemoArgs) -> anyhow::Result<crate::demo::DemoConfig> {
     {
         anyhow::bail!("--api {addr}: the demo serves only on loopback; use e.g. 127.0.0.1:7071");
     }
-    Ok(crate::demo::DemoConfig {
+    Ok(crate::local::demo::DemoConfig {
         api,
         headless: args.headless,
         duration: args.duration,

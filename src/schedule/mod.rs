@@ -1,9 +1,9 @@
 //! When jobs fire: next-fire computation for every schedule kind (cron in a named timezone, fixed
 //! rate, fixed delay, one-shot, on demand), the misfire policy after downtime, and the
-//! [`scheduler`] loop that turns due fires into queued instances.
+//! look-ahead of firing. Pure functions of a job's definition and the time; the server's scheduler
+//! loop (`server::scheduler`) and state machine use them, and so does validation.
 
 pub mod cron_expr;
-pub mod scheduler;
 
 use chrono::TimeZone;
 use chrono_tz::Tz;
@@ -187,7 +187,5 @@ fn with_parsed_cron<T>(expr: &str, use_it: impl FnOnce(&cron::Schedule) -> Optio
     })
 }
 
-#[cfg(test)]
-mod lookahead_tests;
 #[cfg(test)]
 mod tests;

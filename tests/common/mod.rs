@@ -252,10 +252,10 @@ pub fn http(
     Some((status, body.to_string()))
 }
 
-/// The local HTTP target (`shoal::target`), served from its own runtime thread, so it outlives
+/// The local HTTP target (`shoal::local::target`), served from its own runtime thread, so it outlives
 /// any server or worker the test kills.
 pub struct TestTarget {
-    pub target: shoal::target::Target,
+    pub target: shoal::local::target::Target,
     _runtime: tokio::runtime::Runtime,
 }
 
@@ -267,7 +267,9 @@ impl TestTarget {
             .build()
             .unwrap();
         let target = runtime
-            .block_on(shoal::target::Target::start("127.0.0.1:0".parse().unwrap()))
+            .block_on(shoal::local::target::Target::start(
+                "127.0.0.1:0".parse().unwrap(),
+            ))
             .unwrap();
         TestTarget {
             target,

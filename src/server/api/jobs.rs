@@ -1,0 +1,101 @@
+//! `/api/v1/jobs`: create, list, get, update, apply, delete, pause, resume, run-now.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+
+use super::ApiState;
+use super::error::ApiError;
+use super::extract::PathArg;
+use super::json::JsonBody;
+use crate::model::{Instance, Job};
+use crate::spec::JobSpec;
+use crate::wire::admin::JobSummary;
+
+pub async fn create(
+    State(state): State<ApiState>,
+    JsonBody(spec): JsonBody<JobSpec>,
+) -> Result<(StatusCode, Json<Job>), ApiError> {
+    let job = blocking(move || state.service.create_job(&spec)).await?;
+    Ok((StatusCode::CREATED, Json(job)))
+}
+
+pub async fn list(State(state): State<ApiState>) -> Result<Json<Vec<JobSummary>>, ApiError> {
+    Ok(Json(blocking(move || state.service.jobs()).await?))
+}
+
+pub async fn get(
+    State(state): State<ApiState>,
+    PathArg(key): PathArg<String>,
+) -> Result<Json<Job>, ApiError> {
+    Ok(Json(blocking(move || state.service.job(&key)).await?))
+}
+
+pub async fn update(
+    State(state): State<ApiState>,
+    PathArg(key): PathArg<String>,
+    JsonBody(spec): JsonBody<JobSpec>,
+) -> Result<Json<Job>, ApiError> {
+    Ok(Json(
+        blocking(move || state.service.update_job(&key, &spec)).await?,
+    ))
+}
+
+/// Create-or-update by name (idempotent): 201 when created, 200 when updated.
+pub async fn apply(
+    State(state): State<ApiState>,
+    JsonBody(spec): JsonBody<JobSpec>,
+) -> Result<(StatusCode, Json<Job>), ApiError> {
+    let (job, created) = blocking(move || state.service.apply_job(&spec)).await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(job)))
+}
+
+pub async fn delete(
+    State(state): State<ApiState>,
+    PathArg(key): PathArg<String>,
+) -> Result<Json<Job>, ApiError> {
+    Ok(Json(
+        blocking(move || state.service.delete_job(&key)).await?,
+    ))
+}
+
+pub async fn pause(
+    State(state): State<ApiState>,
+    PathArg(key): PathArg<String>,
+) -> Result<Json<Job>, ApiError> {
+    Ok(Json(
+        blocking(move || state.service.set_paused(&key, true)).await?,
+    ))
+}
+
+pub async fn resume(
+    State(state): State<ApiState>,
+    PathArg(key): PathArg<String>,
+) -> Result<Json<Job>, ApiError> {
+    Ok(Json(
+        blocking(move || state.service.set_paused(&key, false)).await?,
+    ))
+}
+
+pub async fn run(
+    State(state): State<ApiState>,
+    PathArg(key): PathArg<String>,
+) -> Result<(StatusCode, Json<Instance>), ApiError> {
+    let instance = blocking(move || state.service.run_now(&key)).await?;
+    Ok((StatusCode::CREATED, Json(instance)))
+}
+
+/// Store transactions block (fsync); keep them off the async workers.
+pub(super) async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> crate::server::service::Result<T> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|error| ApiError::Internal(error.to_string()))?
+        .map_err(ApiError::from)
+}

@@ -1,0 +1,94 @@
+//! The dispatcher and instances held by `not_before_ms` (fires created ahead, retries in
+//! backoff): untouched before their time, looked at from it on, and the pass asks to be woken
+//! exactly then. A real redb file; gossip over the in-memory transport, with no worker.
+
+use std::sync::Arc;
+
+use shoal_gossip::{ChannelTransport, GossipConfig, Membership, NodeInfo, Role};
+
+use super::{Dispatcher, PassScope};
+use crate::model::InstanceState;
+use crate::schedule::LOOKAHEAD_MS;
+use crate::server::scheduler::fire_everything_due;
+use crate::server::store::{InstanceFilter, Store};
+use crate::spec::JobSpec;
+use crate::test_support;
+
+#[tokio::test]
+async fn a_fire_created_ahead_is_not_dispatched_before_its_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path()).unwrap());
+    let fire = 1_000_000;
+    let def = JobSpec {
+        every: Some("1h".into()),
+        dispatch_timeout: Some("1m".into()),
+        ..test_support::spec("ahead")
+    }
+    .validate()
+    .unwrap();
+    let job = test_support::store_job(&store, def, Some(fire));
+    assert_eq!(
+        fire_everything_due(&test_support::engine(&store), fire - LOOKAHEAD_MS).unwrap(),
+        1
+    );
+
+    let info = NodeInfo {
+        id: "server".into(),
+        role: Role::Server,
+        api_addr: String::new(),
+        tags: Vec::new(),
+        capacity: 0,
+        running: 0,
+        version: crate::VERSION.into(),
+    };
+    let config = GossipConfig::new("test", "127.0.0.1:1".parse().unwrap());
+    let membership = Membership::start(config, info, &ChannelTransport::with_mtu(65_507))
+        .await
+        .unwrap();
+    let dispatcher = Dispatcher::new(
+        Arc::new(test_support::engine(&store)),
+        Arc::new(membership),
+        "127.0.0.1:1".into(),
+    );
+    let stored = || {
+        store
+            .read()
+            .unwrap()
+            .instances(&InstanceFilter {
+                job_id: Some(job.id),
+                ..InstanceFilter::default()
+            })
+            .unwrap()
+    };
+
+    // Before its time: a pass leaves it exactly as created and asks to be woken at its time.
+    let created = stored();
+    assert_eq!(
+        dispatcher.pass(fire - 1, PassScope::Full).unwrap(),
+        Some(fire)
+    );
+    assert_eq!(stored(), created);
+
+    // At its time it is up for dispatch (with no worker here, it says why it waits).
+    assert_eq!(dispatcher.pass(fire, PassScope::Full).unwrap(), None);
+    let waiting = stored();
+    assert!(
+        matches!(
+            &waiting[0].state,
+            InstanceState::Queued {
+                reason: Some(_),
+                ..
+            }
+        ),
+        "{:?}",
+        waiting[0].state
+    );
+    // Its dispatch timeout counts from the fire time, not from its creation a second earlier.
+    let timeout = job.def.dispatch_timeout_ms as i64;
+    dispatcher.pass(fire + timeout, PassScope::Full).unwrap();
+    assert_eq!(stored()[0].state.kind(), crate::model::StateKind::Queued);
+    dispatcher
+        .pass(fire + timeout + 1, PassScope::Full)
+        .unwrap();
+    assert_eq!(stored()[0].state.kind(), crate::model::StateKind::Failed);
+}

@@ -1,0 +1,82 @@
+//! The engine seam: how a proposed [`Command`] becomes durable and applied. The API, the
+//! scheduler, the dispatcher and retention propose commands here and read through the store;
+//! only the engine decides where commands go before they are applied — straight into the local
+//! store ([`LocalEngine`], today's single server), or through a replicated log to every server of
+//! a group (the next engine). Either way the state machine is the same `machine::apply`, and a
+//! command's effects reach the [`Feed`](crate::server::effects::Feed) only once it is durable.
+//!
+//! An engine must never apply a command whose outcome it cannot make durable, nor answer a
+//! proposer before the command is durable.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::server::command::Command;
+use crate::server::machine::{self, ApplyError, Response};
+use crate::server::store::Store;
+
+pub trait Engine: Send + Sync {
+    /// Applies `command` durably and returns the state machine's answer, once it is durable.
+    /// Blocking: call it from a blocking thread.
+    fn propose(&self, command: Command) -> Result<Response, ApplyError>;
+
+    /// The store to read from (reads never go through the engine).
+    fn store(&self) -> &Arc<Store>;
+}
+
+/// The single-server engine: commands are applied in the proposer's thread, in a write
+/// transaction shared with concurrent proposers (group commit), and answered once that commit is
+/// durable.
+pub struct LocalEngine {
+    store: Arc<Store>,
+}
+
+impl LocalEngine {
+    pub fn new(store: Arc<Store>) -> LocalEngine {
+        LocalEngine { store }
+    }
+
+    /// Also append every applied command, in apply order, to `path` (length-prefixed encoded
+    /// commands). For replaying a real run in tests and for diagnosing one; it costs a write per
+    /// commit, so it is off unless asked for.
+    pub fn record_commands(&self, path: &Path) -> std::io::Result<()> {
+        self.store.feed().record_commands(path)
+    }
+}
+
+impl Engine for LocalEngine {
+    fn propose(&self, command: Command) -> Result<Response, ApplyError> {
+        let recording = self.store.feed().is_recording();
+        self.store.write(|tx| {
+            let applied = machine::apply(tx, &command)?;
+            tx.announce(applied.effects);
+            if recording {
+                tx.journal(command.encode());
+            }
+            Ok(applied.response)
+        })
+    }
+
+    fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+}
+
+/// Reads a recording made by [`LocalEngine::record_commands`]: the commands in apply order.
+pub fn read_recording(path: &Path) -> anyhow::Result<Vec<Command>> {
+    use anyhow::Context;
+    let bytes = std::fs::read(path)
+        .with_context(|| format!("reading the command recording {}", path.display()))?;
+    let mut commands = Vec::new();
+    let mut rest = bytes.as_slice();
+    while !rest.is_empty() {
+        let (len, body) = rest
+            .split_at_checked(4)
+            .context("a truncated length prefix")?;
+        let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize;
+        let (entry, after) = body.split_at_checked(len).context("a truncated command")?;
+        commands.push(Command::decode(entry)?);
+        rest = after;
+    }
+    Ok(commands)
+}

@@ -1,0 +1,290 @@
+//! The state machine as a whole: determinism (the same commands in the same order give the same
+//! store, table by table), refusals that write nothing, and the effects each command reports.
+
+use std::sync::Arc;
+
+use super::*;
+use crate::server::command::{Command, DispatchStep};
+use crate::server::engine::{Engine, LocalEngine, read_recording};
+use crate::server::store::Store;
+use crate::spec::JobSpec;
+use crate::test_support;
+use crate::wire::TaskResult;
+
+fn engine() -> (tempfile::TempDir, LocalEngine) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path()).unwrap());
+    (dir, LocalEngine::new(store))
+}
+
+fn every_second(name: &str) -> JobDefinition {
+    JobSpec {
+        every: Some("1s".into()),
+        retry: Some(crate::spec::RetrySpec {
+            count: 1,
+            backoff: Some("1s".into()),
+        }),
+        ..test_support::spec(name)
+    }
+    .validate()
+    .unwrap()
+}
+
+fn finished(instance: u64, attempt: u32, succeeded: bool, at: UnixMs) -> TaskEvent {
+    TaskEvent::Finished(TaskResult {
+        instance,
+        attempt,
+        started_ms: at - 10,
+        ended_ms: at,
+        succeeded,
+        http_status: Some(if succeeded { 200 } else { 500 }),
+        error: (!succeeded).then(|| "expected status 2xx, got 500".into()),
+        excerpt: None,
+    })
+}
+
+/// A run touching every kind of command, with refusals and stale steps among them.
+fn script() -> Vec<Command> {
+    let t = 1_000_000;
+    vec![
+        Command::CreateJob {
+            def: every_second("tick"),
+            at: t,
+        },
+        Command::CreateJob {
+            def: test_support::on_demand("hand"),
+            at: t,
+        },
+        // Refused: the name is taken.
+        Command::CreateJob {
+            def: test_support::on_demand("hand"),
+            at: t,
+        },
+        Command::Fire {
+            now: t + 1_000,
+            after: None,
+            limit: 512,
+        },
+        Command::RunNow {
+            job: "hand".into(),
+            at: t + 1_100,
+        },
+        Command::Dispatch {
+            at: t + 2_000,
+            steps: vec![
+                DispatchStep::Assign {
+                    instance: 1,
+                    attempt: 1,
+                    worker: "w1".into(),
+                    lease_until_ms: t + 30_000,
+                },
+                DispatchStep::Assign {
+                    instance: 3,
+                    attempt: 1,
+                    worker: "w2".into(),
+                    lease_until_ms: t + 30_000,
+                },
+                // Stale: instance 1 is assigned by then.
+                DispatchStep::Assign {
+                    instance: 1,
+                    attempt: 1,
+                    worker: "w2".into(),
+                    lease_until_ms: t + 30_000,
+                },
+                DispatchStep::Wait {
+                    instance: 2,
+                    reason: crate::reason::QueueReason::OwnerAtCapacity {
+                        worker: "w1".into(),
+                    },
+                },
+            ],
+        },
+        Command::Report {
+            worker: "w1".into(),
+            at: t + 2_100,
+            events: vec![
+                TaskEvent::Started {
+                    instance: 1,
+                    attempt: 1,
+                    at_ms: t + 2_050,
+                },
+                finished(1, 1, false, t + 2_100),
+                // Refused: w1 does not hold instance 3.
+                finished(3, 1, true, t + 2_100),
+            ],
+        },
+        Command::Report {
+            worker: "w2".into(),
+            at: t + 2_200,
+            events: vec![finished(3, 1, true, t + 2_200)],
+        },
+        Command::Dispatch {
+            at: t + 3_200,
+            steps: vec![DispatchStep::Assign {
+                instance: 1,
+                attempt: 2,
+                worker: "w2".into(),
+                lease_until_ms: t + 40_000,
+            }],
+        },
+        Command::Dispatch {
+            at: t + 60_000,
+            steps: vec![DispatchStep::Requeue {
+                instance: 1,
+                attempt: 2,
+                worker: "w2".into(),
+                why: "lease expired with no report".into(),
+            }],
+        },
+        Command::Cancel {
+            instance: 1,
+            at: t + 60_100,
+        },
+        Command::Retry {
+            instance: 1,
+            at: t + 60_200,
+        },
+        Command::SetPaused {
+            job: "tick".into(),
+            paused: true,
+            at: t + 60_300,
+        },
+        Command::UpdateJob {
+            job: "hand".into(),
+            def: JobSpec {
+                max_concurrent: Some(3),
+                ..test_support::spec("hand")
+            }
+            .validate()
+            .unwrap_or_else(|_| test_support::on_demand("hand")),
+            at: t + 60_400,
+        },
+        Command::Forget {
+            instances: vec![(2, 3), (1, 2)],
+        },
+        Command::DeleteJob {
+            job: "tick".into(),
+            at: t + 60_500,
+        },
+    ]
+}
+
+fn export(engine: &LocalEngine) -> Vec<(&'static str, crate::server::store::TableExport)> {
+    engine.store().read().unwrap().export().unwrap()
+}
+
+#[test]
+fn the_same_commands_in_the_same_order_give_identical_stores() {
+    let (_a, first) = engine();
+    let (_b, second) = engine();
+    let mut outcomes = Vec::new();
+    for command in script() {
+        let one = first.propose(command.clone());
+        let two = second.propose(command);
+        assert_eq!(format!("{one:?}"), format!("{two:?}"));
+        outcomes.push(one);
+    }
+    let (one, two) = (export(&first), export(&second));
+    for ((name, rows), (_, other)) in one.iter().zip(&two) {
+        assert_eq!(rows, other, "table {name} differs");
+    }
+    // The script did what it says: a refusal, and real changes in every table.
+    assert!(matches!(outcomes[2], Err(ApplyError::Conflict(_))));
+    assert!(
+        one.iter()
+            .all(|(name, rows)| !rows.is_empty() || *name == "due")
+    );
+}
+
+#[test]
+fn a_recording_replays_into_the_same_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_a, recorded) = engine();
+    let path = dir.path().join("commands");
+    recorded.record_commands(&path).unwrap();
+    for command in script() {
+        let _ = recorded.propose(command);
+    }
+    let replayed_commands = read_recording(&path).unwrap();
+    // Refused commands wrote nothing and were never recorded.
+    assert_eq!(replayed_commands.len(), script().len() - 1);
+    let (_b, replayed) = engine();
+    for command in replayed_commands {
+        replayed.propose(command).unwrap();
+    }
+    assert_eq!(export(&recorded), export(&replayed));
+}
+
+#[test]
+fn a_refused_command_writes_nothing() {
+    let (_dir, engine) = engine();
+    engine
+        .propose(Command::CreateJob {
+            def: test_support::on_demand("only"),
+            at: 5,
+        })
+        .unwrap();
+    let before = export(&engine);
+    let refusals = [
+        Command::CreateJob {
+            def: test_support::on_demand("only"),
+            at: 6,
+        },
+        Command::RunNow {
+            job: "missing".into(),
+            at: 6,
+        },
+        Command::Cancel {
+            instance: 99,
+            at: 6,
+        },
+        Command::Retry {
+            instance: 99,
+            at: 6,
+        },
+    ];
+    for command in refusals {
+        assert!(engine.propose(command).is_err());
+    }
+    assert_eq!(export(&engine), before);
+}
+
+#[test]
+fn effects_say_what_moved() {
+    let (_dir, engine) = engine();
+    let store = engine.store().clone();
+    let apply_one = |command: &Command| {
+        store
+            .write(|tx| apply(tx, command))
+            .unwrap_or_else(|error| panic!("{command:?}: {error}"))
+            .effects
+    };
+    let created = apply_one(&Command::CreateJob {
+        def: test_support::on_demand("j"),
+        at: 5,
+    });
+    assert!(created.timing_changed && !created.queued && created.written.is_empty());
+    let run = apply_one(&Command::RunNow {
+        job: "j".into(),
+        at: 6,
+    });
+    assert!(run.queued && !run.timing_changed);
+    assert_eq!(run.written.len(), 1);
+    let assigned = apply_one(&Command::Dispatch {
+        at: 7,
+        steps: vec![DispatchStep::Assign {
+            instance: 1,
+            attempt: 1,
+            worker: "w".into(),
+            lease_until_ms: 100,
+        }],
+    });
+    assert!(!assigned.queued && !assigned.freed && !assigned.ended);
+    let reported = apply_one(&Command::Report {
+        worker: "w".into(),
+        at: 8,
+        events: vec![finished(1, 1, true, 8)],
+    });
+    assert!(reported.freed && reported.ended && !reported.queued);
+    assert_eq!(reported.written[0].state, InstanceState::Succeeded);
+}

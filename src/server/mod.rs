@@ -1,0 +1,228 @@
+//! The server: one process that keeps the schedules, fires them and hands the work out.
+//!
+//! ```text
+//!  api ─┐
+//!  scheduler ─┼─ propose(Command) ─▶ engine ─▶ machine::apply(tx, command) ─▶ store (redb)
+//!  dispatcher ┤                         │ durable, in order
+//!  retention ─┘                         └─▶ effects feed ─▶ wakes scheduler and dispatcher
+//! ```
+//!
+//! Everything that changes a job or an instance is a [`command::Command`], applied by
+//! [`machine::apply`] alone; everything else reads the store. This file wires the pieces to
+//! membership and the HTTP listener and takes them down in order.
+
+pub(crate) mod api;
+pub(crate) mod command;
+pub mod dispatch;
+pub(crate) mod effects;
+pub mod engine;
+pub(crate) mod machine;
+pub(crate) mod retention;
+pub mod scheduler;
+pub(crate) mod service;
+pub mod store;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use shoal_gossip::{Membership, NodeInfo, Role};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use crate::node::GossipSettings;
+use crate::shutdown::{self, Shutdown, ShutdownTrigger};
+use api::{ApiState, Token};
+use dispatch::Dispatcher;
+use engine::{Engine, LocalEngine};
+use scheduler::Scheduler;
+use service::Service;
+use store::{Retention, Store};
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub id: String,
+    pub data_dir: PathBuf,
+    pub api_addr: SocketAddr,
+    pub gossip: GossipSettings,
+    pub token: Option<String>,
+    /// How much finished instance history to keep, and how often to sweep the rest.
+    pub retention: Retention,
+    pub retention_interval: std::time::Duration,
+    /// Append every applied command to this file (for replaying a real run; see
+    /// `engine::LocalEngine::record_commands`).
+    pub record_commands: Option<PathBuf>,
+}
+
+/// A started server. Dropping it does not stop it; call [`RunningServer::stop`].
+pub struct RunningServer {
+    api_addr: SocketAddr,
+    membership: Arc<Membership>,
+    trigger: ShutdownTrigger,
+    api_task: JoinHandle<std::io::Result<()>>,
+    background: Vec<JoinHandle<()>>,
+    service: Service,
+}
+
+impl RunningServer {
+    pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
+        check_token_for_exposed_api(&config)?;
+        ensure_writable_dir(&config.data_dir)?;
+        let store = Arc::new(Store::open(&config.data_dir)?);
+        let listener = TcpListener::bind(config.api_addr).await.with_context(|| {
+            format!(
+                "cannot listen on --api {}: is another server already running there? \
+                 Pick another address with --api HOST:PORT",
+                config.api_addr
+            )
+        })?;
+        let api_addr = listener.local_addr()?;
+        let info = NodeInfo {
+            id: config.id.clone(),
+            role: Role::Server,
+            api_addr: api_addr.to_string(),
+            tags: Vec::new(),
+            capacity: 0,
+            running: 0,
+            version: crate::VERSION.to_string(),
+        };
+        let membership = Arc::new(config.gossip.join(info).await?);
+        tracing::info!(
+            id = %config.id,
+            api = %api_addr,
+            gossip = %membership.gossip_addr(),
+            cluster = %config.gossip.cluster,
+            data_dir = %config.data_dir.display(),
+            "server started; workers join with: shoal worker --join {}",
+            membership.gossip_addr()
+        );
+
+        let (trigger, shutdown) = shutdown::channel();
+        let local = LocalEngine::new(store);
+        if let Some(path) = &config.record_commands {
+            local
+                .record_commands(path)
+                .with_context(|| format!("cannot record commands to {}", path.display()))?;
+        }
+        let engine: Arc<dyn Engine> = Arc::new(local);
+        let service = Service::new(engine.clone());
+        let dispatcher = Dispatcher::new(
+            engine.clone(),
+            membership.clone(),
+            crate::server::dispatch::placement::join_hint(
+                membership.gossip_addr(),
+                &config.gossip.cluster,
+                config.token.as_deref().is_some_and(|t| !t.is_empty()),
+            ),
+        );
+        let scheduler = Scheduler::new(engine.clone());
+        let background = vec![
+            tokio::spawn(scheduler.run(trigger.subscribe())),
+            tokio::spawn(dispatcher.clone().run(trigger.subscribe())),
+            tokio::spawn(crate::server::retention::run(
+                engine,
+                config.retention,
+                config.retention_interval,
+                trigger.subscribe(),
+            )),
+        ];
+        let state = ApiState {
+            cluster: config.gossip.cluster.clone(),
+            membership: membership.clone(),
+            service: service.clone(),
+            dispatcher,
+            shutdown: trigger.subscribe(),
+        };
+        let router = api::router(state, Token::new(config.token.clone()));
+        let api_task = tokio::spawn(serve(listener, router, shutdown));
+        Ok(RunningServer {
+            api_addr,
+            membership,
+            trigger,
+            api_task,
+            background,
+            service,
+        })
+    }
+
+    pub fn api_addr(&self) -> SocketAddr {
+        self.api_addr
+    }
+
+    pub fn gossip_addr(&self) -> SocketAddr {
+        self.membership.gossip_addr()
+    }
+
+    pub fn membership(&self) -> &Arc<Membership> {
+        &self.membership
+    }
+
+    pub fn service(&self) -> &Service {
+        &self.service
+    }
+
+    /// Stops taking requests, announces the leave to the cluster, and waits for the API to close.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.trigger.trigger();
+        let api_result = self.api_task.await;
+        for task in self.background {
+            let _ = task.await;
+        }
+        drop(self.service);
+        self.membership.leave().await;
+        api_result
+            .context("API task panicked")?
+            .context("API server failed")?;
+        tracing::info!("server stopped");
+        Ok(())
+    }
+}
+
+async fn serve(
+    listener: TcpListener,
+    router: axum::Router,
+    mut shutdown: Shutdown,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move { shutdown.wait().await })
+        .await
+}
+
+/// Runs a server until SIGINT/SIGTERM.
+pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
+    let server = RunningServer::start(config).await?;
+    shutdown::signal().await;
+    server.stop().await
+}
+
+fn check_token_for_exposed_api(config: &ServerConfig) -> anyhow::Result<()> {
+    let has_token = config.token.as_deref().is_some_and(|t| !t.is_empty());
+    if !config.api_addr.ip().is_loopback() && !has_token {
+        bail!(
+            "refusing to serve the API on {} without a token: anyone who reaches it could run \
+             HTTP requests from your workers. Pass --token (or set SHOAL_TOKEN), or bind to \
+             127.0.0.1",
+            config.api_addr
+        );
+    }
+    Ok(())
+}
+
+fn ensure_writable_dir(dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| {
+        format!(
+            "cannot create --data-dir {}: choose a directory this user can write",
+            dir.display()
+        )
+    })?;
+    let probe = dir.join(".shoal-write-probe");
+    std::fs::write(&probe, b"probe").with_context(|| {
+        format!(
+            "--data-dir {} is not writable: choose a directory this user can write",
+            dir.display()
+        )
+    })?;
+    let _ = std::fs::remove_file(probe);
+    Ok(())
+}

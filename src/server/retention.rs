@@ -1,0 +1,104 @@
+//! The retention sweeper: every `interval`, deletes finished instance history that the policy no
+//! longer keeps (see [`crate::server::store::Retention`]), a bounded batch per transaction so that the
+//! scheduler and dispatcher never wait long for the write lock.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::model::{UnixMs, now_ms};
+use crate::server::command::Command;
+use crate::server::engine::Engine;
+use crate::server::machine::{ApplyError, Response};
+use crate::server::store::{Retention, Swept};
+use crate::shutdown::Shutdown;
+
+/// Finished instances deleted per write transaction.
+pub const SWEEP_BATCH: usize = 1_000;
+
+/// How often the sweeper looks, unless `--retain-sweep-every` says otherwise.
+pub const DEFAULT_SWEEP_EVERY: Duration = Duration::from_secs(60);
+
+/// Sweeps until shutdown. The first sweep runs right away (history may have piled up while the
+/// server was down).
+pub async fn run(
+    engine: Arc<dyn Engine>,
+    policy: Retention,
+    interval: Duration,
+    mut shutdown: Shutdown,
+) {
+    if policy.max_age_ms.is_none() && policy.per_job.is_none() {
+        return;
+    }
+    loop {
+        let batch_engine = engine.clone();
+        let swept = tokio::task::spawn_blocking(move || {
+            sweep_batch(batch_engine.as_ref(), &policy, now_ms(), SWEEP_BATCH)
+        })
+        .await;
+        let more = match swept {
+            Ok(Ok(swept)) => {
+                if swept.total() > 0 {
+                    tracing::debug!(
+                        by_age = swept.by_age,
+                        by_count = swept.by_count,
+                        "retention deleted finished instances"
+                    );
+                }
+                swept.total() as usize >= SWEEP_BATCH
+            }
+            Ok(Err(error)) => {
+                tracing::error!(%error, "retention sweep failed");
+                false
+            }
+            Err(error) => {
+                tracing::error!(%error, "retention sweep panicked");
+                false
+            }
+        };
+        // A full batch means more is due: go on after a breath, else wait for the next round.
+        let pause = if more {
+            Duration::from_millis(10)
+        } else {
+            interval
+        };
+        tokio::select! {
+            _ = shutdown.wait() => return,
+            _ = tokio::time::sleep(pause) => {}
+        }
+    }
+}
+
+/// Forgets at most `batch` finished instances that `policy` no longer keeps: found in a read
+/// snapshot, forgotten by one `Forget` command. Call again while it returns a full batch.
+pub fn sweep_batch(
+    engine: &dyn Engine,
+    policy: &Retention,
+    now: UnixMs,
+    batch: usize,
+) -> Result<Swept, ApplyError> {
+    let (doomed, swept) = engine.store().expired(policy, now, batch)?;
+    if !doomed.is_empty() {
+        let forgotten = engine.propose(Command::Forget { instances: doomed })?;
+        debug_assert!(matches!(forgotten, Response::Forgot(_)));
+    }
+    Ok(swept)
+}
+
+/// Sweeps until nothing more is due, `batch` instances per command.
+#[cfg(test)]
+pub fn sweep(
+    engine: &dyn Engine,
+    policy: &Retention,
+    now: UnixMs,
+    batch: usize,
+) -> Result<Swept, ApplyError> {
+    let mut total = Swept::default();
+    loop {
+        let swept = sweep_batch(engine, policy, now, batch)?;
+        total.by_age += swept.by_age;
+        total.by_count += swept.by_count;
+        if (swept.total() as usize) < batch {
+            return Ok(total);
+        }
+    }
+}

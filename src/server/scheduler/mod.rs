@@ -1,0 +1,141 @@
+//! The scheduler loop: sleeps until the earliest fire comes within [`LOOKAHEAD_MS`] (or until
+//! jobs change), then proposes `Fire` commands, a batch of jobs each, with which the state machine
+//! creates the instances of the fires due by then and moves each job's next fire on. A fire whose time has not come yet is created as
+//! queued with `not_before_ms` = its fire time; the dispatcher holds it until then. A crash
+//! before the commit loses nothing (the fire is still due); after it, nothing is doubled (the next
+//! fire has moved).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::model::{UnixMs, now_ms};
+use crate::schedule::LOOKAHEAD_MS;
+use crate::server::command::Command;
+use crate::server::engine::Engine;
+use crate::server::machine::{ApplyError, Fired, Response};
+use crate::shutdown::Shutdown;
+
+/// Jobs handled per transaction: large enough to amortize the commit, small enough to keep the
+/// write lock short.
+const BATCH: usize = 512;
+/// Even with nothing due, look again this often (clock jumps, missed wake-ups).
+const MAX_SLEEP: Duration = Duration::from_secs(30);
+
+/// Proposes `Fire` commands; the state machine creates the instances. Woken by the feed when
+/// a job's timing changed or an instance ended.
+pub struct Scheduler {
+    engine: Arc<dyn Engine>,
+}
+
+impl Scheduler {
+    pub fn new(engine: Arc<dyn Engine>) -> Scheduler {
+        Scheduler { engine }
+    }
+
+    pub async fn run(self, mut shutdown: Shutdown) {
+        let feed = self.engine.store().feed().clone();
+        loop {
+            let engine = self.engine.clone();
+            let now = now_ms();
+            // The dispatcher hears of each committed batch at once (through the feed), not after
+            // the last one: with thousands of jobs due together, the first are dispatched while
+            // the rest are written.
+            let fired = tokio::task::spawn_blocking(move || fire_round(engine.as_ref(), now)).await;
+            let held_until = match fired {
+                Ok(Ok(round)) => {
+                    if round.created > 0 {
+                        tracing::debug!(created = round.created, "instances fired");
+                    }
+                    round.held_until
+                }
+                // Fires may be left due: look again in a second, not only at the next horizon.
+                Ok(Err(error)) => {
+                    tracing::error!(%error, "scheduler could not fire due jobs");
+                    Some(now + 1_000)
+                }
+                Err(error) => {
+                    tracing::error!(%error, "scheduler task failed");
+                    Some(now + 1_000)
+                }
+            };
+            let sleep = self.time_until_next_round(now + LOOKAHEAD_MS, held_until);
+            tokio::select! {
+                _ = shutdown.wait() => return,
+                _ = feed.scheduler_bell().notified() => {}
+                _ = tokio::time::sleep(sleep) => {}
+            }
+        }
+    }
+
+    /// Until the first fire after this round's horizon comes within the look-ahead, or until the
+    /// earliest held fire is due (whichever is first). Held jobs stay in the due index before the
+    /// horizon; the next round looks at them again, and so does any round woken by an instance
+    /// ending, which may have made room for them.
+    fn time_until_next_round(&self, horizon: UnixMs, held_until: Option<UnixMs>) -> Duration {
+        let earliest = self
+            .engine
+            .store()
+            .read()
+            .and_then(|r| r.earliest_due_after(horizon));
+        let next = match earliest {
+            Ok(next) => next.map(|at| at - LOOKAHEAD_MS),
+            Err(error) => {
+                tracing::error!(%error, "scheduler cannot read the due index");
+                Some(now_ms() + 1_000)
+            }
+        };
+        match next.into_iter().chain(held_until).min() {
+            Some(at) => {
+                Duration::from_millis((at - now_ms()).clamp(0, MAX_SLEEP.as_millis() as i64) as u64)
+            }
+            None => MAX_SLEEP,
+        }
+    }
+}
+
+/// What one round of the scheduler did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Round {
+    /// Instances created.
+    pub created: usize,
+    /// The earliest fire left for later because its job had no room for it yet (see
+    /// `fire_batch`).
+    pub held_until: Option<UnixMs>,
+}
+
+/// Fires every job due by `now` + [`LOOKAHEAD_MS`]; returns how many instances were created.
+pub fn fire_everything_due(engine: &dyn Engine, now: UnixMs) -> Result<usize, ApplyError> {
+    Ok(fire_round(engine, now)?.created)
+}
+
+/// Proposes `Fire` commands of [`BATCH`] jobs each until every job due by `now` plus the
+/// look-ahead has been looked at.
+pub fn fire_round(engine: &dyn Engine, now: UnixMs) -> Result<Round, ApplyError> {
+    let mut round = Round::default();
+    let mut after = None;
+    loop {
+        let command = Command::Fire {
+            now,
+            after,
+            limit: BATCH as u32,
+        };
+        let Response::Fired(Fired {
+            jobs,
+            created,
+            last,
+            held_until,
+        }) = engine.propose(command)?
+        else {
+            return Ok(round);
+        };
+        round.created += created;
+        round.held_until = round.held_until.into_iter().chain(held_until).min();
+        if jobs < BATCH {
+            return Ok(round);
+        }
+        after = last;
+    }
+}
+
+#[cfg(test)]
+mod lookahead_tests;

@@ -1,0 +1,174 @@
+//! What an operator can do to jobs and instances: each change is validated, turned into a
+//! [`Command`] with the time it is asked for, and proposed to the engine; reads go to the store.
+//! The API (and the embedded demo) call these; nothing here writes the store itself. A change is
+//! acknowledged (the function returns) only after the engine made its command durable.
+
+use std::sync::Arc;
+
+use crate::model::{Instance, InstanceId, Job, StateKind, now_ms};
+use crate::server::command::Command;
+use crate::server::engine::Engine;
+use crate::server::machine::{self, Response};
+use crate::server::store::{InstanceFilter, Store};
+use crate::spec::JobSpec;
+use crate::wire::admin::JobSummary;
+
+/// What an operation can fail with: the state machine's refusals, or the store's failure.
+pub use crate::server::machine::ApplyError as ServiceError;
+
+pub type Result<T> = std::result::Result<T, ServiceError>;
+
+#[derive(Clone)]
+pub struct Service {
+    engine: Arc<dyn Engine>,
+}
+
+impl Service {
+    pub fn new(engine: Arc<dyn Engine>) -> Self {
+        Service { engine }
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        self.engine.store()
+    }
+
+    fn job_response(&self, command: Command) -> Result<Job> {
+        match self.engine.propose(command)? {
+            Response::Job(job) => Ok(job),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    fn instance_response(&self, command: Command) -> Result<Instance> {
+        match self.engine.propose(command)? {
+            Response::Instance(instance) => Ok(instance),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub fn create_job(&self, spec: &JobSpec) -> Result<Job> {
+        let def = spec.validate()?;
+        self.job_response(Command::CreateJob { def, at: now_ms() })
+    }
+
+    /// Replaces a job's definition. The next fire is recomputed when the schedule changed.
+    pub fn update_job(&self, key: &str, spec: &JobSpec) -> Result<Job> {
+        let def = spec.validate()?;
+        self.job_response(Command::UpdateJob {
+            job: key.to_string(),
+            def,
+            at: now_ms(),
+        })
+    }
+
+    /// Creates the job, or updates the one with the same name. Returns whether it was created.
+    pub fn apply_job(&self, spec: &JobSpec) -> Result<(Job, bool)> {
+        let existing = self.store().read()?.job_id_by_name(&spec.name)?;
+        match existing {
+            Some(id) => Ok((self.update_job(&id.to_string(), spec)?, false)),
+            None => Ok((self.create_job(spec)?, true)),
+        }
+    }
+
+    /// Deletes a job; its unfinished instances are cancelled, its history kept.
+    pub fn delete_job(&self, key: &str) -> Result<Job> {
+        self.job_response(Command::DeleteJob {
+            job: key.to_string(),
+            at: now_ms(),
+        })
+    }
+
+    pub fn set_paused(&self, key: &str, paused: bool) -> Result<Job> {
+        self.job_response(Command::SetPaused {
+            job: key.to_string(),
+            paused,
+            at: now_ms(),
+        })
+    }
+
+    /// Queues an instance now, whatever the schedule (and even when paused).
+    pub fn run_now(&self, key: &str) -> Result<Instance> {
+        self.instance_response(Command::RunNow {
+            job: key.to_string(),
+            at: now_ms(),
+        })
+    }
+
+    pub fn job(&self, key: &str) -> Result<Job> {
+        let read = self.store().read()?;
+        machine::resolve_job(key, |name| read.job_id_by_name(name), |id| read.job(id))?
+            .ok_or_else(|| machine::missing_job(key))
+    }
+
+    pub fn jobs(&self) -> Result<Vec<JobSummary>> {
+        let read = self.store().read()?;
+        let jobs = read.jobs()?;
+        let active = read.active_instances()?;
+        let mut summaries = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            let mut summary = JobSummary {
+                queued: 0,
+                running: 0,
+                last_result: None,
+                job,
+            };
+            for instance in active.iter().filter(|i| i.job_id == summary.job.id) {
+                match instance.state.kind() {
+                    StateKind::Queued => summary.queued += 1,
+                    _ => summary.running += 1,
+                }
+            }
+            summary.last_result = read
+                .instances(&InstanceFilter {
+                    job_id: Some(summary.job.id),
+                    states: vec![
+                        StateKind::Succeeded,
+                        StateKind::Failed,
+                        StateKind::Cancelled,
+                    ],
+                    limit: 1,
+                    ..InstanceFilter::default()
+                })?
+                .first()
+                .map(|i| i.state.kind());
+            summaries.push(summary);
+        }
+        Ok(summaries)
+    }
+
+    pub fn instances(&self, filter: &InstanceFilter) -> Result<Vec<Instance>> {
+        Ok(self.store().read()?.instances(filter)?)
+    }
+
+    pub fn instance(&self, id: InstanceId) -> Result<Instance> {
+        self.store()
+            .read()?
+            .instance(id)?
+            .ok_or_else(|| ServiceError::NotFound(format!("instance {id}")))
+    }
+
+    /// Cancels an unfinished instance. A worker already running it will have its report refused.
+    pub fn cancel_instance(&self, id: InstanceId) -> Result<Instance> {
+        self.instance_response(Command::Cancel {
+            instance: id,
+            at: now_ms(),
+        })
+    }
+
+    /// Runs a failed or cancelled instance's job again, as a new instance (terminal states never
+    /// change, so the old record stays as it was).
+    pub fn retry_instance(&self, id: InstanceId) -> Result<Instance> {
+        self.instance_response(Command::Retry {
+            instance: id,
+            at: now_ms(),
+        })
+    }
+}
+
+/// A response of the wrong kind: a bug between a command and its handler, not a user error.
+fn unexpected(response: Response) -> ServiceError {
+    ServiceError::Store(crate::server::store::StoreError::Corrupt {
+        table: "commands",
+        reason: format!("unexpected response to a command: {response:?}"),
+    })
+}

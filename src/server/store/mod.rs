@@ -1,0 +1,661 @@
+//! Durable state in one redb file: jobs, instances with their attempts, and the indexes the
+//! scheduler and dispatcher need. The only module that touches redb.
+//!
+//! Promises: every change runs in a write transaction passed to [`Store::write`]; it is committed
+//! (durably) before `write` returns, and a closure that returns an error commits nothing. Callers
+//! acknowledge a change only after `write` returned. Concurrent writers share commits (see
+//! `group_commit`), so a change may run more than once and must have no effect outside `tx`. A
+//! file of an unknown schema version is refused, never rewritten; a second process opening the
+//! same data dir is refused.
+
+mod group_commit;
+mod retention;
+mod tables;
+
+use std::path::{Path, PathBuf};
+
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::model::{Instance, InstanceId, InstanceState, Job, JobId, StateKind, UnixMs};
+use crate::server::effects::{Effects, Feed};
+use tables::*;
+
+pub use retention::{Retention, Swept};
+
+/// Bumped when the layout of the file changes incompatibly.
+pub const SCHEMA_VERSION: u64 = 1;
+pub const DB_FILE: &str = "shoal.redb";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(
+        "data dir {0} is already in use by another Shoal server (one server per data dir); stop \
+         it or pass another --data-dir"
+    )]
+    InUse(PathBuf),
+    #[error(
+        "{path} has schema version {found}, newer than this build understands ({SCHEMA_VERSION}); \
+         run a newer shoal, or point --data-dir elsewhere. The file was not modified."
+    )]
+    NewerSchema { path: PathBuf, found: u64 },
+    #[error("database error: {0}")]
+    Db(#[from] redb::Error),
+    /// The commit of a batch failed: none of its changes is stored.
+    #[error("commit failed: {0}")]
+    Commit(String),
+    #[error("corrupt record in {table}: {reason}")]
+    Corrupt { table: &'static str, reason: String },
+}
+
+fn db_error(error: impl Into<redb::Error>) -> StoreError {
+    StoreError::Db(error.into())
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+pub struct Store {
+    db: Database,
+    path: PathBuf,
+    group: group_commit::GroupCommit,
+    /// Where the effects announced by committed transactions are published, in commit order.
+    feed: std::sync::Arc<Feed>,
+}
+
+impl Store {
+    /// Opens (or creates) `DIR/shoal.redb`.
+    pub fn open(dir: &Path) -> Result<Store> {
+        let path = dir.join(DB_FILE);
+        let db = match Database::create(&path) {
+            Ok(db) => db,
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
+                return Err(StoreError::InUse(dir.to_path_buf()));
+            }
+            Err(error) => return Err(db_error(error)),
+        };
+        let store = Store {
+            db,
+            path,
+            group: group_commit::GroupCommit::default(),
+            feed: std::sync::Arc::default(),
+        };
+        store.check_schema()?;
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn check_schema(&self) -> Result<()> {
+        let txn = self.db.begin_write().map_err(db_error)?;
+        {
+            let mut meta = txn.open_table(META).map_err(db_error)?;
+            let found = meta.get(SCHEMA_KEY).map_err(db_error)?.map(|v| v.value());
+            match found {
+                Some(version) if version > SCHEMA_VERSION => {
+                    return Err(StoreError::NewerSchema {
+                        path: self.path.clone(),
+                        found: version,
+                    });
+                }
+                Some(_) => {}
+                None => {
+                    meta.insert(SCHEMA_KEY, SCHEMA_VERSION).map_err(db_error)?;
+                }
+            }
+            // Create every table so that readers never meet a missing one.
+            txn.open_table(JOBS).map_err(db_error)?;
+            txn.open_table(JOB_NAMES).map_err(db_error)?;
+            txn.open_table(DUE).map_err(db_error)?;
+            txn.open_table(INSTANCES).map_err(db_error)?;
+            txn.open_table(JOB_INSTANCES).map_err(db_error)?;
+            txn.open_table(ACTIVE).map_err(db_error)?;
+            rebuild_active_counts(&txn)?;
+        }
+        txn.commit().map_err(db_error)
+    }
+
+    /// Runs `change` in a write transaction and returns once it is durably committed; an `Err`
+    /// (or a panic) writes nothing of it. Changes of concurrent callers share one commit, and a
+    /// change may be run again when another change of its batch failed: it must not act outside
+    /// `tx` (only its last run counts). If the commit fails, `write` fails. What the change
+    /// announced (see [`WriteTx::announce`]) is published to the [`Feed`] once the commit is
+    /// durable and before `write` returns, in commit order.
+    ///
+    /// Only the engine (applying commands through `machine::apply`) and tests write.
+    pub fn write<T, E: From<StoreError>>(
+        &self,
+        change: impl FnMut(&mut WriteTx) -> Result<T, E>,
+    ) -> Result<T, E> {
+        self.group.write(&self.db, &self.feed, change)
+    }
+
+    /// The feed that committed effects are published to.
+    pub fn feed(&self) -> &std::sync::Arc<Feed> {
+        &self.feed
+    }
+
+    pub fn read(&self) -> Result<ReadTx> {
+        Ok(ReadTx {
+            txn: self.db.begin_read().map_err(db_error)?,
+        })
+    }
+}
+
+/// Recounts `ACTIVE_COUNTS` from `ACTIVE` (one pass over the unfinished instances).
+fn rebuild_active_counts(txn: &redb::WriteTransaction) -> Result<()> {
+    let active = txn.open_table(ACTIVE).map_err(db_error)?;
+    let mut counts = std::collections::BTreeMap::<JobId, u64>::new();
+    for entry in active.iter().map_err(db_error)? {
+        let (key, _) = entry.map_err(db_error)?;
+        *counts.entry(key.value().0).or_default() += 1;
+    }
+    let mut table = txn.open_table(ACTIVE_COUNTS).map_err(db_error)?;
+    table.retain(|_, _| false).map_err(db_error)?;
+    for (job_id, count) in counts {
+        table.insert(job_id, count).map_err(db_error)?;
+    }
+    Ok(())
+}
+
+/// A consistent snapshot for reading.
+pub struct ReadTx {
+    txn: redb::ReadTransaction,
+}
+
+/// An open write transaction. Methods keep the indexes in step with the records.
+pub struct WriteTx {
+    txn: redb::WriteTransaction,
+    /// Instances this transaction wrote, as written, not yet taken into announced effects.
+    written: Vec<Instance>,
+    /// Effects to publish once this transaction commits (see [`WriteTx::announce`]).
+    announced: Effects,
+    /// Encoded commands to record once this transaction commits (see [`WriteTx::journal`]).
+    journal: Vec<Vec<u8>>,
+}
+
+/// Which instances to list.
+#[derive(Debug, Clone, Default)]
+pub struct InstanceFilter {
+    pub job_id: Option<JobId>,
+    pub states: Vec<StateKind>,
+    /// Only ids below this (for paging newest-first).
+    pub before: Option<InstanceId>,
+    pub limit: usize,
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    // Our model types serialize infallibly (no maps with non-string keys, no custom errors).
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+fn decode<T: DeserializeOwned>(table: &'static str, bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|error| StoreError::Corrupt {
+        table,
+        reason: error.to_string(),
+    })
+}
+
+fn key_ms(ms: UnixMs) -> u64 {
+    ms.max(0) as u64
+}
+
+/// Reads shared by both transaction kinds, generic over redb's readable tables.
+mod reads {
+    use super::*;
+
+    pub fn job(table: &impl ReadableTable<JobId, &'static [u8]>, id: JobId) -> Result<Option<Job>> {
+        match table.get(id).map_err(db_error)? {
+            Some(bytes) => Ok(Some(decode("jobs", bytes.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    pub fn instance(
+        table: &impl ReadableTable<InstanceId, &'static [u8]>,
+        id: InstanceId,
+    ) -> Result<Option<Instance>> {
+        match table.get(id).map_err(db_error)? {
+            Some(bytes) => Ok(Some(decode("instances", bytes.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    pub fn job_id_by_name(
+        table: &impl ReadableTable<&'static str, JobId>,
+        name: &str,
+    ) -> Result<Option<JobId>> {
+        Ok(table.get(name).map_err(db_error)?.map(|v| v.value()))
+    }
+
+    pub fn active_count(table: &impl ReadableTable<JobId, u64>, job_id: JobId) -> Result<u64> {
+        Ok(table
+            .get(job_id)
+            .map_err(db_error)?
+            .map_or(0, |v| v.value()))
+    }
+}
+
+/// Every record of one table, as (key, value) rendered to bytes: see [`ReadTx::export`].
+pub type TableExport = Vec<(Vec<u8>, Vec<u8>)>;
+
+impl ReadTx {
+    /// Every table, record by record, in key order: a consistent export of the whole store (for
+    /// checking that two stores are identical, and the shape a snapshot of the store takes).
+    /// Keys are rendered by their debug form, values as stored.
+    pub fn export(&self) -> Result<Vec<(&'static str, TableExport)>> {
+        fn rows<K: redb::Key + 'static, V: redb::Value + 'static>(
+            txn: &redb::ReadTransaction,
+            table: TableDefinition<K, V>,
+            value: impl Fn(V::SelfType<'_>) -> Vec<u8>,
+        ) -> Result<TableExport>
+        where
+            for<'a> K::SelfType<'a>: std::fmt::Debug,
+        {
+            let table = txn.open_table(table).map_err(db_error)?;
+            let mut out = Vec::new();
+            for entry in table.iter().map_err(db_error)? {
+                let (k, v) = entry.map_err(db_error)?;
+                out.push((format!("{:?}", k.value()).into_bytes(), value(v.value())));
+            }
+            Ok(out)
+        }
+        let txn = &self.txn;
+        let unit = |_: ()| Vec::new();
+        Ok(vec![
+            ("meta", rows(txn, META, |v: u64| v.to_le_bytes().to_vec())?),
+            ("jobs", rows(txn, JOBS, |v: &[u8]| v.to_vec())?),
+            (
+                "job_names",
+                rows(txn, JOB_NAMES, |v: u64| v.to_le_bytes().to_vec())?,
+            ),
+            ("due", rows(txn, DUE, unit)?),
+            ("instances", rows(txn, INSTANCES, |v: &[u8]| v.to_vec())?),
+            ("job_instances", rows(txn, JOB_INSTANCES, unit)?),
+            ("active", rows(txn, ACTIVE, unit)?),
+            (
+                "active_counts",
+                rows(txn, ACTIVE_COUNTS, |v: u64| v.to_le_bytes().to_vec())?,
+            ),
+        ])
+    }
+
+    pub fn job(&self, id: JobId) -> Result<Option<Job>> {
+        reads::job(&self.txn.open_table(JOBS).map_err(db_error)?, id)
+    }
+
+    pub fn job_id_by_name(&self, name: &str) -> Result<Option<JobId>> {
+        reads::job_id_by_name(&self.txn.open_table(JOB_NAMES).map_err(db_error)?, name)
+    }
+
+    pub fn jobs(&self) -> Result<Vec<Job>> {
+        let table = self.txn.open_table(JOBS).map_err(db_error)?;
+        let mut jobs = Vec::new();
+        for entry in table.iter().map_err(db_error)? {
+            let (_, bytes) = entry.map_err(db_error)?;
+            jobs.push(decode("jobs", bytes.value())?);
+        }
+        Ok(jobs)
+    }
+
+    pub fn job_count(&self) -> Result<u64> {
+        self.txn
+            .open_table(JOBS)
+            .map_err(db_error)?
+            .len()
+            .map_err(db_error)
+    }
+
+    pub fn instance(&self, id: InstanceId) -> Result<Option<Instance>> {
+        reads::instance(&self.txn.open_table(INSTANCES).map_err(db_error)?, id)
+    }
+
+    pub fn active_count(&self, job_id: JobId) -> Result<u64> {
+        reads::active_count(
+            &self.txn.open_table(ACTIVE_COUNTS).map_err(db_error)?,
+            job_id,
+        )
+    }
+
+    /// The earliest scheduled fire strictly after `after`, if any job has one.
+    pub fn earliest_due_after(&self, after: UnixMs) -> Result<Option<UnixMs>> {
+        let table = self.txn.open_table(DUE).map_err(db_error)?;
+        let after = std::ops::Bound::Excluded((key_ms(after), u64::MAX));
+        let mut range = table
+            .range::<(u64, JobId)>((after, std::ops::Bound::Unbounded))
+            .map_err(db_error)?;
+        match range.next() {
+            Some(entry) => Ok(Some(entry.map_err(db_error)?.0.value().0 as UnixMs)),
+            None => Ok(None),
+        }
+    }
+
+    /// Every non-terminal instance (the dispatcher's working set).
+    pub fn active_instances(&self) -> Result<Vec<Instance>> {
+        let active = self.txn.open_table(ACTIVE).map_err(db_error)?;
+        let instances = self.txn.open_table(INSTANCES).map_err(db_error)?;
+        let mut out = Vec::new();
+        for entry in active.iter().map_err(db_error)? {
+            let (key, _) = entry.map_err(db_error)?;
+            if let Some(instance) = reads::instance(&instances, key.value().1)? {
+                out.push(instance);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Instances newest first, filtered.
+    pub fn instances(&self, filter: &InstanceFilter) -> Result<Vec<Instance>> {
+        let instances = self.txn.open_table(INSTANCES).map_err(db_error)?;
+        let limit = if filter.limit == 0 { 100 } else { filter.limit };
+        let before = filter.before.unwrap_or(u64::MAX);
+        let wanted = |instance: &Instance| {
+            filter.states.is_empty() || filter.states.contains(&instance.state.kind())
+        };
+        let mut out = Vec::new();
+        if let Some(job_id) = filter.job_id {
+            let by_job = self.txn.open_table(JOB_INSTANCES).map_err(db_error)?;
+            for entry in by_job
+                .range((job_id, 0)..(job_id, before))
+                .map_err(db_error)?
+                .rev()
+            {
+                let (key, _) = entry.map_err(db_error)?;
+                if let Some(instance) = reads::instance(&instances, key.value().1)?
+                    && wanted(&instance)
+                {
+                    out.push(instance);
+                    if out.len() >= limit {
+                        break;
+                    }
+                }
+            }
+        } else {
+            for entry in instances.range(..before).map_err(db_error)?.rev() {
+                let (_, bytes) = entry.map_err(db_error)?;
+                let instance: Instance = decode("instances", bytes.value())?;
+                if wanted(&instance) {
+                    out.push(instance);
+                    if out.len() >= limit {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn instance_count(&self) -> Result<u64> {
+        self.txn
+            .open_table(INSTANCES)
+            .map_err(db_error)?
+            .len()
+            .map_err(db_error)
+    }
+}
+
+impl WriteTx {
+    fn new(txn: redb::WriteTransaction) -> WriteTx {
+        WriteTx {
+            txn,
+            written: Vec::new(),
+            announced: Effects::default(),
+            journal: Vec::new(),
+        }
+    }
+
+    /// The instances written since the last call, as written, in order.
+    pub fn take_written(&mut self) -> Vec<Instance> {
+        std::mem::take(&mut self.written)
+    }
+
+    /// Effects to publish once this transaction is durable (after what was announced before).
+    pub fn announce(&mut self, effects: Effects) {
+        self.announced.merge(effects);
+    }
+
+    /// An encoded command to append to the feed's recording once this transaction is durable.
+    pub fn journal(&mut self, command: Vec<u8>) {
+        self.journal.push(command);
+    }
+
+    /// What to publish at commit: everything announced, then instances written but not taken
+    /// (a direct write, as tests make, is still followed); and the commands to record.
+    fn into_parts(mut self) -> (redb::WriteTransaction, Effects, Vec<Vec<u8>>) {
+        let mut effects = std::mem::take(&mut self.announced);
+        effects.written.append(&mut self.written);
+        (self.txn, effects, self.journal)
+    }
+
+    fn next_id(&mut self, key: &str) -> Result<u64> {
+        let mut meta = self.txn.open_table(META).map_err(db_error)?;
+        let next = meta.get(key).map_err(db_error)?.map_or(1, |v| v.value());
+        meta.insert(key, next + 1).map_err(db_error)?;
+        Ok(next)
+    }
+
+    pub fn next_job_id(&mut self) -> Result<JobId> {
+        self.next_id(NEXT_JOB_KEY)
+    }
+
+    pub fn next_instance_id(&mut self) -> Result<InstanceId> {
+        self.next_id(NEXT_INSTANCE_KEY)
+    }
+
+    pub fn job(&self, id: JobId) -> Result<Option<Job>> {
+        reads::job(&self.txn.open_table(JOBS).map_err(db_error)?, id)
+    }
+
+    pub fn job_id_by_name(&self, name: &str) -> Result<Option<JobId>> {
+        reads::job_id_by_name(&self.txn.open_table(JOB_NAMES).map_err(db_error)?, name)
+    }
+
+    /// Inserts or replaces a job, keeping the name and due indexes in step.
+    pub fn put_job(&mut self, job: &Job) -> Result<()> {
+        let old = self.job(job.id)?;
+        {
+            let mut names = self.txn.open_table(JOB_NAMES).map_err(db_error)?;
+            if let Some(old) = &old
+                && old.def.name != job.def.name
+            {
+                names.remove(old.def.name.as_str()).map_err(db_error)?;
+            }
+            names
+                .insert(job.def.name.as_str(), job.id)
+                .map_err(db_error)?;
+        }
+        {
+            let mut due = self.txn.open_table(DUE).map_err(db_error)?;
+            if let Some(fire) = old.as_ref().and_then(|o| o.next_fire_ms) {
+                due.remove((key_ms(fire), job.id)).map_err(db_error)?;
+            }
+            if let Some(fire) = job.next_fire_ms {
+                due.insert((key_ms(fire), job.id), ()).map_err(db_error)?;
+            }
+        }
+        self.txn
+            .open_table(JOBS)
+            .map_err(db_error)?
+            .insert(job.id, encode(job).as_slice())
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    /// Moves the next fire of `job`, as read in this transaction, to `next`, keeping the due
+    /// index in step. The scheduler's hot path: unlike [`WriteTx::put_job`] it neither reads the
+    /// job again nor touches the name index.
+    pub fn set_next_fire(&mut self, job: &mut Job, next: Option<UnixMs>) -> Result<()> {
+        if job.next_fire_ms != next {
+            let mut due = self.txn.open_table(DUE).map_err(db_error)?;
+            if let Some(fire) = job.next_fire_ms {
+                due.remove((key_ms(fire), job.id)).map_err(db_error)?;
+            }
+            if let Some(fire) = next {
+                due.insert((key_ms(fire), job.id), ()).map_err(db_error)?;
+            }
+        }
+        job.next_fire_ms = next;
+        self.txn
+            .open_table(JOBS)
+            .map_err(db_error)?
+            .insert(job.id, encode(&*job).as_slice())
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    /// Removes a job and its indexes. Its instances stay as history.
+    pub fn delete_job(&mut self, id: JobId) -> Result<Option<Job>> {
+        let Some(job) = self.job(id)? else {
+            return Ok(None);
+        };
+        self.txn
+            .open_table(JOB_NAMES)
+            .map_err(db_error)?
+            .remove(job.def.name.as_str())
+            .map_err(db_error)?;
+        if let Some(fire) = job.next_fire_ms {
+            self.txn
+                .open_table(DUE)
+                .map_err(db_error)?
+                .remove((key_ms(fire), id))
+                .map_err(db_error)?;
+        }
+        self.txn
+            .open_table(JOBS)
+            .map_err(db_error)?
+            .remove(id)
+            .map_err(db_error)?;
+        Ok(Some(job))
+    }
+
+    /// Jobs whose next fire is at or before `until` and after the cursor `after` (a fire time
+    /// and job id, as returned), earliest first, at most `limit`. The cursor lets the scheduler
+    /// walk past jobs it looked at and left where they were.
+    pub fn due_jobs(
+        &self,
+        after: Option<(UnixMs, JobId)>,
+        until: UnixMs,
+        limit: usize,
+    ) -> Result<Vec<(UnixMs, JobId)>> {
+        use std::ops::Bound;
+        let due = self.txn.open_table(DUE).map_err(db_error)?;
+        let from = match after {
+            Some((fire, id)) => Bound::Excluded((key_ms(fire), id)),
+            None => Bound::Unbounded,
+        };
+        let mut out = Vec::new();
+        for entry in due
+            .range::<(u64, JobId)>((from, Bound::Included((key_ms(until), u64::MAX))))
+            .map_err(db_error)?
+            .take(limit)
+        {
+            let (fire, id) = entry.map_err(db_error)?.0.value();
+            out.push((fire as UnixMs, id));
+        }
+        Ok(out)
+    }
+
+    pub fn instance(&self, id: InstanceId) -> Result<Option<Instance>> {
+        reads::instance(&self.txn.open_table(INSTANCES).map_err(db_error)?, id)
+    }
+
+    pub fn active_count(&self, job_id: JobId) -> Result<u64> {
+        reads::active_count(
+            &self.txn.open_table(ACTIVE_COUNTS).map_err(db_error)?,
+            job_id,
+        )
+    }
+
+    /// The unfinished instances of one job.
+    pub fn active_of_job(&self, job_id: JobId) -> Result<Vec<Instance>> {
+        let active = self.txn.open_table(ACTIVE).map_err(db_error)?;
+        let instances = self.txn.open_table(INSTANCES).map_err(db_error)?;
+        let mut out = Vec::new();
+        for entry in active
+            .range((job_id, 0)..=(job_id, u64::MAX))
+            .map_err(db_error)?
+        {
+            let (key, _) = entry.map_err(db_error)?;
+            if let Some(instance) = reads::instance(&instances, key.value().1)? {
+                out.push(instance);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Inserts or replaces an instance. Refuses to move an instance out of a terminal state: that
+    /// is the store's last line of defence for "terminal states never change".
+    pub fn put_instance(&mut self, instance: &Instance) -> Result<()> {
+        let old = self.instance(instance.id)?;
+        self.replace_instance(old.as_ref().map(|old| &old.state), instance)
+    }
+
+    /// [`WriteTx::put_instance`] for a caller that already knows what is stored: `previous` is
+    /// the stored instance's state as read in this same transaction (`None`: there is none, as
+    /// for an id just taken from [`WriteTx::next_instance_id`]). It saves reading and decoding
+    /// the record again, and touches only the indexes the change moves — on the hot paths
+    /// (create, assign, report) that is most of a write's cost.
+    pub fn replace_instance(
+        &mut self,
+        previous: Option<&InstanceState>,
+        instance: &Instance,
+    ) -> Result<()> {
+        if let Some(old) = previous
+            && old.is_terminal()
+            && *old != instance.state
+        {
+            return Err(StoreError::Corrupt {
+                table: "instances",
+                reason: format!(
+                    "refused to move instance {} from terminal state {} to {}",
+                    instance.id,
+                    old.kind().as_str(),
+                    instance.state.kind().as_str()
+                ),
+            });
+        }
+        let key = (instance.job_id, instance.id);
+        let was_active = previous.is_some_and(|old| !old.is_terminal());
+        let is_active = !instance.state.is_terminal();
+        if was_active != is_active {
+            let mut active = self.txn.open_table(ACTIVE).map_err(db_error)?;
+            if is_active {
+                active.insert(key, ()).map_err(db_error)?;
+            } else {
+                active.remove(key).map_err(db_error)?;
+            }
+            drop(active);
+            let mut counts = self.txn.open_table(ACTIVE_COUNTS).map_err(db_error)?;
+            let count = reads::active_count(&counts, instance.job_id)?;
+            let count = if is_active {
+                count + 1
+            } else {
+                count.saturating_sub(1)
+            };
+            if count == 0 {
+                counts.remove(instance.job_id).map_err(db_error)?;
+            } else {
+                counts.insert(instance.job_id, count).map_err(db_error)?;
+            }
+        }
+        if previous.is_none() {
+            self.txn
+                .open_table(JOB_INSTANCES)
+                .map_err(db_error)?
+                .insert(key, ())
+                .map_err(db_error)?;
+        }
+        self.txn
+            .open_table(INSTANCES)
+            .map_err(db_error)?
+            .insert(instance.id, encode(instance).as_slice())
+            .map_err(db_error)?;
+        self.written.push(instance.clone());
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,77 @@
+//! Types of the admin API (`/api/v1`) shared by the server's handlers and the client (CLI and
+//! console). Plain data.
+
+use serde::{Deserialize, Serialize};
+use shoal_gossip::{Member, MemberState, Role};
+
+use crate::model::{Job, StateKind};
+
+/// One row of `GET /api/v1/members`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MemberRow {
+    pub id: String,
+    pub role: Role,
+    /// The address to reach the node: the API address of a server, the gossip address of a worker.
+    pub addr: String,
+    pub gossip_addr: String,
+    pub state: MemberState,
+    pub tags: Vec<String>,
+    pub capacity: u32,
+    pub running: u32,
+    pub version: String,
+    pub generation: u64,
+    pub last_seen_ms: u64,
+}
+
+impl From<&Member> for MemberRow {
+    fn from(member: &Member) -> Self {
+        let gossip_addr = member.gossip_addr.to_string();
+        MemberRow {
+            id: member.info.id.clone(),
+            role: member.info.role,
+            addr: if member.info.api_addr.is_empty() {
+                gossip_addr.clone()
+            } else {
+                member.info.api_addr.clone()
+            },
+            gossip_addr,
+            state: member.state,
+            tags: member.info.tags.clone(),
+            capacity: member.info.capacity,
+            running: member.info.running,
+            version: member.info.version.clone(),
+            generation: member.generation,
+            last_seen_ms: member.last_seen_ms,
+        }
+    }
+}
+
+/// `GET /api/v1/cluster`: who is answering.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClusterInfo {
+    pub cluster: String,
+    pub server_id: String,
+    pub version: String,
+    /// The gossip address workers should `--join`.
+    pub gossip_addr: String,
+}
+
+/// A job with its queue, as listed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobSummary {
+    #[serde(flatten)]
+    pub job: Job,
+    pub queued: u32,
+    pub running: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_result: Option<StateKind>,
+}
+
+/// The JSON body of an error response.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    pub message: String,
+}

@@ -1,0 +1,90 @@
+//! What processes say to each other over HTTP, as plain data both sides import, so that neither
+//! imports the other's internals to talk to it. This file: the worker protocol (`/rpc/v1`) —
+//! polls, assignments, reports and their acknowledgements. [`admin`]: the admin API's types.
+
+pub mod admin;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{HttpTask, InstanceId, UnixMs};
+
+/// The most bytes of a response body (and of an error text) a worker reports, and the server
+/// stores, per attempt.
+pub const EXCERPT_LIMIT: usize = 4 * 1024;
+
+/// `POST /rpc/v1/poll`: a worker asks for up to `free` assignments, waiting up to `wait_ms`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PollRequest {
+    pub worker: String,
+    pub free: u32,
+    pub wait_ms: u64,
+}
+
+/// One task handed to a worker. `attempt` fences it: a report for an older attempt is refused.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Assignment {
+    pub instance: InstanceId,
+    pub attempt: u32,
+    pub job: String,
+    pub task: HttpTask,
+    pub lease_until_ms: UnixMs,
+}
+
+/// `POST /rpc/v1/report`: what happened to a worker's tasks since its last report.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Report {
+    pub worker: String,
+    pub events: Vec<TaskEvent>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum TaskEvent {
+    Started {
+        instance: InstanceId,
+        attempt: u32,
+        at_ms: UnixMs,
+    },
+    Finished(TaskResult),
+}
+
+impl TaskEvent {
+    pub fn key(&self) -> (InstanceId, u32) {
+        match self {
+            TaskEvent::Started {
+                instance, attempt, ..
+            } => (*instance, *attempt),
+            TaskEvent::Finished(result) => (result.instance, result.attempt),
+        }
+    }
+}
+
+/// The outcome of one attempt as the worker saw it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskResult {
+    pub instance: InstanceId,
+    pub attempt: u32,
+    pub started_ms: UnixMs,
+    pub ended_ms: UnixMs,
+    pub succeeded: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_status: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub excerpt: Option<String>,
+}
+
+/// The server's answer to a report: every event was either applied or refused (and why).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReportAck {
+    pub applied: u32,
+    pub refused: Vec<Refusal>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Refusal {
+    pub instance: InstanceId,
+    pub attempt: u32,
+    pub reason: String,
+}
