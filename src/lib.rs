@@ -11,7 +11,8 @@
 //! - `schedule` — next-fire computation, misfire policy, and the scheduler loop.
 //! - `spec` — the user-facing job format and its validation; `model` — the typed domain.
 //! - `store` — redb; the only module that touches it. `retention` — the history sweeper.
-//! - `node`, `net`, `shutdown`, `telemetry` — what both daemons share.
+//! - `node`, `net`, `shutdown`, `telemetry`, `handshake` (the worker–server proofs) — what both
+//!   daemons share.
 //!
 //! Membership lives in the `shoal-gossip` crate, the console in `shoal-tui`.
 
@@ -21,6 +22,7 @@ pub mod client;
 pub mod console;
 pub mod demo;
 pub mod dispatch;
+pub mod handshake;
 pub mod local;
 pub mod model;
 pub mod net;
