@@ -58,6 +58,7 @@ pub async fn run(config: DemoConfig) -> anyhow::Result<()> {
         token: None,
         retention: crate::store::Retention::default(),
         retention_interval: crate::retention::DEFAULT_SWEEP_EVERY,
+        limits: crate::serve::ConnectionLimits::default(),
     };
     let cluster = LocalCluster::start(server, &demo_workers(), Duration::from_secs(2)).await?;
     let outcome = match create_sample_jobs(cluster.server().service(), &target) {

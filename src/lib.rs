@@ -6,7 +6,8 @@
 //! - `demo`, `local` — a whole cluster in one process (`shoal demo`, `shoal up`).
 //! - `server`, `worker` — the two daemons, wiring the pieces below together.
 //! - `console` — `shoal tui`: feeds the `shoal-tui` ops console from the API client.
-//! - `api` — the HTTP API (admin REST + worker RPC); `client` — its typed client.
+//! - `api` — the HTTP API (admin REST + worker RPC); `serve` — its connections and their bounds;
+//!   `client` — its typed client.
 //! - `service` — operations on jobs and instances, one store transaction each.
 //! - `schedule` — next-fire computation, misfire policy, and the scheduler loop.
 //! - `spec` — the user-facing job format and its validation; `model` — the typed domain.
@@ -29,6 +30,7 @@ pub mod net;
 pub mod node;
 pub mod retention;
 pub mod schedule;
+pub mod serve;
 pub mod server;
 pub mod service;
 pub mod shutdown;

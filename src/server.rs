@@ -16,7 +16,7 @@ use crate::dispatch::Dispatcher;
 use crate::node::GossipSettings;
 use crate::schedule::scheduler::Scheduler;
 use crate::service::Service;
-use crate::shutdown::{self, Shutdown, ShutdownTrigger};
+use crate::shutdown::{self, ShutdownTrigger};
 use crate::store::{Retention, Store};
 
 #[derive(Debug, Clone)]
@@ -29,6 +29,8 @@ pub struct ServerConfig {
     /// How much finished instance history to keep, and how often to sweep the rest.
     pub retention: Retention,
     pub retention_interval: std::time::Duration,
+    /// Bounds on the API's connections and admin requests.
+    pub limits: crate::serve::ConnectionLimits,
 }
 
 /// A started server. Dropping it does not stop it; call [`RunningServer::stop`].
@@ -44,6 +46,7 @@ pub struct RunningServer {
 impl RunningServer {
     pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         check_token_for_exposed_api(&config)?;
+        config.limits.validate()?;
         ensure_writable_dir(&config.data_dir)?;
         let store = Arc::new(Store::open(&config.data_dir)?);
         let listener = TcpListener::bind(config.api_addr).await.with_context(|| {
@@ -107,8 +110,18 @@ impl RunningServer {
             dispatcher,
             shutdown: trigger.subscribe(),
         };
-        let router = api::router(state, Token::new(config.token.clone()));
-        let api_task = tokio::spawn(serve(listener, router, shutdown));
+        let router = api::router(state, Token::new(config.token.clone())).layer(
+            axum::middleware::from_fn_with_state(
+                crate::serve::AdminGate::new(&config.limits),
+                crate::serve::admin_gate,
+            ),
+        );
+        let api_task = tokio::spawn(crate::serve::serve(
+            listener,
+            router,
+            config.limits.clone(),
+            shutdown,
+        ));
         Ok(RunningServer {
             api_addr,
             membership,
@@ -150,16 +163,6 @@ impl RunningServer {
         tracing::info!("server stopped");
         Ok(())
     }
-}
-
-async fn serve(
-    listener: TcpListener,
-    router: axum::Router,
-    mut shutdown: Shutdown,
-) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move { shutdown.wait().await })
-        .await
 }
 
 /// Runs a server until SIGINT/SIGTERM.

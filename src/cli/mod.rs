@@ -127,6 +127,19 @@ struct ServerArgs {
     /// How often the retention sweeper looks for history to delete.
     #[arg(long, default_value = "1m", value_parser = parse_duration, value_name = "DURATION")]
     retain_sweep_every: Duration,
+    /// Most API connections open at once (lowered to what the open-file limit allows).
+    #[arg(long, default_value_t = 4096, value_name = "N")]
+    max_connections: usize,
+    /// Most API connections that have not sent a request yet; past it the oldest is closed.
+    #[arg(long, default_value_t = 256, value_name = "N")]
+    max_pending_connections: usize,
+    /// A client must send its request head within this, and an idle keep-alive connection is
+    /// closed after it.
+    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+    header_timeout: Duration,
+    /// Most admin API (/api/v1) requests in flight; the worker RPC and /healthz are not counted.
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    max_admin_requests: usize,
     #[command(flatten)]
     daemon: DaemonArgs,
 }
@@ -253,17 +266,23 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Server(args) => {
             telemetry::init(args.daemon.log_format);
+            crate::serve::raise_open_file_limit();
             crate::server::run(server_config(*args)?).await
         }
         Command::Worker(args) => {
             telemetry::init(args.daemon.log_format);
+            crate::serve::raise_open_file_limit();
             crate::worker::run(worker_config(*args)?).await
         }
         Command::Up(args) => {
             telemetry::init(args.server.daemon.log_format);
+            crate::serve::raise_open_file_limit();
             up(*args).await
         }
-        Command::Demo(args) => crate::demo::run(demo_config(args)?).await,
+        Command::Demo(args) => {
+            crate::serve::raise_open_file_limit();
+            crate::demo::run(demo_config(args)?).await
+        }
         Command::Members(args) => members(&args.client).await,
         Command::Job { command, client } => jobs::job(command, &client).await,
         Command::Instance { command, client } => jobs::instance(command, &client).await,
@@ -319,6 +338,12 @@ fn server_config(args: ServerArgs) -> anyhow::Result<ServerConfig> {
             per_job: (args.retain_per_job > 0).then_some(args.retain_per_job),
         },
         retention_interval: args.retain_sweep_every,
+        limits: crate::serve::ConnectionLimits {
+            max_connections: args.max_connections,
+            max_pending: args.max_pending_connections,
+            header_timeout: args.header_timeout,
+            max_admin_requests: args.max_admin_requests,
+        },
     })
 }
 

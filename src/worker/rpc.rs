@@ -50,6 +50,9 @@ impl ServerRpc {
         Ok(ServerRpc {
             http: reqwest::Client::builder()
                 .connect_timeout(Duration::from_secs(3))
+                // Well under the server's --header-timeout (10 s by default), after which it
+                // closes an idle connection: reusing one it is closing would fail a call.
+                .pool_idle_timeout(Duration::from_secs(5))
                 .build()
                 .context("building the RPC client")?,
         })
