@@ -14,12 +14,14 @@
 //! - `spec` — the user-facing job format and its validation; `model` — the typed domain;
 //!   `reason` — why a queued instance waits, typed; `schedule` — next-fire computation and the
 //!   misfire policy (pure functions).
+//! - `handshake` — the proofs by which a worker and a server know each other holds the token.
 //! - `node`, `net`, `shutdown`, `telemetry` — what every daemon needs.
 //!
 //! Membership lives in the `shoal-gossip` crate, the console's screens in `shoal-tui`.
 
 pub mod cli;
 pub mod client;
+pub mod handshake;
 pub mod local;
 pub mod model;
 pub(crate) mod net;

@@ -51,3 +51,18 @@ impl GossipSettings {
         Ok(Membership::start(config, info, &UdpTransport).await?)
     }
 }
+
+/// Raises this process's soft limit of open files to its hard limit, so that connection bounds,
+/// not the common default of 1,024, decide how many clients the daemon can hold.
+pub fn raise_open_file_limit() {
+    let before = rlimit::getrlimit(rlimit::Resource::NOFILE).ok();
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(now) => tracing::info!(
+            open_file_limit = now,
+            was = before.map(|(soft, _)| soft),
+            "open-file limit raised to the hard limit"
+        ),
+        Err(error) => tracing::warn!(%error, was = before.map(|(soft, _)| soft),
+            "cannot raise the open-file limit; connections are bounded by it"),
+    }
+}

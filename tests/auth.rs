@@ -2,7 +2,7 @@
 //! token-less CLI and worker refused, a non-loopback API without a token refused at start-up):
 //! every admin and RPC route answers 401 to a missing or wrong token and changes nothing;
 //! `SHOAL_TOKEN` is honoured by the CLI and the worker; a node of another cluster id is never a
-//! member.
+//! member; the worker RPC takes only a session earned by the handshake, never the token itself.
 
 mod common;
 
@@ -100,6 +100,7 @@ fn every_route_refuses_a_missing_or_wrong_token_and_changes_nothing() {
     let no_scheme = TOKEN.to_string();
     let basic = format!("Basic {TOKEN}");
     let spaced = format!("Bearer  {TOKEN}");
+    let made_up_session = format!("Shoal-Session {}", "0".repeat(64));
     let credentials: &[Option<&str>] = &[
         None,
         Some("Bearer wrong"),
@@ -109,6 +110,7 @@ fn every_route_refuses_a_missing_or_wrong_token_and_changes_nothing() {
         Some(&no_scheme),
         Some(&basic),
         Some(&spaced),
+        Some(&made_up_session),
     ];
     let mut tried = 0;
     for (method, path, body) in routes {
@@ -139,15 +141,94 @@ fn every_route_refuses_a_missing_or_wrong_token_and_changes_nothing() {
     // The right token opens every door; liveness needs none.
     let (status, _) = call(server.api, "POST", "/api/v1/jobs/j/run", Some(&good), "");
     assert_eq!(status, 201);
-    let (status, _) = call(
+    assert_eq!(call(server.api, "GET", "/healthz", None, "").0, 200);
+    // The worker RPC takes a session earned by the handshake, never the token itself.
+    let poll = r#"{"worker": "member", "free": 0, "wait_ms": 0}"#;
+    let (status, _) = call(server.api, "POST", "/rpc/v1/poll", Some(&good), poll);
+    assert_eq!(status, 401, "the token itself opened the RPC");
+    let session = handshake(server.api, "member", TOKEN).expect("the right token gets a session");
+    let (status, body) = call(server.api, "POST", "/rpc/v1/poll", Some(&session), poll);
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = call(
         server.api,
         "POST",
         "/rpc/v1/poll",
-        Some(&good),
-        r#"{"worker": "member", "free": 0, "wait_ms": 0}"#,
+        Some(&session),
+        r#"{"worker": "someone-else", "free": 0, "wait_ms": 0}"#,
     );
-    assert_eq!(status, 200);
-    assert_eq!(call(server.api, "GET", "/healthz", None, "").0, 200);
+    assert_eq!(
+        (status, &body["field"]),
+        (422, &Value::from("worker")),
+        "{body}"
+    );
+    let refused = handshake(server.api, "member", "wrong").unwrap_err();
+    assert!(refused.contains("server proof"), "{refused}");
+}
+
+/// The worker's handshake by hand: checks the server's proof, then proves `token` for `worker`.
+/// `Ok` is the `Authorization` value of a session; `Err` says which step failed.
+fn handshake(api: SocketAddr, worker: &str, token: &str) -> Result<String, String> {
+    use shoal::handshake::{Nonce, Proof, ServerClaim, WorkerClaim};
+    let worker_nonce = Nonce::fresh();
+    let hello = format!(
+        r#"{{"worker": "{worker}", "worker_nonce": "{}"}}"#,
+        worker_nonce.to_hex()
+    );
+    let (status, answer) = call(api, "POST", "/rpc/v1/hello", None, &hello);
+    assert_eq!(status, 200, "{answer}");
+    let server_nonce = Nonce::from_hex(answer["server_nonce"].as_str().unwrap()).unwrap();
+    let server_proof = Proof::from_hex(answer["server_proof"].as_str().unwrap()).unwrap();
+    let claim = ServerClaim {
+        cluster: "shoal",
+        server_id: answer["server"].as_str().unwrap(),
+        worker_nonce: &worker_nonce,
+        server_nonce: &server_nonce,
+    };
+    if !claim.verify(token, &server_proof) {
+        // Prove anyway, as a worker that skipped the check would: the server must refuse it.
+        let proof = WorkerClaim {
+            cluster: "shoal",
+            worker_id: worker,
+            server_nonce: &server_nonce,
+            worker_nonce: &worker_nonce,
+        }
+        .prove(token);
+        let request = format!(
+            r#"{{"worker": "{worker}", "worker_nonce": "{}", "server_nonce": "{}", "worker_proof": "{}"}}"#,
+            worker_nonce.to_hex(),
+            server_nonce.to_hex(),
+            proof.to_hex()
+        );
+        let (status, body) = call(api, "POST", "/rpc/v1/session", None, &request);
+        assert_eq!(status, 401, "a wrong worker proof opened a session: {body}");
+        // A challenge is answered once: the same request again finds no challenge.
+        let (status, body) = call(api, "POST", "/rpc/v1/session", None, &request);
+        assert_eq!(
+            (status, &body["field"]),
+            (422, &Value::from("server_nonce")),
+            "{body}"
+        );
+        return Err("the server proof did not verify with this token".into());
+    }
+    let proof = WorkerClaim {
+        cluster: "shoal",
+        worker_id: worker,
+        server_nonce: &server_nonce,
+        worker_nonce: &worker_nonce,
+    }
+    .prove(token);
+    let request = format!(
+        r#"{{"worker": "{worker}", "worker_nonce": "{}", "server_nonce": "{}", "worker_proof": "{}"}}"#,
+        worker_nonce.to_hex(),
+        server_nonce.to_hex(),
+        proof.to_hex()
+    );
+    let (status, body) = call(api, "POST", "/rpc/v1/session", None, &request);
+    assert_eq!(status, 200, "{body}");
+    Ok(format!(
+        "Shoal-Session {}",
+        body["session"].as_str().unwrap()
+    ))
 }
 
 #[test]

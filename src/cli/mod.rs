@@ -130,6 +130,19 @@ struct ServerArgs {
     /// Append every applied command to FILE, for replaying this run (diagnostics and tests).
     #[arg(long, value_name = "FILE", hide = true)]
     record_commands: Option<PathBuf>,
+    /// Most API connections open at once (lowered to what the open-file limit allows).
+    #[arg(long, default_value_t = 4096, value_name = "N")]
+    max_connections: usize,
+    /// Most API connections that have not sent a request yet; past it the oldest is closed.
+    #[arg(long, default_value_t = 256, value_name = "N")]
+    max_pending_connections: usize,
+    /// A client must send its request head within this, and an idle keep-alive connection is
+    /// closed after it.
+    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+    header_timeout: Duration,
+    /// Most admin API (/api/v1) requests in flight; the worker RPC and /healthz are not counted.
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    max_admin_requests: usize,
     #[command(flatten)]
     daemon: DaemonArgs,
 }
@@ -256,17 +269,23 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Server(args) => {
             telemetry::init(args.daemon.log_format);
+            crate::node::raise_open_file_limit();
             crate::server::run(server_config(*args)?).await
         }
         Command::Worker(args) => {
             telemetry::init(args.daemon.log_format);
+            crate::node::raise_open_file_limit();
             crate::worker::run(worker_config(*args)?).await
         }
         Command::Up(args) => {
             telemetry::init(args.server.daemon.log_format);
+            crate::node::raise_open_file_limit();
             up(*args).await
         }
-        Command::Demo(args) => crate::local::demo::run(demo_config(args)?).await,
+        Command::Demo(args) => {
+            crate::node::raise_open_file_limit();
+            crate::local::demo::run(demo_config(args)?).await
+        }
         Command::Members(args) => members(&args.client).await,
         Command::Job { command, client } => jobs::job(command, &client).await,
         Command::Instance { command, client } => jobs::instance(command, &client).await,
@@ -323,6 +342,12 @@ fn server_config(args: ServerArgs) -> anyhow::Result<ServerConfig> {
         },
         retention_interval: args.retain_sweep_every,
         record_commands: args.record_commands,
+        limits: crate::server::serve::ConnectionLimits {
+            max_connections: args.max_connections,
+            max_pending: args.max_pending_connections,
+            header_timeout: args.header_timeout,
+            max_admin_requests: args.max_admin_requests,
+        },
     })
 }
 

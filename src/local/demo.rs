@@ -59,6 +59,7 @@ pub async fn run(config: DemoConfig) -> anyhow::Result<()> {
         retention: crate::server::store::Retention::default(),
         retention_interval: crate::server::retention::DEFAULT_SWEEP_EVERY,
         record_commands: None,
+        limits: crate::server::serve::ConnectionLimits::default(),
     };
     let cluster = LocalCluster::start(server, &demo_workers(), Duration::from_secs(2)).await?;
     let outcome = match create_sample_jobs(cluster.server().service(), &target) {

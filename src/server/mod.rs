@@ -19,6 +19,7 @@ pub mod engine;
 pub(crate) mod machine;
 pub(crate) mod retention;
 pub mod scheduler;
+pub mod serve;
 pub(crate) mod service;
 pub mod store;
 
@@ -32,7 +33,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::node::GossipSettings;
-use crate::shutdown::{self, Shutdown, ShutdownTrigger};
+use crate::shutdown::{self, ShutdownTrigger};
 use api::{ApiState, Token};
 use dispatch::Dispatcher;
 use engine::{Engine, LocalEngine};
@@ -53,6 +54,8 @@ pub struct ServerConfig {
     /// Append every applied command to this file (for replaying a real run; see
     /// `engine::LocalEngine::record_commands`).
     pub record_commands: Option<PathBuf>,
+    /// Bounds on the API's connections and admin requests.
+    pub limits: serve::ConnectionLimits,
 }
 
 /// A started server. Dropping it does not stop it; call [`RunningServer::stop`].
@@ -68,6 +71,7 @@ pub struct RunningServer {
 impl RunningServer {
     pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         check_token_for_exposed_api(&config)?;
+        config.limits.validate()?;
         ensure_writable_dir(&config.data_dir)?;
         let store = Arc::new(Store::open(&config.data_dir)?);
         let listener = TcpListener::bind(config.api_addr).await.with_context(|| {
@@ -110,7 +114,7 @@ impl RunningServer {
         let dispatcher = Dispatcher::new(
             engine.clone(),
             membership.clone(),
-            crate::server::dispatch::placement::join_hint(
+            dispatch::placement::join_hint(
                 membership.gossip_addr(),
                 &config.gossip.cluster,
                 config.token.as_deref().is_some_and(|t| !t.is_empty()),
@@ -120,7 +124,7 @@ impl RunningServer {
         let background = vec![
             tokio::spawn(scheduler.run(trigger.subscribe())),
             tokio::spawn(dispatcher.clone().run(trigger.subscribe())),
-            tokio::spawn(crate::server::retention::run(
+            tokio::spawn(retention::run(
                 engine,
                 config.retention,
                 config.retention_interval,
@@ -134,8 +138,18 @@ impl RunningServer {
             dispatcher,
             shutdown: trigger.subscribe(),
         };
-        let router = api::router(state, Token::new(config.token.clone()));
-        let api_task = tokio::spawn(serve(listener, router, shutdown));
+        let router = api::router(state, Token::new(config.token.clone())).layer(
+            axum::middleware::from_fn_with_state(
+                serve::AdminGate::new(&config.limits),
+                serve::admin_gate,
+            ),
+        );
+        let api_task = tokio::spawn(serve::serve(
+            listener,
+            router,
+            config.limits.clone(),
+            shutdown,
+        ));
         Ok(RunningServer {
             api_addr,
             membership,
@@ -177,16 +191,6 @@ impl RunningServer {
         tracing::info!("server stopped");
         Ok(())
     }
-}
-
-async fn serve(
-    listener: TcpListener,
-    router: axum::Router,
-    mut shutdown: Shutdown,
-) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move { shutdown.wait().await })
-        .await
 }
 
 /// Runs a server until SIGINT/SIGTERM.

@@ -12,6 +12,43 @@ use crate::model::{HttpTask, InstanceId, UnixMs};
 /// stores, per attempt.
 pub const EXCERPT_LIMIT: usize = 4 * 1024;
 
+/// The scheme of the worker RPC's `Authorization` header: `Shoal-Session <session>`.
+pub const SESSION_SCHEME: &str = "Shoal-Session";
+
+/// `POST /rpc/v1/hello` (no credential): a worker challenges a server to prove it holds the
+/// cluster token. The worker sends nothing else to a server until this is answered correctly.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HelloRequest {
+    pub worker: String,
+    /// 32 fresh random bytes, hex.
+    pub worker_nonce: String,
+}
+
+/// The server's answer: its id and its proof over the worker's nonce and its own.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HelloResponse {
+    pub server: String,
+    pub server_nonce: String,
+    pub server_proof: String,
+}
+
+/// `POST /rpc/v1/session` (no credential): the worker's proof, in return for a session.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SessionRequest {
+    pub worker: String,
+    pub worker_nonce: String,
+    pub server_nonce: String,
+    pub worker_proof: String,
+}
+
+/// A session for the worker's RPC calls: `Authorization: Shoal-Session <session>`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SessionResponse {
+    pub session: String,
+    /// The server forgets a session unused for this long; the worker then handshakes again.
+    pub idle_timeout_ms: u64,
+}
+
 /// `POST /rpc/v1/poll`: a worker asks for up to `free` assignments, waiting up to `wait_ms`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PollRequest {

@@ -1,9 +1,11 @@
-//! The worker daemon: joins the cluster, finds the server through gossip, long-polls it for
+//! The worker daemon: joins the cluster, finds the server through gossip and makes it prove that
+//! it holds the cluster token (`link`) before sending it anything else, long-polls it for
 //! assignments within its free capacity, runs each HTTP task, and reports results in batches,
 //! retrying until the server acknowledges them. On shutdown it stops taking work, lets running
 //! tasks finish (bounded by the drain timeout), reports, then leaves.
 
 pub mod executor;
+mod link;
 mod rpc;
 mod taken;
 
@@ -19,7 +21,8 @@ use crate::model::now_ms;
 use crate::node::GossipSettings;
 use crate::shutdown::{self, Shutdown, ShutdownTrigger};
 use crate::wire::{Assignment, TaskEvent, TaskResult};
-use rpc::ServerRpc;
+use link::ServerLink;
+use rpc::{RpcError, ServerRpc};
 
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
@@ -57,6 +60,7 @@ struct Context {
     id: String,
     membership: Arc<Membership>,
     rpc: ServerRpc,
+    link: ServerLink,
     http: reqwest::Client,
     slots: Arc<Semaphore>,
     running: AtomicU32,
@@ -91,10 +95,17 @@ impl RunningWorker {
         let (trigger, shutdown) = shutdown::channel();
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let slots = Arc::new(Semaphore::new(config.capacity as usize));
+        let rpc = ServerRpc::new()?;
         let context = Arc::new(Context {
             id: config.id.clone(),
             membership: membership.clone(),
-            rpc: ServerRpc::new(config.token.clone())?,
+            link: ServerLink::new(
+                rpc.clone(),
+                &config.id,
+                &config.gossip.cluster,
+                config.token.clone(),
+            ),
+            rpc,
             http: executor::client()?,
             slots: slots.clone(),
             running: AtomicU32::new(0),
@@ -170,10 +181,10 @@ pub async fn run(config: WorkerConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn server_api(view: &MembershipView) -> Option<String> {
-    view.live_server()
-        .map(|m| m.info.api_addr.clone())
-        .filter(|a| !a.is_empty())
+/// The first live member announcing itself as a server: only a candidate, until it proves itself
+/// to the link.
+fn announced_server(view: &MembershipView) -> Option<String> {
+    view.live_server().map(|m| m.info.id.clone())
 }
 
 /// Asks the server for work whenever there is a free slot.
@@ -188,7 +199,8 @@ async fn poll_loop(
         if shutdown.is_triggered() {
             return;
         }
-        let Some(server) = server_api(&members.borrow_and_update()) else {
+        let view = members.borrow_and_update().clone();
+        let Some(server) = context.link.connect(&view).await else {
             tokio::select! {
                 _ = shutdown.wait() => return,
                 _ = members.changed() => {}
@@ -210,7 +222,9 @@ async fn poll_loop(
         let free = context.slots.available_permits() as u32;
         let polled = tokio::select! {
             _ = shutdown.wait() => return,
-            polled = context.rpc.poll(&server, &context.id, free, POLL_WAIT) => polled,
+            polled = context.rpc.poll(
+                &server.api, server.session.as_deref(), &context.id, free, POLL_WAIT,
+            ) => polled,
         };
         match polled {
             Ok(assignments) => {
@@ -219,8 +233,14 @@ async fn poll_loop(
                     start_task(&context, &events, assignment);
                 }
             }
+            Err(RpcError::SessionRefused) => {
+                tracing::info!(server = %server.server_id, api = %server.api,
+                    "the server no longer knows our session (it restarted?); handshaking again");
+                context.link.forget(&server).await;
+            }
             Err(error) => {
-                tracing::warn!(%error, server = %server, retry_in = ?backoff, "poll failed");
+                tracing::warn!(%error, server = %server.server_id, api = %server.api,
+                    retry_in = ?backoff, "poll failed");
                 tokio::select! {
                     _ = shutdown.wait() => return,
                     _ = tokio::time::sleep(backoff) => {}
@@ -317,10 +337,15 @@ async fn report_loop(context: Arc<Context>, mut events: mpsc::UnboundedReceiver<
         }
         let mut backoff = Duration::from_millis(100);
         loop {
-            let server = server_api(&context.membership.view());
+            let server = context.link.connect(&context.membership.view()).await;
             let sent = match &server {
-                Some(server) => context.rpc.report(server, &context.id, &batch).await,
-                None => Err(anyhow::anyhow!("no live server")),
+                Some(server) => {
+                    context
+                        .rpc
+                        .report(&server.api, server.session.as_deref(), &context.id, &batch)
+                        .await
+                }
+                None => Err(anyhow::anyhow!("no authenticated live server").into()),
             };
             match sent {
                 Ok(ack) => {
@@ -331,6 +356,9 @@ async fn report_loop(context: Arc<Context>, mut events: mpsc::UnboundedReceiver<
                     break;
                 }
                 Err(error) => {
+                    if let (RpcError::SessionRefused, Some(server)) = (&error, &server) {
+                        context.link.forget(server).await;
+                    }
                     tracing::warn!(%error, events = batch.len(), retry_in = ?backoff,
                         "report not delivered yet");
                     tokio::time::sleep(backoff).await;
@@ -353,9 +381,10 @@ async fn report_server_reachability(
     let mut server: Option<String> = None;
     let mut quiet_for = Duration::from_secs(3);
     loop {
-        let current = server_api(&watch.borrow_and_update());
+        let current = announced_server(&watch.borrow_and_update());
         match (&server, &current) {
-            (None, Some(api)) => tracing::info!(server_api = %api, "joined cluster: server found"),
+            (None, Some(id)) => tracing::info!(server = %id,
+                "joined cluster: a server is announced in gossip"),
             (Some(_), None) => tracing::warn!("server lost: no live server in the cluster"),
             _ => {}
         }

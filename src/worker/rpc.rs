@@ -1,41 +1,80 @@
-//! The worker's side of `/rpc/v1`.
+//! The worker's side of `/rpc/v1`: the handshake calls, and poll and report under a session.
+//! It never sends the cluster token: a server gets a session id, earned by the handshake
+//! (`link`), or nothing at all when no token is configured.
 
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 
-use crate::wire::{Assignment, PollRequest, Report, ReportAck, TaskEvent};
+use crate::wire::{
+    Assignment, HelloRequest, HelloResponse, PollRequest, Report, ReportAck, SESSION_SCHEME,
+    SessionRequest, SessionResponse, TaskEvent,
+};
 
+/// How long one handshake step may take: a server that answers no faster is not one to use.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Clone)]
 pub struct ServerRpc {
     http: reqwest::Client,
-    token: Option<String>,
+}
+
+/// Why an RPC call failed, as far as the caller must act differently.
+#[derive(Debug, thiserror::Error)]
+pub enum RpcError {
+    /// 401 on a call that carried a session: the server forgot it (restarted, or it idled out).
+    #[error("the server no longer knows our session (it restarted?); handshaking again")]
+    SessionRefused,
+    /// 401 on a call without a session: the server wants a token this worker was not given.
+    #[error(
+        "the server refused our token: start the worker with the cluster's --token (or SHOAL_TOKEN)"
+    )]
+    TokenRequired,
+    #[error("{0:#}")]
+    Other(#[from] anyhow::Error),
+}
+
+/// How a handshake step was answered.
+#[derive(Debug)]
+pub enum StepAnswer<T> {
+    Answered(T),
+    /// A status other than 200, with the body's text.
+    Refused(reqwest::StatusCode, String),
+    /// 200, but not the JSON of Shoal's handshake.
+    Garbled(String),
 }
 
 impl ServerRpc {
-    pub fn new(token: Option<String>) -> anyhow::Result<ServerRpc> {
+    pub fn new() -> anyhow::Result<ServerRpc> {
         Ok(ServerRpc {
             http: reqwest::Client::builder()
                 .connect_timeout(Duration::from_secs(3))
+                // Well under the server's --header-timeout (10 s by default), after which it
+                // closes an idle connection: reusing one it is closing would fail a call.
+                .pool_idle_timeout(Duration::from_secs(5))
                 .build()
                 .context("building the RPC client")?,
-            token: token.filter(|t| !t.is_empty()),
         })
     }
 
     async fn post<T: serde::de::DeserializeOwned>(
         &self,
         server: &str,
+        session: Option<&str>,
         path: &str,
         body: &impl serde::Serialize,
         timeout: Duration,
-    ) -> anyhow::Result<T> {
+    ) -> Result<T, RpcError> {
         let mut request = self
             .http
             .post(format!("http://{server}{path}"))
             .timeout(timeout)
             .json(body);
-        if let Some(token) = &self.token {
-            request = request.bearer_auth(token);
+        if let Some(session) = session {
+            request = request.header(
+                reqwest::header::AUTHORIZATION,
+                format!("{SESSION_SCHEME} {session}"),
+            );
         }
         let response = request
             .send()
@@ -43,27 +82,75 @@ impl ServerRpc {
             .with_context(|| format!("POST {path}"))?;
         let status = response.status();
         if status == reqwest::StatusCode::UNAUTHORIZED {
-            bail!(
-                "the server refused our token: start the worker with the cluster's --token (or SHOAL_TOKEN)"
-            );
+            return Err(match session {
+                Some(_) => RpcError::SessionRefused,
+                None => RpcError::TokenRequired,
+            });
         }
         if !status.is_success() {
             let text = response.text().await.unwrap_or_default();
-            bail!("{path} answered {status}: {text}");
+            return Err(anyhow::anyhow!("{path} answered {status}: {text}").into());
         }
-        response
+        Ok(response
             .json()
             .await
-            .with_context(|| format!("decoding {path}"))
+            .with_context(|| format!("decoding {path}"))?)
+    }
+
+    /// One unauthenticated handshake step. `Err` only when no HTTP answer came at all.
+    async fn step<T: serde::de::DeserializeOwned>(
+        &self,
+        server: &str,
+        path: &str,
+        body: &impl serde::Serialize,
+    ) -> anyhow::Result<StepAnswer<T>> {
+        let response = self
+            .http
+            .post(format!("http://{server}{path}"))
+            .timeout(HANDSHAKE_TIMEOUT)
+            .json(body)
+            .send()
+            .await
+            .with_context(|| format!("POST {path}"))?;
+        let status = response.status();
+        if !status.is_success() {
+            let text = response.text().await.unwrap_or_default();
+            return Ok(StepAnswer::Refused(status, text));
+        }
+        let bytes = response
+            .bytes()
+            .await
+            .with_context(|| format!("reading the answer to {path}"))?;
+        Ok(match serde_json::from_slice(&bytes) {
+            Ok(answer) => StepAnswer::Answered(answer),
+            Err(error) => StepAnswer::Garbled(error.to_string()),
+        })
+    }
+
+    pub async fn hello(
+        &self,
+        server: &str,
+        request: &HelloRequest,
+    ) -> anyhow::Result<StepAnswer<HelloResponse>> {
+        self.step(server, "/rpc/v1/hello", request).await
+    }
+
+    pub async fn open_session(
+        &self,
+        server: &str,
+        request: &SessionRequest,
+    ) -> anyhow::Result<StepAnswer<SessionResponse>> {
+        self.step(server, "/rpc/v1/session", request).await
     }
 
     pub async fn poll(
         &self,
         server: &str,
+        session: Option<&str>,
         worker: &str,
         free: u32,
         wait: Duration,
-    ) -> anyhow::Result<Vec<Assignment>> {
+    ) -> Result<Vec<Assignment>, RpcError> {
         let request = PollRequest {
             worker: worker.to_string(),
             free,
@@ -71,6 +158,7 @@ impl ServerRpc {
         };
         self.post(
             server,
+            session,
             "/rpc/v1/poll",
             &request,
             wait + Duration::from_secs(10),
@@ -81,14 +169,21 @@ impl ServerRpc {
     pub async fn report(
         &self,
         server: &str,
+        session: Option<&str>,
         worker: &str,
         events: &[TaskEvent],
-    ) -> anyhow::Result<ReportAck> {
+    ) -> Result<ReportAck, RpcError> {
         let report = Report {
             worker: worker.to_string(),
             events: events.to_vec(),
         };
-        self.post(server, "/rpc/v1/report", &report, Duration::from_secs(30))
-            .await
+        self.post(
+            server,
+            session,
+            "/rpc/v1/report",
+            &report,
+            Duration::from_secs(30),
+        )
+        .await
     }
 }

@@ -1,4 +1,5 @@
-//! Bearer-token check for the admin API and the worker RPC.
+//! Bearer-token check for the admin API. (The worker RPC takes a session credential instead, so
+//! that a worker never sends the token itself: see `session`.)
 
 use axum::extract::{Request, State};
 use axum::http::header::AUTHORIZATION;
@@ -16,6 +17,15 @@ pub struct Token(Option<std::sync::Arc<str>>);
 impl Token {
     pub fn new(token: Option<String>) -> Self {
         Token(token.filter(|t| !t.is_empty()).map(Into::into))
+    }
+
+    pub fn is_set(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// The token itself, for keying the handshake's proofs; never to be sent or logged.
+    pub(crate) fn secret(&self) -> Option<&str> {
+        self.0.as_deref()
     }
 
     fn accepts(&self, presented: Option<&str>) -> bool {
@@ -45,8 +55,15 @@ pub async fn require_token(State(token): State<Token>, request: Request, next: N
 /// The token of an `Authorization: Bearer <token>` header; the scheme name is case-insensitive
 /// (RFC 9110, section 11.1).
 fn bearer_credentials(header: &str) -> Option<&str> {
-    let (scheme, credentials) = header.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then_some(credentials)
+    credentials_of(header, "bearer")
+}
+
+/// The credentials of an `Authorization` header if its scheme is `scheme` (any case).
+pub(crate) fn credentials_of<'a>(header: &'a str, scheme: &str) -> Option<&'a str> {
+    let (presented, credentials) = header.split_once(' ')?;
+    presented
+        .eq_ignore_ascii_case(scheme)
+        .then_some(credentials)
 }
 
 #[cfg(test)]
@@ -61,7 +78,10 @@ mod tests {
         assert!(!token.accepts(Some("s3cret2")));
         assert!(!token.accepts(None));
         assert!(Token::new(None).accepts(None));
-        assert!(Token::new(Some(String::new())).accepts(None), "an empty token is no token");
+        assert!(
+            Token::new(Some(String::new())).accepts(None),
+            "an empty token is no token"
+        );
     }
 
     #[test]

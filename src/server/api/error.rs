@@ -19,6 +19,16 @@ pub enum ApiError {
     Conflict(String),
     #[error("missing or wrong token: pass --token or set SHOAL_TOKEN")]
     Unauthorized,
+    /// A session credential this server does not know: it restarted, or the session idled out.
+    #[error(
+        "unknown or expired session (the server restarted or forgot it): handshake again at \
+         /rpc/v1/hello; the worker does so by itself, and if this repeats check its --token \
+         (SHOAL_TOKEN)"
+    )]
+    UnknownSession,
+    /// Over a load limit; worth retrying shortly.
+    #[error("{0}")]
+    Busy(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -41,7 +51,8 @@ impl ApiError {
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
-            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthorized | ApiError::UnknownSession => StatusCode::UNAUTHORIZED,
+            ApiError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -52,7 +63,8 @@ impl ApiError {
             ApiError::TooLarge { .. } => "too_large",
             ApiError::NotFound { .. } => "not_found",
             ApiError::Conflict(_) => "conflict",
-            ApiError::Unauthorized => "unauthorized",
+            ApiError::Unauthorized | ApiError::UnknownSession => "unauthorized",
+            ApiError::Busy(_) => "busy",
             ApiError::Internal(_) => "internal",
         }
     }

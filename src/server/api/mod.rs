@@ -10,6 +10,7 @@ mod jobs;
 mod json;
 mod members;
 mod rpc;
+mod session;
 
 use std::sync::Arc;
 
@@ -36,13 +37,21 @@ pub struct ApiState {
 }
 
 pub fn router(state: ApiState, token: Token) -> Router {
+    let sessions =
+        session::Sessions::new(token.clone(), &state.cluster, state.membership.self_id());
+    // The handshake needs no credential: it is how a worker earns one without sending the token.
+    let handshake = Router::new()
+        .route("/hello", post(session::hello))
+        .route("/session", post(session::open))
+        .with_state(sessions.clone());
     let rpc = Router::new()
         .route("/poll", post(rpc::poll))
         .route("/report", post(rpc::report))
         .layer(axum::middleware::from_fn_with_state(
-            token.clone(),
-            auth::require_token,
-        ));
+            sessions,
+            session::require_session,
+        ))
+        .merge(handshake);
     let api = Router::new()
         .route("/members", get(members::list))
         .route("/cluster", get(members::cluster))

@@ -1,14 +1,16 @@
 //! `/rpc/v1`: the worker protocol. Workers long-poll for assignments and report results in
-//! batches; both require the cluster token when one is set.
+//! batches; both require a session (see `session`) when a token is set, and a session speaks
+//! only for its own worker.
 
 use std::time::Duration;
 
-use axum::Json;
 use axum::extract::State;
+use axum::{Extension, Json};
 
 use super::ApiState;
 use super::error::ApiError;
 use super::json::JsonBody;
+use super::session::{SessionWorker, check_worker};
 use crate::wire::{Assignment, PollRequest, Report, ReportAck};
 
 /// The longest a poll may wait: long enough to keep idle traffic low, short enough that a
@@ -19,11 +21,13 @@ pub const MAX_REPORT_EVENTS: usize = 4096;
 
 pub async fn poll(
     State(state): State<ApiState>,
+    session: Option<Extension<SessionWorker>>,
     JsonBody(request): JsonBody<PollRequest>,
 ) -> Result<Json<Vec<Assignment>>, ApiError> {
     if request.worker.is_empty() {
         return Err(ApiError::invalid("worker", "missing worker id"));
     }
+    check_worker(session.as_deref(), &request.worker)?;
     let wait = Duration::from_millis(request.wait_ms).min(MAX_POLL_WAIT);
     let assignments = state
         .dispatcher
@@ -34,8 +38,10 @@ pub async fn poll(
 
 pub async fn report(
     State(state): State<ApiState>,
+    session: Option<Extension<SessionWorker>>,
     JsonBody(report): JsonBody<Report>,
 ) -> Result<Json<ReportAck>, ApiError> {
+    check_worker(session.as_deref(), &report.worker)?;
     if report.events.len() > MAX_REPORT_EVENTS {
         return Err(ApiError::invalid(
             "events",
