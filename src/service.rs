@@ -123,6 +123,7 @@ impl Service {
             }
             let timing_changed = def.schedule != job.def.schedule
                 || def.timezone != job.def.timezone
+                || def.timing != job.def.timing
                 || def.paused != job.def.paused;
             // Fires created ahead (see `scheduler::LOOKAHEAD_MS`) follow the old timing: when it
             // changes they are cancelled and the next fire is computed afresh (a cron fire at the

@@ -221,21 +221,27 @@ pub fn create_instance(
     fire_at: UnixMs,
     now: UnixMs,
 ) -> Result<Instance, StoreError> {
+    // A scheduled fire of a job with jitter runs later than its time, by an amount fixed for it.
+    let run_at = match trigger {
+        Trigger::Schedule => super::run_at(job.id, &job.def, fire_at),
+        Trigger::Manual | Trigger::Backfill => fire_at,
+    };
     let instance = Instance {
         id: tx.next_instance_id()?,
         job_id: job.id,
         job_name: job.def.name.clone(),
         trigger,
         fire_at_ms: fire_at,
+        run_at_ms: (trigger == Trigger::Schedule && job.def.timing.jitter_ms > 0).then_some(run_at),
         created_ms: now,
         updated_ms: now,
-        state: if fire_at > now {
+        state: if run_at > now {
             // Fired ahead: the dispatcher holds it until its time, and its dispatch timeout
             // counts from then, not from its creation.
             InstanceState::Queued {
                 reason: None,
-                not_before_ms: Some(fire_at),
-                since_ms: fire_at,
+                not_before_ms: Some(run_at),
+                since_ms: run_at,
             }
         } else {
             InstanceState::queued(now)
@@ -280,12 +286,12 @@ pub fn instance_ended(tx: &mut WriteTx, job_id: JobId, now: UnixMs) -> Result<()
     let Some(mut job) = tx.job(job_id)? else {
         return Ok(());
     };
-    if let Schedule::FixedDelay { delay_ms } = job.def.schedule
+    if let Schedule::FixedDelay { .. } = job.def.schedule
         && !job.def.paused
         && job.next_fire_ms.is_none()
         && tx.active_count(job_id)? == 0
     {
-        job.next_fire_ms = Some(now + delay_ms as i64);
+        job.next_fire_ms = super::fire_after_run(&job.def, now);
         tx.put_job(&job)?;
     }
     Ok(())
