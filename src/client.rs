@@ -8,7 +8,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::api::ErrorBody;
-use crate::api::types::{ClusterInfo, MemberRow};
+use crate::api::types::{BackfillRequest, BackfillResult, ClusterInfo, MemberRow, NextFires};
 use crate::model::{Instance, InstanceId, Job};
 use crate::service::JobSummary;
 use crate::spec::JobSpec;
@@ -110,6 +110,26 @@ impl ApiClient {
 
     pub async fn run_job(&self, key: &str) -> Result<Instance, ClientError> {
         self.call(Method::POST, &job_path(key, "/run"), None::<&()>)
+            .await
+    }
+
+    /// The job's schedule in words and its next `count` fires.
+    pub async fn next_fires(&self, key: &str, count: usize) -> Result<NextFires, ClientError> {
+        self.call(
+            Method::GET,
+            &job_path(key, &format!("/next?count={count}")),
+            None::<&()>,
+        )
+        .await
+    }
+
+    /// Creates (or with `dry_run`, counts) the job's fires of a past range.
+    pub async fn backfill(
+        &self,
+        key: &str,
+        request: &BackfillRequest,
+    ) -> Result<BackfillResult, ClientError> {
+        self.call(Method::POST, &job_path(key, "/backfill"), Some(request))
             .await
     }
 

@@ -235,6 +235,48 @@ impl Service {
         Ok(instance)
     }
 
+    /// Creates an instance for each of the job's scheduled times in `[from, to)` (inside its
+    /// window), marked as a backfill, in one transaction: all of them or none. More than
+    /// `schedule::MAX_BACKFILL` are refused. `dry_run` only counts them.
+    pub fn backfill(
+        &self,
+        key: &str,
+        request: &crate::api::types::BackfillRequest,
+    ) -> Result<crate::api::types::BackfillResult> {
+        let from = crate::spec::parse_time("from", &request.from)?;
+        let to = crate::spec::parse_time("to", &request.to)?;
+        let now = now_ms();
+        if to > now {
+            return Err(FieldError {
+                field: "to".into(),
+                reason: format!(
+                    "{} is in the future; a backfill creates past fires (the schedule fires the \
+                     rest)",
+                    crate::model::rfc3339(to)
+                ),
+            }
+            .into());
+        }
+        let result = self.write(|tx| {
+            let job = find_job(tx, key)?;
+            let fires = crate::schedule::backfill_fires(&job, from, to)?;
+            let mut instances = Vec::new();
+            if !request.dry_run {
+                for fire_at in &fires {
+                    instances.push(create_instance(tx, &job, Trigger::Backfill, *fire_at, now)?.id);
+                }
+            }
+            Ok(crate::api::types::BackfillResult {
+                job: job.def.name.clone(),
+                count: fires.len(),
+                dry_run: request.dry_run,
+                instances,
+            })
+        })?;
+        self.dispatch_wake.notify_one();
+        Ok(result)
+    }
+
     pub fn job(&self, key: &str) -> Result<Job> {
         let read = self.store.read()?;
         resolve_job(key, |name| read.job_id_by_name(name), |id| read.job(id))

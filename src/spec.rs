@@ -615,7 +615,8 @@ fn shortest_period(schedule: &Schedule, timezone: &str) -> Option<u64> {
     }
 }
 
-fn parse_time(field: &str, text: &str) -> Result<UnixMs> {
+/// An RFC 3339 time; the error names `field`.
+pub fn parse_time(field: &str, text: &str) -> Result<UnixMs> {
     chrono::DateTime::parse_from_rfc3339(text.trim())
         .map(|t| t.timestamp_millis())
         .map_err(|error| {

@@ -10,7 +10,8 @@ pub mod scheduler;
 pub mod timing;
 
 pub use timing::{
-    MAX_BACKFILL, MAX_UPCOMING, UpcomingFire, backfill_fires, describe, jitter_of, run_at, upcoming,
+    MAX_BACKFILL, MAX_UPCOMING, UpcomingFire, backfill_fires, describe, ended_at, jitter_of,
+    run_at, upcoming,
 };
 
 use chrono::TimeZone;

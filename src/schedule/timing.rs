@@ -69,6 +69,14 @@ pub fn upcoming(job: &Job, count: usize) -> Vec<UpcomingFire> {
     fires
 }
 
+/// When `job` ended, if its window has closed: it has no next fire and none will come (a
+/// fixed-delay job between runs has no next fire either, but is still going until its end).
+pub fn ended_at(job: &Job, now: UnixMs) -> Option<UnixMs> {
+    let end = job.def.timing.end_at_ms?;
+    let waiting_for_a_run = matches!(job.def.schedule, Schedule::FixedDelay { .. }) && end > now;
+    (job.next_fire_ms.is_none() && !job.def.paused && !waiting_for_a_run).then_some(end)
+}
+
 /// The scheduled times of `job` in `[from, to)` that lie inside its window, oldest first, for a
 /// backfill. A cron job follows its expression; a fixed-rate job the grid of its next fire (or of
 /// its `start_at`, or `from` when it has neither). Other kinds have no times to backfill. More
