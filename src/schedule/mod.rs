@@ -200,7 +200,7 @@ pub(crate) fn next_cron_time(
     schedule: &croner::Cron,
     after: &chrono::DateTime<Tz>,
 ) -> Option<chrono::DateTime<Tz>> {
-    let mut from = after.clone();
+    let mut from = *after;
     // A gap is crossed at most once or twice a year: a few tries always suffice.
     for _ in 0..4 {
         let next = schedule.find_next_occurrence(&from, false).ok()?;
