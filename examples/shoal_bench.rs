@@ -796,6 +796,7 @@ fn build_big_store(dir: &Path, jobs: usize, instances: usize) -> anyhow::Result<
                     job_name: job_name.clone(),
                     trigger: Trigger::Schedule,
                     fire_at_ms: at,
+                    run_at_ms: None,
                     created_ms: at,
                     updated_ms: at + 40,
                     state: InstanceState::Succeeded,

@@ -162,6 +162,34 @@ pub struct JobDefinition {
     pub dispatch_timeout_ms: u64,
     pub misfire: MisfirePolicy,
     pub paused: bool,
+    /// The window its scheduled fires must fall in, and their jitter.
+    #[serde(default, skip_serializing_if = "FireTiming::is_unset")]
+    pub timing: FireTiming,
+}
+
+/// When, beyond its schedule, a job fires: only inside a window, and each fire delayed by a
+/// jitter drawn once per fire (see `schedule::run_at`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct FireTiming {
+    /// No scheduled fire before this time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_at_ms: Option<UnixMs>,
+    /// No scheduled fire after this time: past it the job has ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_at_ms: Option<UnixMs>,
+    /// Each scheduled fire runs up to this much after its scheduled time (0: on time).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub jitter_ms: u64,
+}
+
+impl FireTiming {
+    pub fn is_unset(&self) -> bool {
+        *self == FireTiming::default()
+    }
+}
+
+fn is_zero(value: &u64) -> bool {
+    *value == 0
 }
 
 /// A stored job: its definition plus what the server tracks.
@@ -183,6 +211,8 @@ pub struct Job {
 pub enum Trigger {
     Schedule,
     Manual,
+    /// Created by `shoal job backfill` for a scheduled time in the past.
+    Backfill,
 }
 
 /// Where an instance is in its life. Terminal states (`Succeeded`, `Failed`, `Cancelled`) never
@@ -473,6 +503,10 @@ pub struct Instance {
     pub trigger: Trigger,
     /// The scheduled time (for manual runs, when it was asked for).
     pub fire_at_ms: UnixMs,
+    /// When a jittered fire is due to run: its scheduled time plus the job's jitter for it
+    /// (absent when the job has no jitter). Kept so both times stay visible after it ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_at_ms: Option<UnixMs>,
     pub created_ms: UnixMs,
     pub updated_ms: UnixMs,
     #[serde(flatten)]

@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{
-    HttpTask, JobDefinition, MisfirePolicy, RetryPolicy, Schedule, Strategy, Target, UnixMs,
+    FireTiming, HttpTask, JobDefinition, MisfirePolicy, RetryPolicy, Schedule, Strategy, Target,
+    UnixMs,
 };
 use crate::schedule::cron_expr;
 
@@ -22,6 +23,8 @@ pub const DEFAULT_BACKOFF_MS: u64 = 1_000;
 pub const MAX_RETRIES: u32 = 100;
 /// Fixed-rate schedules faster than this would flood the queue rather than schedule anything.
 pub const MIN_INTERVAL_MS: u64 = 100;
+/// Longest jitter: spreading fires over more than a day is a different schedule.
+pub const MAX_JITTER_MS: u64 = 24 * 3600 * 1000;
 const METHODS: [&str; 7] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
 
 /// A job as people write it. Exactly one of `cron`, `every`, `delay`, `at`, `on_demand`.
@@ -43,6 +46,15 @@ pub struct JobSpec {
     pub on_demand: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timezone: Option<String>,
+    /// RFC 3339: no scheduled fire before this time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_at: Option<String>,
+    /// RFC 3339: no fire after this time; past it the job has ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_at: Option<String>,
+    /// Each scheduled fire runs up to this much later (a duration; fixed per fire).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jitter: Option<String>,
     pub http: HttpSpec,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<RetrySpec>,
@@ -127,6 +139,7 @@ impl JobSpec {
         let name = validate_name(&self.name)?;
         let timezone = validate_timezone(self.timezone.as_deref())?;
         let schedule = self.validate_schedule()?;
+        let timing = self.validate_timing(&schedule, &timezone)?;
         let http = validate_http(&self.http)?;
         let retry = match &self.retry {
             None => RetryPolicy::default(),
@@ -191,6 +204,78 @@ impl JobSpec {
             dispatch_timeout_ms,
             misfire,
             paused: self.paused,
+            timing,
+        })
+    }
+
+    /// The window and jitter: only for schedules that repeat (a window) or fire at all (a
+    /// jitter), `end_at` after `start_at`, and a jitter shorter than the schedule's period so
+    /// that fires stay in order.
+    fn validate_timing(&self, schedule: &Schedule, timezone: &str) -> Result<FireTiming> {
+        let start_at_ms = self
+            .start_at
+            .as_deref()
+            .map(|text| parse_time("start_at", text))
+            .transpose()?;
+        let end_at_ms = self
+            .end_at
+            .as_deref()
+            .map(|text| parse_time("end_at", text))
+            .transpose()?;
+        let repeats = matches!(
+            schedule,
+            Schedule::Cron { .. } | Schedule::FixedRate { .. } | Schedule::FixedDelay { .. }
+        );
+        for (field, given) in [("start_at", start_at_ms), ("end_at", end_at_ms)] {
+            if given.is_some() && !repeats {
+                return Err(invalid(
+                    field,
+                    "a window applies to cron, every and delay schedules; an `at` job fires \
+                     once at its time and an on-demand job only when asked",
+                ));
+            }
+        }
+        if let (Some(start), Some(end)) = (start_at_ms, end_at_ms)
+            && end <= start
+        {
+            return Err(invalid(
+                "end_at",
+                format!(
+                    "{} is not after start_at ({})",
+                    crate::model::rfc3339(end),
+                    crate::model::rfc3339(start)
+                ),
+            ));
+        }
+        let jitter_ms = match &self.jitter {
+            None => 0,
+            Some(text) => positive_duration("jitter", text, MAX_JITTER_MS)?,
+        };
+        if jitter_ms > 0 {
+            if *schedule == Schedule::OnDemand {
+                return Err(invalid(
+                    "jitter",
+                    "an on-demand job has no scheduled fires to delay",
+                ));
+            }
+            if let Some(period) = shortest_period(schedule, timezone)
+                && jitter_ms >= period
+            {
+                return Err(invalid(
+                    "jitter",
+                    format!(
+                        "{} is not shorter than the schedule's period ({}): fires would overtake \
+                         each other; use a smaller jitter",
+                        crate::model::human_ms(jitter_ms),
+                        crate::model::human_ms(period)
+                    ),
+                ));
+            }
+        }
+        Ok(FireTiming {
+            start_at_ms,
+            end_at_ms,
+            jitter_ms,
         })
     }
 
@@ -275,6 +360,10 @@ impl JobDefinition {
             dispatch_timeout: Some(crate::model::human_ms(self.dispatch_timeout_ms)),
             misfire: Some(keyword_of(&self.misfire)),
             paused: self.paused,
+            start_at: self.timing.start_at_ms.map(crate::model::rfc3339),
+            end_at: self.timing.end_at_ms.map(crate::model::rfc3339),
+            jitter: (self.timing.jitter_ms > 0)
+                .then(|| crate::model::human_ms(self.timing.jitter_ms)),
             ..JobSpec::default()
         };
         match &self.schedule {
@@ -500,7 +589,34 @@ pub fn positive_duration(field: &str, text: &str, max_ms: u64) -> Result<u64> {
     Ok(ms)
 }
 
-fn parse_time(field: &str, text: &str) -> Result<UnixMs> {
+/// The shortest time between two fires: a fixed rate's interval, or for cron the smallest gap
+/// among its next fires (a cron's gaps vary: weekdays at 12:00 have gaps of one and three days).
+fn shortest_period(schedule: &Schedule, timezone: &str) -> Option<u64> {
+    match schedule {
+        Schedule::FixedRate { every_ms } => Some(*every_ms),
+        Schedule::Cron { expr } => {
+            let parsed = cron_expr::parse(expr).ok()?;
+            let tz: chrono_tz::Tz = timezone.parse().ok()?;
+            let now = chrono::Utc::now().with_timezone(&tz);
+            let mut previous = crate::schedule::next_cron_time(&parsed.schedule, &now)?;
+            let mut shortest: Option<u64> = None;
+            for _ in 0..50 {
+                let Some(next) = crate::schedule::next_cron_time(&parsed.schedule, &previous)
+                else {
+                    break;
+                };
+                let gap = (next.timestamp_millis() - previous.timestamp_millis()) as u64;
+                shortest = Some(shortest.map_or(gap, |s| s.min(gap)));
+                previous = next;
+            }
+            shortest
+        }
+        _ => None,
+    }
+}
+
+/// An RFC 3339 time; the error names `field`.
+pub fn parse_time(field: &str, text: &str) -> Result<UnixMs> {
     chrono::DateTime::parse_from_rfc3339(text.trim())
         .map(|t| t.timestamp_millis())
         .map_err(|error| {

@@ -52,6 +52,27 @@ fn a_backoff_without_retries_round_trips() {
 }
 
 #[test]
+fn a_window_and_jitter_round_trip_through_toml() {
+    let text = "name = \"w\"\ncron = \"0 0 12 ? * MON-FRI\"\ntimezone = \"Europe/Berlin\"\n\
+                start_at = \"2030-01-01T00:00:00Z\"\nend_at = \"2030-06-30T18:00:00+02:00\"\n\
+                jitter = \"5m\"\n[http]\nurl = \"https://example.test/\"\n";
+    let def = JobSpec::from_toml(text).unwrap().validate().unwrap();
+    assert_eq!(def.timing.start_at_ms, Some(1_893_456_000_000));
+    assert_eq!(def.timing.end_at_ms, Some(1_909_065_600_000));
+    assert_eq!(def.timing.jitter_ms, 300_000);
+    let again = JobSpec::from_toml(&toml::to_string(&def.to_spec()).unwrap())
+        .unwrap()
+        .validate()
+        .unwrap();
+    assert_eq!(again, def);
+    // A job stored before windows existed reads back with none.
+    let mut json = serde_json::to_value(&def).unwrap();
+    json.as_object_mut().unwrap().remove("timing");
+    let old: JobDefinition = serde_json::from_value(json).unwrap();
+    assert!(old.timing.is_unset());
+}
+
+#[test]
 fn every_schedule_kind_parses_from_toml() {
     let cases = [
         ("cron = \"*/5 * * * *\"", "cron"),
@@ -99,6 +120,70 @@ fn invalid_definitions_name_their_field() {
             "cron in the past",
             |s| s.cron = Some("0 0 0 1 1 * 1999".into()),
             "cron",
+        ),
+        (
+            "unknown Quartz token",
+            |s| s.cron = Some("0 15 10 ? * FRX#3".into()),
+            "cron",
+        ),
+        (
+            "bad start_at",
+            |s| s.start_at = Some("tomorrow".into()),
+            "start_at",
+        ),
+        (
+            "end_at before start_at",
+            |s| {
+                s.start_at = Some("2030-01-02T00:00:00Z".into());
+                s.end_at = Some("2030-01-01T00:00:00Z".into())
+            },
+            "end_at",
+        ),
+        (
+            "window on a one-shot",
+            |s| {
+                s.cron = None;
+                s.at = Some("2030-01-01T00:00:00Z".into());
+                s.end_at = Some("2030-01-02T00:00:00Z".into())
+            },
+            "end_at",
+        ),
+        ("bad jitter", |s| s.jitter = Some("a bit".into()), "jitter"),
+        (
+            "jitter over a day",
+            |s| {
+                s.cron = None;
+                s.every = Some("7d".into());
+                s.jitter = Some("2d".into())
+            },
+            "jitter",
+        ),
+        (
+            "jitter not shorter than the rate",
+            |s| {
+                s.cron = None;
+                s.every = Some("30s".into());
+                s.jitter = Some("30s".into())
+            },
+            "jitter",
+        ),
+        (
+            "jitter not shorter than the cron's shortest gap",
+            // Daily at 03:00 has gaps of a day; weekdays at noon have gaps of one and three days.
+            |s| {
+                s.cron = Some("0 0 12 ? * MON-FRI".into());
+                s.jitter = Some("1d".into())
+            },
+            "jitter",
+        ),
+        (
+            "jitter on demand",
+            |s| {
+                s.cron = None;
+                s.on_demand = true;
+                s.jitter = Some("1s".into())
+            },
+            "jitter",
         ),
         (
             "unknown timezone",

@@ -81,16 +81,20 @@ fn three_node_script_runs_a_task_and_stops_everything() {
             .then(|| serde_json::from_slice(&out.stdout).ok())
             .flatten()
     };
-    eventually("the script's cluster: 2 live workers and 5 jobs", || {
-        let members = cli_json(&["members"])?;
-        let live_workers = members
-            .as_array()?
-            .iter()
-            .filter(|m| m["role"] == "worker" && m["state"] == "live")
-            .count();
-        let jobs = cli_json(&["job", "list"])?;
-        (live_workers == 2 && jobs.as_array()?.len() == 5).then_some(())
-    });
+    let job_files = example_jobs().len();
+    eventually(
+        "the script's cluster: 2 live workers and every example job",
+        || {
+            let members = cli_json(&["members"])?;
+            let live_workers = members
+                .as_array()?
+                .iter()
+                .filter(|m| m["role"] == "worker" && m["state"] == "live")
+                .count();
+            let jobs = cli_json(&["job", "list"])?;
+            (live_workers == 2 && jobs.as_array()?.len() == job_files).then_some(())
+        },
+    );
     let id = cli_json(&["job", "run", "rebuild-index"]).unwrap()["id"].to_string();
     let done = eventually(
         "rebuild-index to succeed against the example target",

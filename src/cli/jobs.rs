@@ -7,8 +7,9 @@ use clap::{Args, Subcommand};
 use super::ClientArgs;
 use super::output::{self, Output};
 use crate::client::{ApiClient, InstanceQuery};
-use crate::model::{Instance, InstanceId, InstanceState, Job, human_ms, rfc3339};
+use crate::model::{Instance, InstanceId, InstanceState, Job, Trigger, human_ms, rfc3339};
 use crate::spec::{HttpSpec, JobSpec, RetrySpec, TargetSpec};
+use crate::wire::admin::{BackfillRequest, NextFires};
 
 #[derive(Debug, Subcommand)]
 pub enum JobCommand {
@@ -38,6 +39,29 @@ pub enum JobCommand {
     Resume { job: String },
     /// Queue an instance now.
     Run { job: String },
+    /// Say the schedule in words and list its next fires.
+    Next {
+        job: String,
+        /// How many fires (at most 100).
+        #[arg(long, default_value_t = 5)]
+        count: usize,
+    },
+    /// Create the fires of a past range (marked as backfills), at most 1000 per call.
+    Backfill {
+        job: String,
+        /// First time of the range (RFC 3339), included.
+        #[arg(long)]
+        from: String,
+        /// End of the range (RFC 3339), excluded; not in the future.
+        #[arg(long)]
+        to: String,
+        /// Create them without asking.
+        #[arg(long, short)]
+        yes: bool,
+        /// Only count them.
+        #[arg(long, conflicts_with = "yes")]
+        dry_run: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -88,6 +112,15 @@ pub struct JobFlags {
     /// IANA timezone of the cron expression (default UTC).
     #[arg(long)]
     timezone: Option<String>,
+    /// No scheduled fire before this RFC 3339 time.
+    #[arg(long)]
+    start_at: Option<String>,
+    /// No fire after this RFC 3339 time (the job then ends).
+    #[arg(long)]
+    end_at: Option<String>,
+    /// Delay each scheduled fire by up to this much (fixed per fire), e.g. 30s.
+    #[arg(long)]
+    jitter: Option<String>,
     #[arg(long)]
     url: Option<String>,
     #[arg(long)]
@@ -157,6 +190,9 @@ impl JobFlags {
             spec.on_demand = self.on_demand;
         }
         set(&mut spec.timezone, &self.timezone);
+        set(&mut spec.start_at, &self.start_at);
+        set(&mut spec.end_at, &self.end_at);
+        set(&mut spec.jitter, &self.jitter);
         let http: &mut HttpSpec = &mut spec.http;
         if let Some(url) = &self.url {
             http.url = url.clone();
@@ -255,12 +291,38 @@ pub async fn job(command: JobCommand, args: &ClientArgs) -> anyhow::Result<()> {
             match args.output {
                 Output::Json => output::print_json(&job),
                 Output::Table => {
+                    let next = client.next_fires(&job.id.to_string(), 5).await?;
+                    // Comments, so that the output is still a job file.
                     println!("# job {} — next fire: {}", job.id, next_fire(&job));
+                    println!("# schedule: {}", next.description);
+                    for line in fire_lines(&next) {
+                        println!("#   {line}");
+                    }
                     print!("{}", toml::to_string_pretty(&job.def.to_spec())?);
                     Ok(())
                 }
             }
         }
+        JobCommand::Next { job, count } => {
+            let next = client.next_fires(&job, count).await?;
+            match args.output {
+                Output::Json => output::print_json(&next),
+                Output::Table => {
+                    println!("{}: {}", next.job, next.description);
+                    for line in fire_lines(&next) {
+                        println!("  {line}");
+                    }
+                    Ok(())
+                }
+            }
+        }
+        JobCommand::Backfill {
+            job,
+            from,
+            to,
+            yes,
+            dry_run,
+        } => backfill(&client, &job, from, to, yes, dry_run, args.output).await,
         JobCommand::Delete { job } => {
             let job = client.delete_job(&job).await?;
             print_job_change(&job, "deleted", args.output)
@@ -324,6 +386,88 @@ pub async fn instance(command: InstanceCommand, args: &ClientArgs) -> anyhow::Re
     }
 }
 
+/// The next fires as lines ("2026-06-01T12:00:00.000Z, runs 12:00:07.312Z"), or why there are
+/// none.
+fn fire_lines(next: &NextFires) -> Vec<String> {
+    if next.paused {
+        return vec!["paused: no fires until `shoal job resume`".into()];
+    }
+    if let Some(end) = next.ended_at_ms {
+        return vec![format!("ended at {}: no more fires", rfc3339(end))];
+    }
+    if next.fires.is_empty() {
+        return vec!["no fires scheduled".into()];
+    }
+    next.fires
+        .iter()
+        .map(|fire| {
+            if fire.run_at_ms == fire.scheduled_ms {
+                rfc3339(fire.scheduled_ms)
+            } else {
+                format!(
+                    "{}, runs {} (jitter {})",
+                    rfc3339(fire.scheduled_ms),
+                    rfc3339(fire.run_at_ms),
+                    human_ms((fire.run_at_ms - fire.scheduled_ms) as u64)
+                )
+            }
+        })
+        .collect()
+}
+
+/// Counts the fires first (a dry run), says how many, asks unless `--yes`, then creates them.
+async fn backfill(
+    client: &ApiClient,
+    job: &str,
+    from: String,
+    to: String,
+    yes: bool,
+    dry_run: bool,
+    out: Output,
+) -> anyhow::Result<()> {
+    let mut request = BackfillRequest {
+        from,
+        to,
+        dry_run: true,
+    };
+    let counted = client.backfill(job, &request).await?;
+    let what = format!(
+        "{} fire(s) of job {:?} from {} to {}",
+        counted.count, counted.job, request.from, request.to
+    );
+    if dry_run || counted.count == 0 {
+        return match out {
+            Output::Json => output::print_json(&counted),
+            Output::Table => {
+                println!("{what} (nothing created)");
+                Ok(())
+            }
+        };
+    }
+    if !yes {
+        eprint!("create {what}? [y/N] ");
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer)?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            anyhow::bail!(
+                "backfill not confirmed: nothing created (pass --yes to skip the question)"
+            );
+        }
+    }
+    request.dry_run = false;
+    let created = client.backfill(job, &request).await?;
+    match out {
+        Output::Json => output::print_json(&created),
+        Output::Table => {
+            println!(
+                "created {} backfill instance(s) of job {:?}",
+                created.count, created.job
+            );
+            Ok(())
+        }
+    }
+}
+
 fn print_job_change(job: &Job, what: &str, out: Output) -> anyhow::Result<()> {
     match out {
         Output::Json => output::print_json(job),
@@ -357,7 +501,10 @@ fn next_fire(job: &Job) -> String {
     match job.next_fire_ms {
         Some(ms) => rfc3339(ms),
         None if job.def.paused => "- (paused)".into(),
-        None => "-".into(),
+        None => match crate::schedule::ended_at(job, crate::model::now_ms()) {
+            Some(end) => format!("- (ended at {})", rfc3339(end)),
+            None => "-".into(),
+        },
     }
 }
 
@@ -400,6 +547,14 @@ async fn list_jobs(client: &ApiClient, out: Output) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn trigger_name(trigger: Trigger) -> &'static str {
+    match trigger {
+        Trigger::Schedule => "schedule",
+        Trigger::Manual => "manual",
+        Trigger::Backfill => "backfill",
+    }
+}
+
 /// The one-line reason of a state, if it has one.
 pub fn state_reason(state: &InstanceState) -> Option<String> {
     match state {
@@ -419,6 +574,7 @@ fn print_instance_table(instances: &[Instance]) {
                 i.id.to_string(),
                 i.job_name.clone(),
                 i.state.kind().as_str().to_string(),
+                trigger_name(i.trigger).to_string(),
                 i.attempts.len().to_string(),
                 i.state
                     .worker()
@@ -432,7 +588,7 @@ fn print_instance_table(instances: &[Instance]) {
         .collect();
     output::print_table(
         &[
-            "ID", "JOB", "STATE", "ATTEMPTS", "WORKER", "FIRE AT", "REASON",
+            "ID", "JOB", "STATE", "TRIGGER", "ATTEMPTS", "WORKER", "FIRE AT", "REASON",
         ],
         &rows,
     );
@@ -444,6 +600,7 @@ fn print_instance_detail(i: &Instance) {
         i.id, i.job_name, i.job_id
     );
     println!("state:    {}", i.state.kind().as_str());
+    println!("trigger:  {}", trigger_name(i.trigger));
     if let Some(reason) = state_reason(&i.state) {
         println!("reason:   {reason}");
     }
@@ -468,6 +625,13 @@ fn print_instance_detail(i: &Instance) {
         println!("broadcast copy for worker {worker}");
     }
     println!("fire at:  {}", rfc3339(i.fire_at_ms));
+    if let Some(run_at) = i.run_at_ms {
+        println!(
+            "runs at:  {} (jitter {})",
+            rfc3339(run_at),
+            human_ms((run_at - i.fire_at_ms).max(0) as u64)
+        );
+    }
     println!("created:  {}", rfc3339(i.created_ms));
     println!("updated:  {}", rfc3339(i.updated_ms));
     if i.attempts.is_empty() {

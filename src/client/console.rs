@@ -223,8 +223,13 @@ fn job_row(summary: &JobSummary) -> JobRow {
         running: summary.running,
         last_result: summary.last_result.map(status),
         paused: def.paused,
-        definition: toml::to_string_pretty(&def.to_spec())
-            .unwrap_or_else(|error| format!("# cannot show the definition as TOML: {error}\n")),
+        // The schedule in words as a comment on top: the detail pane shows it, and the text
+        // stays a job file. (The next fires are not listed here: computing them for every job
+        // on every refresh costs too much with thousands of jobs; `shoal job next` has them.)
+        definition: match toml::to_string_pretty(&def.to_spec()) {
+            Ok(text) => format!("# {}\n{text}", crate::schedule::describe(def)),
+            Err(error) => format!("# cannot show the definition as TOML: {error}\n"),
+        },
     }
 }
 
@@ -408,6 +413,7 @@ mod tests {
                     dispatch_timeout_ms: 600_000,
                     misfire: MisfirePolicy::default(),
                     paused: name == "paused",
+                    timing: Default::default(),
                 },
                 created_ms: NOW - 3_600_000,
                 updated_ms: NOW - 3_600_000,
@@ -426,6 +432,7 @@ mod tests {
             job_name: job.into(),
             trigger: Trigger::Manual,
             fire_at_ms: NOW - 600_000,
+            run_at_ms: None,
             created_ms: NOW - 600_000,
             updated_ms: NOW - updated_ago,
             state,
@@ -662,6 +669,11 @@ mod tests {
         assert_eq!((job.queued, job.running), (1, 2));
         assert_eq!(job.last_result, Some(InstanceStatus::Failed));
         assert_eq!(job.next_fire_ms, Some(NOW + 30_000));
+        assert!(
+            job.definition.starts_with("# every 30s\n"),
+            "the schedule in words on top: {}",
+            job.definition
+        );
         assert!(
             job.definition.contains("name = \"fails\""),
             "{}",

@@ -12,7 +12,9 @@ use serde::de::DeserializeOwned;
 
 use crate::model::{Instance, InstanceId, Job};
 use crate::spec::JobSpec;
-use crate::wire::admin::{ClusterInfo, ErrorBody, JobSummary, MemberRow};
+use crate::wire::admin::{
+    BackfillRequest, BackfillResult, ClusterInfo, ErrorBody, JobSummary, MemberRow, NextFires,
+};
 
 pub const DEFAULT_SERVER: &str = "http://127.0.0.1:7070";
 
@@ -111,6 +113,26 @@ impl ApiClient {
 
     pub async fn run_job(&self, key: &str) -> Result<Instance, ClientError> {
         self.call(Method::POST, &job_path(key, "/run"), None::<&()>)
+            .await
+    }
+
+    /// The job's schedule in words and its next `count` fires.
+    pub async fn next_fires(&self, key: &str, count: usize) -> Result<NextFires, ClientError> {
+        self.call(
+            Method::GET,
+            &job_path(key, &format!("/next?count={count}")),
+            None::<&()>,
+        )
+        .await
+    }
+
+    /// Creates (or with `dry_run`, counts) the job's fires of a past range.
+    pub async fn backfill(
+        &self,
+        key: &str,
+        request: &BackfillRequest,
+    ) -> Result<BackfillResult, ClientError> {
+        self.call(Method::POST, &job_path(key, "/backfill"), Some(request))
             .await
     }
 

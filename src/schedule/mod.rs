@@ -1,9 +1,18 @@
 //! When jobs fire: next-fire computation for every schedule kind (cron in a named timezone, fixed
-//! rate, fixed delay, one-shot, on demand), the misfire policy after downtime, and the
-//! look-ahead of firing. Pure functions of a job's definition and the time; the server's scheduler
-//! loop (`server::scheduler`) and state machine use them, and so does validation.
+//! rate, fixed delay, one-shot, on demand) inside the job's window, the misfire policy after
+//! downtime, and the look-ahead of firing. Pure functions of the job and the times given: no
+//! clock, no randomness (a jitter is a hash of the job and the fire), so replaying the same
+//! command gives the same fires. The server's scheduler loop (`server::scheduler`) and state
+//! machine use them, and so does validation. The [`timing`] module adds jitter, upcoming fires,
+//! backfill ranges and descriptions.
 
 pub mod cron_expr;
+pub mod timing;
+
+pub use timing::{
+    MAX_BACKFILL, MAX_UPCOMING, UpcomingFire, backfill_fires, describe, ended_at, jitter_of,
+    run_at, upcoming,
+};
 
 use chrono::TimeZone;
 use chrono_tz::Tz;
@@ -26,29 +35,48 @@ pub const MISFIRE_GRACE_MS: i64 = 5_000;
 /// cannot stall the scheduler.
 const MAX_ENUMERATION_STEPS: usize = 100_000;
 
-/// The first fire of a newly created (or resumed) job, strictly after `now`.
+/// The first fire of a newly created (or resumed) job, strictly after `now`, inside its window:
+/// not before `start_at` (a fixed rate's grid starts there), none at all past `end_at`.
 pub fn initial_fire(def: &JobDefinition, now: UnixMs) -> Option<UnixMs> {
-    match &def.schedule {
-        Schedule::Cron { .. } => cron_after(def, now),
-        Schedule::FixedRate { every_ms } => Some(now + *every_ms as i64),
-        Schedule::FixedDelay { delay_ms } => Some(now + *delay_ms as i64),
+    let start = def.timing.start_at_ms.filter(|start| *start > now);
+    let first = match &def.schedule {
+        Schedule::Cron { .. } => cron_after(def, start.map_or(now, |start| start - 1)),
+        Schedule::FixedRate { every_ms } => Some(start.unwrap_or(now + *every_ms as i64)),
+        Schedule::FixedDelay { delay_ms } => {
+            Some((now + *delay_ms as i64).max(start.unwrap_or(now)))
+        }
         Schedule::Once { at_ms } => Some(*at_ms),
         Schedule::OnDemand => None,
-    }
+    };
+    first.filter(|t| before_end(def, *t))
+}
+
+/// The fire of a fixed-delay job after its run ended at `ended`, if still inside its window.
+pub fn fire_after_run(def: &JobDefinition, ended: UnixMs) -> Option<UnixMs> {
+    let Schedule::FixedDelay { delay_ms } = def.schedule else {
+        return None;
+    };
+    Some(ended + delay_ms as i64).filter(|t| before_end(def, *t))
+}
+
+/// Whether a scheduled time is at or before the job's `end_at` (if it has one).
+fn before_end(def: &JobDefinition, at: UnixMs) -> bool {
+    def.timing.end_at_ms.is_none_or(|end| at <= end)
 }
 
 /// The scheduled time that follows `fire` (for fixed delay there is none until the run ends).
-fn step(def: &JobDefinition, fire: UnixMs) -> Option<UnixMs> {
-    match &def.schedule {
+pub(crate) fn step(def: &JobDefinition, fire: UnixMs) -> Option<UnixMs> {
+    let next = match &def.schedule {
         Schedule::Cron { .. } => cron_after(def, fire),
         Schedule::FixedRate { every_ms } => Some(fire + *every_ms as i64),
         Schedule::FixedDelay { .. } | Schedule::Once { .. } | Schedule::OnDemand => None,
-    }
+    };
+    next.filter(|t| before_end(def, *t))
 }
 
 /// The first scheduled time strictly after `after`, following the grid that started at `anchor`.
 fn next_on_grid(def: &JobDefinition, anchor: UnixMs, after: UnixMs) -> Option<UnixMs> {
-    match &def.schedule {
+    let next = match &def.schedule {
         Schedule::Cron { .. } => cron_after(def, after),
         Schedule::FixedRate { every_ms } => {
             let every = *every_ms as i64;
@@ -56,7 +84,8 @@ fn next_on_grid(def: &JobDefinition, anchor: UnixMs, after: UnixMs) -> Option<Un
             Some(anchor + steps * every)
         }
         _ => step(def, anchor).filter(|t| *t > after),
-    }
+    };
+    next.filter(|t| before_end(def, *t))
 }
 
 /// What to do with a job whose next fire `scheduled` is at or before `now`.
@@ -121,6 +150,8 @@ struct Missed {
 fn enumerate_missed(def: &JobDefinition, from: UnixMs, until: UnixMs) -> Missed {
     if let Schedule::FixedRate { every_ms } = &def.schedule {
         let every = *every_ms as i64;
+        // Times past the window's end are not fires at all.
+        let until = def.timing.end_at_ms.map_or(until, |end| until.min(end + 1));
         let count = ((until - 1 - from).div_euclid(every) + 1).max(0) as u64;
         let keep = count.min(MAX_MISFIRE_FIRES as u64) as i64;
         let last = from + (count as i64 - 1) * every;
@@ -162,17 +193,43 @@ pub fn cron_after(def: &JobDefinition, after: UnixMs) -> Option<UnixMs> {
     let tz = timezone(def);
     let start = tz.timestamp_millis_opt(after).single()?;
     with_parsed_cron(expr, |schedule| {
-        schedule.after(&start).next().map(|t| t.timestamp_millis())
+        next_cron_time(schedule, &start).map(|t| t.timestamp_millis())
     })
+}
+
+/// The first time strictly after `after` whose wall clock the expression names.
+///
+/// On the day the clocks go forward, a wall-clock time inside the skipped hour does not exist:
+/// croner moves such a fire to the first instant after the gap (03:00 for a 02:30 job); Shoal
+/// skips it instead, as Quartz does and as Shoal always has, so that a fire happens only at a
+/// time the expression names. In the repeated hour when the clocks go back, a fixed time fires
+/// once (the first of the two) and a wildcard hour fires in both (croner's rule).
+pub(crate) fn next_cron_time(
+    schedule: &croner::Cron,
+    after: &chrono::DateTime<Tz>,
+) -> Option<chrono::DateTime<Tz>> {
+    let mut from = *after;
+    // A gap is crossed at most once or twice a year: a few tries always suffice.
+    for _ in 0..4 {
+        let next = schedule.find_next_occurrence(&from, false).ok()?;
+        if schedule.is_time_matching(&next).unwrap_or(false) {
+            return Some(next);
+        }
+        from = next;
+    }
+    None
 }
 
 /// Parsing a cron expression costs far more than stepping it, and the scheduler steps the same
 /// few expressions over and over: keep the parsed forms (bounded, per thread).
-fn with_parsed_cron<T>(expr: &str, use_it: impl FnOnce(&cron::Schedule) -> Option<T>) -> Option<T> {
+pub(crate) fn with_parsed_cron<T>(
+    expr: &str,
+    use_it: impl FnOnce(&croner::Cron) -> Option<T>,
+) -> Option<T> {
     use std::cell::RefCell;
     use std::collections::HashMap;
     thread_local! {
-        static PARSED: RefCell<HashMap<String, cron::Schedule>> = RefCell::new(HashMap::new());
+        static PARSED: RefCell<HashMap<String, croner::Cron>> = RefCell::new(HashMap::new());
     }
     PARSED.with(|cache| {
         let mut cache = cache.borrow_mut();
@@ -187,5 +244,7 @@ fn with_parsed_cron<T>(expr: &str, use_it: impl FnOnce(&cron::Schedule) -> Optio
     })
 }
 
+#[cfg(test)]
+mod quartz_tests;
 #[cfg(test)]
 mod tests;

@@ -22,6 +22,7 @@ fn job(schedule: Schedule, timezone: &str, misfire: MisfirePolicy) -> JobDefinit
         dispatch_timeout_ms: 60_000,
         misfire,
         paused: false,
+        timing: Default::default(),
     }
 }
 

@@ -43,6 +43,14 @@ pub enum Command {
     },
     /// Queue a manual run now (even when paused), within `max_concurrent`.
     RunNow { job: String, at: UnixMs },
+    /// Create the job's scheduled fires of `[from, to)` (inside its window) as backfill instances,
+    /// all or none; more than `schedule::MAX_BACKFILL` are refused.
+    Backfill {
+        job: String,
+        from: UnixMs,
+        to: UnixMs,
+        at: UnixMs,
+    },
     /// Run a failed or cancelled instance's job again as a new instance (a broadcast copy on
     /// its own worker).
     Retry { instance: InstanceId, at: UnixMs },
@@ -161,6 +169,7 @@ impl Command {
             Command::DeleteJob { .. } => "delete-job",
             Command::SetPaused { .. } => "set-paused",
             Command::RunNow { .. } => "run-now",
+            Command::Backfill { .. } => "backfill",
             Command::Retry { .. } => "retry",
             Command::Cancel { .. } => "cancel",
             Command::Fire { .. } => "fire",

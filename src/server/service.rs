@@ -10,8 +10,9 @@ use crate::server::command::Command;
 use crate::server::engine::Engine;
 use crate::server::machine::{self, Response};
 use crate::server::store::{InstanceFilter, Store};
+use crate::spec::FieldError;
 use crate::spec::JobSpec;
-use crate::wire::admin::JobSummary;
+use crate::wire::admin::{BackfillRequest, BackfillResult, JobSummary};
 
 /// What an operation can fail with: the state machine's refusals, or the store's failure.
 pub use crate::server::machine::ApplyError as ServiceError;
@@ -92,6 +93,51 @@ impl Service {
             job: key.to_string(),
             at: now_ms(),
         })
+    }
+
+    /// Creates an instance for each of the job's scheduled times in `[from, to)` (inside its
+    /// window), marked as a backfill, by one command: all of them or none. More than
+    /// `schedule::MAX_BACKFILL` are refused. `dry_run` only counts them, from a read.
+    pub fn backfill(&self, key: &str, request: &BackfillRequest) -> Result<BackfillResult> {
+        let from = crate::spec::parse_time("from", &request.from)?;
+        let to = crate::spec::parse_time("to", &request.to)?;
+        let now = now_ms();
+        if to > now {
+            return Err(FieldError {
+                field: "to".into(),
+                reason: format!(
+                    "{} is in the future; a backfill creates past fires (the schedule fires the \
+                     rest)",
+                    crate::model::rfc3339(to)
+                ),
+            }
+            .into());
+        }
+        if request.dry_run {
+            let job = self.job(key)?;
+            let fires = crate::schedule::backfill_fires(&job, from, to)?;
+            return Ok(BackfillResult {
+                job: job.def.name,
+                count: fires.len(),
+                dry_run: true,
+                instances: Vec::new(),
+            });
+        }
+        let command = Command::Backfill {
+            job: key.to_string(),
+            from,
+            to,
+            at: now,
+        };
+        match self.engine.propose(command)? {
+            Response::Backfilled { job, created } => Ok(BackfillResult {
+                job,
+                count: created.len(),
+                dry_run: false,
+                instances: created.iter().map(|i| i.id).collect(),
+            }),
+            other => Err(unexpected(other)),
+        }
     }
 
     pub fn job(&self, key: &str) -> Result<Job> {

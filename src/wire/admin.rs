@@ -75,3 +75,38 @@ pub struct ErrorBody {
     pub field: Option<String>,
     pub message: String,
 }
+
+/// `GET /api/v1/jobs/{key}/next`: a job's schedule in words and its next fires.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NextFires {
+    pub job: String,
+    /// The schedule in words, e.g. "at 12:00, on Monday … (Europe/Berlin)".
+    pub description: String,
+    /// Oldest first; each with its scheduled time and, later by its jitter, when it runs.
+    pub fires: Vec<crate::schedule::UpcomingFire>,
+    pub paused: bool,
+    /// Set when the job's window has closed: it will not fire again on schedule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at_ms: Option<crate::model::UnixMs>,
+}
+
+/// `POST /api/v1/jobs/{key}/backfill`: create the job's fires of `[from, to)` (RFC 3339).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackfillRequest {
+    pub from: String,
+    pub to: String,
+    /// Only count the fires; create nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// What a backfill created (or, for a dry run, would create).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackfillResult {
+    pub job: String,
+    pub count: usize,
+    pub dry_run: bool,
+    /// The instances created, oldest fire first (empty for a dry run).
+    pub instances: Vec<crate::model::InstanceId>,
+}

@@ -10,6 +10,7 @@ mod jobs;
 mod json;
 mod members;
 mod rpc;
+mod schedules;
 mod session;
 
 use std::sync::Arc;
@@ -63,6 +64,8 @@ pub fn router(state: ApiState, token: Token) -> Router {
         .route("/jobs/{key}/pause", post(jobs::pause))
         .route("/jobs/{key}/resume", post(jobs::resume))
         .route("/jobs/{key}/run", post(jobs::run))
+        .route("/jobs/{key}/next", get(schedules::next))
+        .route("/jobs/{key}/backfill", post(schedules::backfill))
         .route("/instances", get(instances::list))
         .route("/instances/{id}", get(instances::get))
         .route("/instances/{id}/cancel", post(instances::cancel))

@@ -48,6 +48,11 @@ pub enum Response {
     Job(Job),
     /// The instance created or changed.
     Instance(Instance),
+    /// A backfill's job (by name) and the instances it created, oldest fire first.
+    Backfilled {
+        job: String,
+        created: Vec<Instance>,
+    },
     Fired(Fired),
     /// The instances whose dispatch step applied (fan-out copies included).
     Dispatched(Vec<InstanceId>),
@@ -91,6 +96,19 @@ pub fn apply(tx: &mut WriteTx, command: &Command) -> Result<Applied> {
         Command::RunNow { job, at } => {
             let job = find_job(tx, job)?;
             Response::Instance(queue_run(tx, &mut effects, &job, None, *at)?)
+        }
+        Command::Backfill { job, from, to, at } => {
+            let job = find_job(tx, job)?;
+            let fires = crate::schedule::backfill_fires(&job, *from, *to)?;
+            let mut created = Vec::with_capacity(fires.len());
+            for fire_at in fires {
+                created.push(create_instance(tx, &job, Trigger::Backfill, fire_at, *at)?);
+            }
+            effects.queued |= !created.is_empty();
+            Response::Backfilled {
+                job: job.def.name,
+                created,
+            }
         }
         Command::Retry { instance, at } => {
             Response::Instance(retry(tx, &mut effects, *instance, *at)?)
@@ -172,6 +190,7 @@ fn update_job(
     }
     let timing_changed = def.schedule != job.def.schedule
         || def.timezone != job.def.timezone
+        || def.timing != job.def.timing
         || def.paused != job.def.paused;
     // Fires created ahead (see `schedule::LOOKAHEAD_MS`) follow the old timing: when it changes
     // they are cancelled and the next fire is computed afresh (a cron fire at the same time is
@@ -573,21 +592,28 @@ fn new_instance(
     fire_at: UnixMs,
     now: UnixMs,
 ) -> Result<Instance, StoreError> {
+    // A scheduled fire of a job with jitter runs later than its time, by an amount fixed for it
+    // (a hash of the job and the fire: the same on every server and after every restart).
+    let run_at = match trigger {
+        Trigger::Schedule => crate::schedule::run_at(job.id, &job.def, fire_at),
+        Trigger::Manual | Trigger::Backfill => fire_at,
+    };
     Ok(Instance {
         id: tx.next_instance_id()?,
         job_id: job.id,
         job_name: job.def.name.clone(),
         trigger,
         fire_at_ms: fire_at,
+        run_at_ms: (trigger == Trigger::Schedule && job.def.timing.jitter_ms > 0).then_some(run_at),
         created_ms: now,
         updated_ms: now,
-        state: if fire_at > now {
+        state: if run_at > now {
             // Fired ahead: the dispatcher holds it until its time, and its dispatch timeout
             // counts from then, not from its creation.
             InstanceState::Queued {
                 reason: None,
-                not_before_ms: Some(fire_at),
-                since_ms: fire_at,
+                not_before_ms: Some(run_at),
+                since_ms: run_at,
             }
         } else {
             InstanceState::queued(now)
@@ -639,12 +665,12 @@ fn instance_ended(tx: &mut WriteTx, job_id: JobId, at: UnixMs) -> Result<(), Sto
     let Some(mut job) = tx.job(job_id)? else {
         return Ok(());
     };
-    if let Schedule::FixedDelay { delay_ms } = job.def.schedule
+    if let Schedule::FixedDelay { .. } = job.def.schedule
         && !job.def.paused
         && job.next_fire_ms.is_none()
         && tx.active_count(job_id)? == 0
     {
-        job.next_fire_ms = Some(at + delay_ms as i64);
+        job.next_fire_ms = crate::schedule::fire_after_run(&job.def, at);
         tx.put_job(&job)?;
     }
     Ok(())

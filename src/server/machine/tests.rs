@@ -20,6 +20,7 @@ fn engine() -> (tempfile::TempDir, LocalEngine) {
 fn every_second(name: &str) -> JobDefinition {
     JobSpec {
         every: Some("1s".into()),
+        max_concurrent: Some(100),
         retry: Some(crate::spec::RetrySpec {
             count: 1,
             backoff: Some("1s".into()),
@@ -68,6 +69,12 @@ fn script() -> Vec<Command> {
         Command::RunNow {
             job: "hand".into(),
             at: t + 1_100,
+        },
+        Command::Backfill {
+            job: "tick".into(),
+            from: t - 5_000,
+            to: t,
+            at: t + 1_150,
         },
         Command::Dispatch {
             at: t + 2_000,
@@ -163,7 +170,7 @@ fn script() -> Vec<Command> {
             instances: vec![(2, 3), (1, 2)],
         },
         Command::DeleteJob {
-            job: "tick".into(),
+            job: "hand".into(),
             at: t + 60_500,
         },
     ]

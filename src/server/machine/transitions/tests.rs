@@ -12,6 +12,7 @@ fn queued() -> Instance {
         job_name: "j".into(),
         trigger: Trigger::Manual,
         fire_at_ms: 500,
+        run_at_ms: None,
         created_ms: 500,
         updated_ms: 500,
         state: InstanceState::queued(500),
