@@ -23,8 +23,33 @@ pub struct Received {
     pub at_ms: i64,
 }
 
-#[derive(Clone, Default)]
-struct Log(Arc<Mutex<Vec<Received>>>);
+/// What the target received: the newest `keep` requests, and how many arrived in all.
+#[derive(Clone)]
+struct Log(Arc<Mutex<History>>);
+
+struct History {
+    entries: Vec<Received>,
+    total: usize,
+    keep: usize,
+}
+
+impl Log {
+    fn new(keep: usize) -> Log {
+        Log(Arc::new(Mutex::new(History {
+            entries: Vec::new(),
+            total: 0,
+            keep,
+        })))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, History> {
+        self.0.lock().unwrap_or_else(|poison| poison.into_inner())
+    }
+}
+
+/// How many requests a target started with [`Target::start`] remembers (a long demo must not
+/// grow without bound).
+pub const KEPT_BY_DEFAULT: usize = 10_000;
 
 pub struct Target {
     addr: SocketAddr,
@@ -41,10 +66,21 @@ impl Target {
     /// Serves on `addr` (port 0 picks a free port). Routes:
     /// `/ok` 200 "ok", `/fail` 500, `/status/{code}`, `/slow?ms=N` (200 after N ms),
     /// `/requests` (JSON list of what was received), anything else 404.
+    /// It remembers the newest [`KEPT_BY_DEFAULT`] requests.
     pub async fn start(addr: SocketAddr) -> std::io::Result<Target> {
+        Target::start_keeping(addr, KEPT_BY_DEFAULT).await
+    }
+
+    /// [`Target::start`], remembering every request: for tests and benchmarks that check each
+    /// delivery, however long they run.
+    pub async fn start_keeping_all(addr: SocketAddr) -> std::io::Result<Target> {
+        Target::start_keeping(addr, usize::MAX).await
+    }
+
+    async fn start_keeping(addr: SocketAddr, keep: usize) -> std::io::Result<Target> {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
-        let log = Log::default();
+        let log = Log::new(keep);
         let app = Router::new()
             .route("/ok", any(|| async { "ok" }))
             .route(
@@ -71,21 +107,15 @@ impl Target {
         format!("http://{}{path}", self.addr)
     }
 
-    /// How many requests arrived so far (cheap to poll, unlike [`Target::received`]).
+    /// How many requests arrived so far, remembered or not (cheap to poll, unlike
+    /// [`Target::received`]).
     pub fn received_count(&self) -> usize {
-        self.log
-            .0
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
-            .len()
+        self.log.lock().total
     }
 
+    /// The requests it remembers, oldest first.
     pub fn received(&self) -> Vec<Received> {
-        self.log
-            .0
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
-            .clone()
+        self.log.lock().entries.clone()
     }
 }
 
@@ -114,16 +144,18 @@ async fn record(
             instance = %instance.as_deref().unwrap_or("-"),
             "received"
         );
-        let mut entries = log.0.lock().unwrap_or_else(|poison| poison.into_inner());
-        entries.push(Received {
+        let mut history = log.lock();
+        history.total += 1;
+        history.entries.push(Received {
             method: method.to_string(),
             path: uri.path().to_string(),
             instance,
             at_ms: crate::model::now_ms(),
         });
-        // Keep memory bounded in long demos.
-        if entries.len() > 10_000 {
-            entries.drain(..5_000);
+        // Memory stays bounded: past the bound, the older half goes in one step.
+        if history.entries.len() > history.keep {
+            let drop = history.keep / 2 + 1;
+            history.entries.drain(..drop);
         }
     }
     next.run(request).await
@@ -140,10 +172,5 @@ async fn slow(Query(query): Query<SlowQuery>) -> &'static str {
 }
 
 async fn requests(State(log): State<Log>) -> axum::Json<Vec<Received>> {
-    axum::Json(
-        log.0
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
-            .clone(),
-    )
+    axum::Json(log.lock().entries.clone())
 }

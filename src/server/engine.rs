@@ -62,6 +62,36 @@ impl Engine for LocalEngine {
     }
 }
 
+/// Applies `commands` in order to `store`, many to a transaction — the outcome does not depend
+/// on how commands are grouped into commits, so a long recording replays at the store's pace, not
+/// one durable commit per command. Returns each command's answer (a refusal as its message).
+/// What it applies is published to the store's feed like any commit.
+pub fn replay(
+    store: &Store,
+    commands: &[Command],
+) -> Result<Vec<Result<Response, String>>, crate::server::store::StoreError> {
+    let mut answers = Vec::with_capacity(commands.len());
+    for batch in commands.chunks(1_000) {
+        let batch_answers = store.write(|tx| {
+            let mut out = Vec::with_capacity(batch.len());
+            for command in batch {
+                match machine::apply(tx, command) {
+                    Ok(applied) => {
+                        tx.announce(applied.effects);
+                        out.push(Ok(applied.response));
+                    }
+                    Err(ApplyError::Store(error)) => return Err(error),
+                    // A refusal writes nothing: the batch goes on.
+                    Err(refusal) => out.push(Err(refusal.to_string())),
+                }
+            }
+            Ok(out)
+        })?;
+        answers.extend(batch_answers);
+    }
+    Ok(answers)
+}
+
 /// Reads a recording made by [`LocalEngine::record_commands`]: the commands in apply order.
 pub fn read_recording(path: &Path) -> anyhow::Result<Vec<Command>> {
     use anyhow::Context;

@@ -267,7 +267,7 @@ impl TestTarget {
             .build()
             .unwrap();
         let target = runtime
-            .block_on(shoal::local::target::Target::start(
+            .block_on(shoal::local::target::Target::start_keeping_all(
                 "127.0.0.1:0".parse().unwrap(),
             ))
             .unwrap();
