@@ -594,6 +594,7 @@ async fn fire_lateness(
                 let job = Job {
                     id: tx.next_job_id()?,
                     next_fire_ms: first.or_else(|| initial_fire(def, now)),
+                    health: Default::default(),
                     def: def.clone(),
                     created_ms: now,
                     updated_ms: now,
@@ -775,6 +776,7 @@ fn build_big_store(dir: &Path, jobs: usize, instances: usize) -> anyhow::Result<
                     updated_ms: now,
                     // Spread over the hour ahead, so the restarted server has nothing due.
                     next_fire_ms: Some(now + 3_600_000 + (i % 3_600) as i64 * 1_000),
+                    health: Default::default(),
                 };
                 tx.put_job(&job)?;
                 created.push((job.id, job.def.name));

@@ -165,6 +165,54 @@ pub struct JobDefinition {
     /// The window its scheduled fires must fall in, and their jitter.
     #[serde(default, skip_serializing_if = "FireTiming::is_unset")]
     pub timing: FireTiming,
+    /// What a fire does when the job already has `max_concurrent` instances.
+    #[serde(default, skip_serializing_if = "OverlapPolicy::is_skip")]
+    pub overlap: OverlapPolicy,
+    /// Pause the job after this many failed instances in a row.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause_after_failures: Option<u32>,
+}
+
+/// What a scheduled fire does when its job already has `max_concurrent` unfinished instances
+/// (Temporal's overlap policies, xxl-job's block strategies).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OverlapPolicy {
+    /// The fire is skipped (and logged).
+    #[default]
+    Skip,
+    /// One fire waits for a free slot; further fires while it waits are skipped.
+    BufferOne,
+    /// Every fire waits for a free slot, in order (at most [`MAX_BUFFERED_FIRES`]).
+    BufferAll,
+    /// The oldest running instances are cancelled to make room for the new fire.
+    CancelRunning,
+}
+
+impl OverlapPolicy {
+    pub fn is_skip(&self) -> bool {
+        *self == OverlapPolicy::Skip
+    }
+}
+
+/// The most fires a `buffer-all` job keeps waiting, so a stuck job cannot flood the queue.
+pub const MAX_BUFFERED_FIRES: u64 = 100;
+
+/// What the server tracks of a job's recent outcomes.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct JobHealth {
+    /// Failed instances in a row since the last success.
+    #[serde(default)]
+    pub consecutive_failures: u32,
+    /// Set when the job paused itself (`pause_after_failures`): why. Cleared on resume.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused_by: Option<String>,
+}
+
+impl JobHealth {
+    pub fn is_clear(&self) -> bool {
+        *self == JobHealth::default()
+    }
 }
 
 /// When, beyond its schedule, a job fires: only inside a window, and each fire delayed by a
@@ -203,6 +251,8 @@ pub struct Job {
     /// The next scheduled fire, if any (none when paused, on demand, finished, or waiting for a
     /// fixed-delay run to end).
     pub next_fire_ms: Option<UnixMs>,
+    #[serde(default, skip_serializing_if = "JobHealth::is_clear")]
+    pub health: JobHealth,
 }
 
 /// Why an instance exists.

@@ -34,6 +34,9 @@ pub enum QueueReason {
     },
     /// A consistent-hash job waits for its own worker, which is full.
     OwnerAtCapacity { worker: String },
+    /// Its job already runs `max_concurrent` instances (a fire buffered by the job's overlap
+    /// policy, or a backfill): it runs when one of them ends.
+    JobAtConcurrency { running: u32, max: u32 },
     /// An attempt failed and a retry waits for its backoff.
     Retrying {
         /// The attempt that failed.
@@ -114,6 +117,10 @@ impl QueueReason {
             QueueReason::OwnerAtCapacity { worker } => format!(
                 "consistent-hash keeps this job on worker {worker}, which is at capacity; it runs \
                  when that worker frees a slot"
+            ),
+            QueueReason::JobAtConcurrency { running, max } => format!(
+                "its job already runs {running} instance(s), its max_concurrent of {max}; it runs \
+                 when one ends"
             ),
             QueueReason::Retrying {
                 attempt,

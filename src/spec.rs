@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{
-    FireTiming, HttpTask, JobDefinition, MisfirePolicy, RetryPolicy, Schedule, Strategy, Target,
-    UnixMs,
+    FireTiming, HttpTask, JobDefinition, MisfirePolicy, OverlapPolicy, RetryPolicy, Schedule,
+    Strategy, Target, UnixMs,
 };
 use crate::schedule::cron_expr;
 
@@ -68,6 +68,13 @@ pub struct JobSpec {
     pub dispatch_timeout: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub misfire: Option<String>,
+    /// When the job already has `max_concurrent` instances: `skip` (default), `buffer-one`,
+    /// `buffer-all` or `cancel-running`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overlap: Option<String>,
+    /// Pause the job after this many failed instances in a row.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause_after_failures: Option<u32>,
     #[serde(default, skip_serializing_if = "is_false")]
     pub paused: bool,
 }
@@ -175,6 +182,31 @@ impl JobSpec {
                 ],
             )?,
         };
+        let overlap = match self.overlap.as_deref() {
+            None => OverlapPolicy::default(),
+            Some(text) => parse_keyword(
+                "overlap",
+                text,
+                &[
+                    ("skip", OverlapPolicy::Skip),
+                    ("buffer-one", OverlapPolicy::BufferOne),
+                    ("buffer-all", OverlapPolicy::BufferAll),
+                    ("cancel-running", OverlapPolicy::CancelRunning),
+                ],
+            )?,
+        };
+        let pause_after_failures = match self.pause_after_failures {
+            Some(0) => {
+                return Err(invalid(
+                    "pause_after_failures",
+                    "must be at least 1 (omit it to never pause on failures)",
+                ));
+            }
+            Some(n) if n > 1_000 => {
+                return Err(invalid("pause_after_failures", "must be at most 1000"));
+            }
+            other => other,
+        };
         let max_concurrent = match self.max_concurrent {
             Some(0) => {
                 return Err(invalid(
@@ -205,6 +237,8 @@ impl JobSpec {
             misfire,
             paused: self.paused,
             timing,
+            overlap,
+            pause_after_failures,
         })
     }
 
@@ -359,6 +393,8 @@ impl JobDefinition {
             max_concurrent: Some(self.max_concurrent),
             dispatch_timeout: Some(crate::model::human_ms(self.dispatch_timeout_ms)),
             misfire: Some(keyword_of(&self.misfire)),
+            overlap: (!self.overlap.is_skip()).then(|| keyword_of(&self.overlap)),
+            pause_after_failures: self.pause_after_failures,
             paused: self.paused,
             start_at: self.timing.start_at_ms.map(crate::model::rfc3339),
             end_at: self.timing.end_at_ms.map(crate::model::rfc3339),

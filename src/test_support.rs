@@ -36,6 +36,7 @@ pub fn job(id: u64, def: JobDefinition) -> Job {
         created_ms: 1,
         updated_ms: 1,
         next_fire_ms: None,
+        health: Default::default(),
     }
 }
 

@@ -162,6 +162,13 @@ pub struct JobFlags {
     /// fire-once, skip or fire-all.
     #[arg(long)]
     misfire: Option<String>,
+    /// When the job already has max-concurrent instances: skip (default), buffer-one,
+    /// buffer-all or cancel-running.
+    #[arg(long)]
+    overlap: Option<String>,
+    /// Pause the job after this many failed instances in a row.
+    #[arg(long, value_name = "N")]
+    pause_after_failures: Option<u32>,
     /// Create the job paused.
     #[arg(long)]
     paused: bool,
@@ -235,6 +242,10 @@ impl JobFlags {
         }
         set(&mut spec.dispatch_timeout, &self.dispatch_timeout);
         set(&mut spec.misfire, &self.misfire);
+        set(&mut spec.overlap, &self.overlap);
+        if self.pause_after_failures.is_some() {
+            spec.pause_after_failures = self.pause_after_failures;
+        }
         if self.paused {
             spec.paused = true;
         }
@@ -500,7 +511,10 @@ fn print_instance_change(instance: &Instance, what: &str, out: Output) -> anyhow
 fn next_fire(job: &Job) -> String {
     match job.next_fire_ms {
         Some(ms) => rfc3339(ms),
-        None if job.def.paused => "- (paused)".into(),
+        None if job.def.paused => match &job.health.paused_by {
+            Some(why) => format!("- ({why})"),
+            None => "- (paused)".into(),
+        },
         None => match crate::schedule::ended_at(job, crate::model::now_ms()) {
             Some(end) => format!("- (ended at {})", rfc3339(end)),
             None => "-".into(),

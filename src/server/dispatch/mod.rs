@@ -229,6 +229,7 @@ impl Dispatcher {
         };
         let mut plan = Plan {
             room,
+            running_by_job: working_set.per_job().clone(),
             ..Plan::default()
         };
         let mut jobs = JobCache::new(self.store())?;
@@ -303,6 +304,9 @@ impl Dispatcher {
                     if let Some(count) = assigned.get_mut(worker.as_str()) {
                         *count = count.saturating_sub(1);
                     }
+                    if let Some(count) = plan.running_by_job.get_mut(&instance.job_id) {
+                        *count = count.saturating_sub(1);
+                    }
                     plan.steps.push(DispatchStep::Requeue {
                         instance: instance.id,
                         attempt: instance.current_attempt().map_or(0, |a| a.number),
@@ -337,11 +341,31 @@ impl Dispatcher {
                         return;
                     }
                 }
+                // A job runs at most `max_concurrent` instances at once: fires its overlap policy
+                // buffered, and backfills, wait here (a broadcast copy is one per worker).
+                let running = plan.running_by_job.get(&job.id).copied().unwrap_or(0);
+                if running >= job.def.max_concurrent
+                    && job.def.strategy != Strategy::Broadcast
+                    && instance.pinned_worker.is_none()
+                {
+                    let unplaced = QueueReason::JobAtConcurrency {
+                        running,
+                        max: job.def.max_concurrent,
+                    };
+                    if reason.as_ref() != Some(&unplaced) {
+                        plan.steps.push(DispatchStep::Wait {
+                            instance: instance.id,
+                            reason: unplaced,
+                        });
+                    }
+                    return;
+                }
                 match self.placement(instance, job, seen, assigned, plan) {
                     Ok(worker) => {
                         let attempt = instance.next_attempt_number();
                         let lease_until_ms = now + job.def.http.timeout_ms as i64 + LEASE_GRACE_MS;
                         *assigned.entry(worker.clone()).or_default() += 1;
+                        *plan.running_by_job.entry(job.id).or_default() += 1;
                         plan.room = plan.room.saturating_sub(1);
                         plan.deliveries.push((
                             worker.clone(),
@@ -635,6 +659,8 @@ struct Plan {
     unplaceable: HashMap<JobId, QueueReason>,
     /// Free slots left on the polling live workers.
     room: u32,
+    /// Assigned or running instances per job, as the pass goes.
+    running_by_job: HashMap<JobId, u32>,
 }
 
 fn assignment(instance: &Instance, job: &Job, attempt: u32, lease_until_ms: UnixMs) -> Assignment {

@@ -14,6 +14,28 @@ use crate::server::store::{InstanceFilter, Store};
 use crate::spec::JobSpec;
 use crate::test_support;
 
+/// A dispatcher over `store`, seeing a cluster with no worker.
+async fn dispatcher(store: &Arc<Store>) -> Dispatcher {
+    let info = NodeInfo {
+        id: "server".into(),
+        role: Role::Server,
+        api_addr: String::new(),
+        tags: Vec::new(),
+        capacity: 0,
+        running: 0,
+        version: crate::VERSION.into(),
+    };
+    let config = GossipConfig::new("test", "127.0.0.1:1".parse().unwrap());
+    let membership = Membership::start(config, info, &ChannelTransport::with_mtu(65_507))
+        .await
+        .unwrap();
+    Dispatcher::new(
+        Arc::new(test_support::engine(store)),
+        Arc::new(membership),
+        "127.0.0.1:1".into(),
+    )
+}
+
 #[tokio::test]
 async fn a_fire_created_ahead_is_not_dispatched_before_its_time() {
     let dir = tempfile::tempdir().unwrap();
@@ -32,24 +54,7 @@ async fn a_fire_created_ahead_is_not_dispatched_before_its_time() {
         1
     );
 
-    let info = NodeInfo {
-        id: "server".into(),
-        role: Role::Server,
-        api_addr: String::new(),
-        tags: Vec::new(),
-        capacity: 0,
-        running: 0,
-        version: crate::VERSION.into(),
-    };
-    let config = GossipConfig::new("test", "127.0.0.1:1".parse().unwrap());
-    let membership = Membership::start(config, info, &ChannelTransport::with_mtu(65_507))
-        .await
-        .unwrap();
-    let dispatcher = Dispatcher::new(
-        Arc::new(test_support::engine(&store)),
-        Arc::new(membership),
-        "127.0.0.1:1".into(),
-    );
+    let dispatcher = dispatcher(&store).await;
     let stored = || {
         store
             .read()
@@ -91,4 +96,58 @@ async fn a_fire_created_ahead_is_not_dispatched_before_its_time() {
         .pass(fire + timeout + 1, PassScope::Full)
         .unwrap();
     assert_eq!(stored()[0].state.kind(), crate::model::StateKind::Failed);
+}
+
+/// Fires an overlap policy buffered wait for the job's running instance: the dispatcher holds
+/// them, with a reason, even though placement would otherwise look for a worker.
+#[tokio::test]
+async fn a_buffered_fire_waits_while_its_job_runs_max_concurrent() {
+    use crate::server::command::{Command, DispatchStep};
+    use crate::server::engine::Engine;
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path()).unwrap());
+    let engine = test_support::engine(&store);
+    let t = 50_000_000;
+    let def = JobSpec {
+        every: Some("1s".into()),
+        overlap: Some("buffer-all".into()),
+        ..test_support::spec("busy")
+    }
+    .validate()
+    .unwrap();
+    let job = test_support::store_job(&store, def, Some(t));
+    let fire = |now| Command::Fire {
+        now,
+        after: None,
+        limit: 512,
+    };
+    engine.propose(fire(t)).unwrap();
+    engine
+        .propose(Command::Dispatch {
+            at: t,
+            steps: vec![DispatchStep::Assign {
+                instance: 1,
+                attempt: 1,
+                worker: "w1".into(),
+                lease_until_ms: t + 600_000,
+            }],
+        })
+        .unwrap();
+    engine.propose(fire(t + 1_000)).unwrap();
+
+    let dispatcher = dispatcher(&store).await;
+    dispatcher.pass(t + 1_000, PassScope::Full).unwrap();
+    let buffered = store.read().unwrap().instance(2).unwrap().unwrap();
+    assert_eq!(buffered.job_id, job.id);
+    match &buffered.state {
+        InstanceState::Queued {
+            reason: Some(reason),
+            ..
+        } => assert_eq!(
+            reason.to_string(),
+            "its job already runs 1 instance(s), its max_concurrent of 1; it runs when one ends"
+        ),
+        other => panic!("the buffered fire should wait with a reason, not be {other:?}"),
+    }
 }

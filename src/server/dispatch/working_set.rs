@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
-use crate::model::{Instance, InstanceId, InstanceState, UnixMs};
+use crate::model::{Instance, InstanceId, InstanceState, JobId, UnixMs};
 use crate::server::store::{Store, StoreError};
 
 /// A safety net, not the mechanism: the feed carries every change.
@@ -28,6 +28,8 @@ pub(super) struct WorkingSet {
     waiting: BTreeSet<(UnixMs, InstanceId)>,
     /// How many assigned or running instances each worker holds.
     per_worker: HashMap<String, u32>,
+    /// How many assigned or running instances each job has (its `max_concurrent` bounds it).
+    per_job: HashMap<JobId, u32>,
     /// When the copy was last read in full; `None` forces a full read.
     loaded_at: Option<Instant>,
 }
@@ -79,6 +81,7 @@ impl WorkingSet {
             state => {
                 if let Some(worker) = state.worker() {
                     *self.per_worker.entry(worker.to_string()).or_default() += 1;
+                    *self.per_job.entry(instance.job_id).or_default() += 1;
                 }
             }
         }
@@ -100,13 +103,9 @@ impl WorkingSet {
                 self.ready.remove(&id);
             }
             state => {
-                if let Some(worker) = state.worker()
-                    && let Some(count) = self.per_worker.get_mut(worker)
-                {
-                    *count = count.saturating_sub(1);
-                    if *count == 0 {
-                        self.per_worker.remove(worker);
-                    }
+                if let Some(worker) = state.worker() {
+                    decrement(&mut self.per_worker, worker);
+                    decrement(&mut self.per_job, &old.job_id);
                 }
             }
         }
@@ -141,6 +140,25 @@ impl WorkingSet {
     /// Assigned or running instances per worker.
     pub(super) fn per_worker(&self) -> &HashMap<String, u32> {
         &self.per_worker
+    }
+
+    /// Assigned or running instances per job.
+    pub(super) fn per_job(&self) -> &HashMap<JobId, u32> {
+        &self.per_job
+    }
+}
+
+/// One fewer under `key`; a count that reaches zero goes.
+fn decrement<K, Q>(counts: &mut HashMap<K, u32>, key: &Q)
+where
+    K: std::hash::Hash + Eq + std::borrow::Borrow<Q>,
+    Q: std::hash::Hash + Eq + ?Sized,
+{
+    if let Some(count) = counts.get_mut(key) {
+        *count = count.saturating_sub(1);
+        if *count == 0 {
+            counts.remove(key);
+        }
     }
 }
 

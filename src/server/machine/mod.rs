@@ -16,8 +16,8 @@ pub mod transitions;
 use std::collections::BTreeSet;
 
 use crate::model::{
-    Instance, InstanceId, InstanceState, Job, JobDefinition, JobId, RetryPolicy, Schedule,
-    StateKind, Trigger, UnixMs, human_ms, rfc3339,
+    Instance, InstanceId, InstanceState, Job, JobDefinition, JobHealth, JobId, MAX_BUFFERED_FIRES,
+    OverlapPolicy, RetryPolicy, Schedule, StateKind, Trigger, UnixMs, human_ms, rfc3339,
 };
 use crate::schedule::{LOOKAHEAD_MS, fire_due, initial_fire};
 use crate::server::command::{Command, DispatchStep};
@@ -166,6 +166,7 @@ fn create_job(
         def: def.clone(),
         created_ms: at,
         updated_ms: at,
+        health: JobHealth::default(),
     };
     tx.put_job(&job)?;
     effects.timing_changed = true;
@@ -204,6 +205,10 @@ fn update_job(
             "job changed before this fire was due",
             at,
         )?;
+    }
+    if job.def.paused && !def.paused {
+        // A resumed job starts its failure count afresh.
+        job.health = JobHealth::default();
     }
     job.def = def.clone();
     job.updated_ms = at;
@@ -258,6 +263,10 @@ fn set_paused(
         }
         job.def.paused = paused;
         job.updated_ms = at;
+        if !paused {
+            // A resumed job starts its failure count afresh.
+            job.health = JobHealth::default();
+        }
         job.next_fire_ms = if paused {
             None
         } else {
@@ -355,16 +364,23 @@ fn fire(
         let mut next = firing.next;
         let before = created;
         let mut active = tx.active_count(job.id)?;
+        let max = u64::from(job.def.max_concurrent);
         for fire_at in firing.fires {
-            if active >= u64::from(job.def.max_concurrent) {
+            if active >= max {
                 if fire_at > now {
                     next = Some(fire_at);
                     held_until = held_until.into_iter().chain([fire_at]).min();
                     break;
                 }
-                tracing::info!(job = %job.def.name, active, max = job.def.max_concurrent,
-                    "fire skipped: max concurrent instances reached");
-                continue;
+                match overlap_room(tx, effects, &job, active, now)? {
+                    Room::Made => active = tx.active_count(job.id)?,
+                    Room::Buffer => {}
+                    Room::None => {
+                        tracing::info!(job = %job.def.name, active, max,
+                            overlap = ?job.def.overlap, "fire skipped: max concurrent instances reached");
+                        continue;
+                    }
+                }
             }
             create_instance(tx, &job, Trigger::Schedule, fire_at, now)?;
             active += 1;
@@ -381,6 +397,49 @@ fn fire(
         created,
         last: due.last().copied(),
         held_until,
+    })
+}
+
+/// What a due fire of a full job may do, by the job's overlap policy.
+enum Room {
+    /// Instances were cancelled: there is room now.
+    Made,
+    /// The fire is created and waits for a slot (the dispatcher holds it).
+    Buffer,
+    /// The fire is skipped.
+    None,
+}
+
+/// Decides what a due fire of `job`, which has `active` unfinished instances — at least its
+/// `max_concurrent` — does. Buffered fires are the unfinished instances beyond `max_concurrent`;
+/// the dispatcher runs at most `max_concurrent` of a job at once, so they wait for a slot.
+fn overlap_room(
+    tx: &mut WriteTx,
+    effects: &mut Effects,
+    job: &Job,
+    active: u64,
+    at: UnixMs,
+) -> Result<Room> {
+    let buffered = active.saturating_sub(u64::from(job.def.max_concurrent));
+    Ok(match job.def.overlap {
+        OverlapPolicy::Skip => Room::None,
+        OverlapPolicy::BufferOne if buffered < 1 => Room::Buffer,
+        OverlapPolicy::BufferAll if buffered < MAX_BUFFERED_FIRES => Room::Buffer,
+        OverlapPolicy::BufferOne | OverlapPolicy::BufferAll => Room::None,
+        OverlapPolicy::CancelRunning => {
+            // Oldest first, until one slot is free for the new fire.
+            let excess = usize::try_from(buffered + 1).unwrap_or(usize::MAX);
+            for instance in tx.active_of_job(job.id)?.iter().take(excess) {
+                let reason = "cancelled to make room for a newer fire (overlap = cancel-running)";
+                write_transition(
+                    tx,
+                    effects,
+                    instance,
+                    transitions::cancel(instance, reason, at),
+                )?;
+            }
+            Room::Made
+        }
     })
 }
 
@@ -463,6 +522,7 @@ fn dispatch(
         note_moved(effects, &instance, &next);
         if next.state.is_terminal() {
             ended_jobs.insert(next.job_id);
+            track_failures(tx, effects, &next, at)?;
         }
         applied.push(next.id);
     }
@@ -539,6 +599,7 @@ fn report(
                 note_moved(effects, &instance, &next);
                 if next.state.is_terminal() {
                     ended_jobs.insert(next.job_id);
+                    track_failures(tx, effects, &next, at)?;
                 }
                 ack.applied += 1;
             }
@@ -554,6 +615,58 @@ fn report(
         instance_ended(tx, job_id, at)?;
     }
     Ok(ack)
+}
+
+/// Counts a job's failed instances in a row (a success resets the count) and pauses the job when
+/// the count reaches its `pause_after_failures`, saying why. Only jobs with that setting keep
+/// the count, so the hot path of other jobs reads nothing more.
+fn track_failures(
+    tx: &mut WriteTx,
+    effects: &mut Effects,
+    ended: &Instance,
+    at: UnixMs,
+) -> Result<()> {
+    let failed = match &ended.state {
+        InstanceState::Failed { reason } => Some(reason),
+        InstanceState::Succeeded => None,
+        _ => return Ok(()),
+    };
+    let Some(mut job) = tx.job(ended.job_id)? else {
+        return Ok(());
+    };
+    let Some(limit) = job.def.pause_after_failures else {
+        return Ok(());
+    };
+    match failed {
+        None if job.health.consecutive_failures == 0 => return Ok(()),
+        None => job.health.consecutive_failures = 0,
+        Some(reason) => {
+            job.health.consecutive_failures += 1;
+            if job.health.consecutive_failures >= limit && !job.def.paused {
+                let why = format!(
+                    "paused itself after {} failed instances in a row (pause_after_failures = \
+                     {limit}); the last, instance {}: {reason}. Resume it with `shoal job resume \
+                     {}`",
+                    job.health.consecutive_failures, ended.id, job.def.name
+                );
+                tracing::warn!(job = %job.def.name, %why, "job paused on failures");
+                cancel_fired_ahead(
+                    tx,
+                    effects,
+                    job.id,
+                    "job paused before this fire was due",
+                    at,
+                )?;
+                job.def.paused = true;
+                job.next_fire_ms = None;
+                job.updated_ms = at;
+                job.health.paused_by = Some(why);
+                effects.timing_changed = true;
+            }
+        }
+    }
+    tx.put_job(&job)?;
+    Ok(())
 }
 
 /// Writes a transition's result; a refused transition writes nothing.

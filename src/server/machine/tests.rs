@@ -295,3 +295,191 @@ fn effects_say_what_moved() {
     assert!(reported.freed && reported.ended && !reported.queued);
     assert_eq!(reported.written[0].state, InstanceState::Succeeded);
 }
+
+/// A job firing every second from `first`, at most one at a time, with `overlap`.
+fn overlapping(engine: &LocalEngine, overlap: &str, first: UnixMs) -> Job {
+    let def = JobSpec {
+        every: Some("1s".into()),
+        overlap: Some(overlap.into()),
+        ..test_support::spec("busy")
+    }
+    .validate()
+    .unwrap();
+    let job = test_support::store_job(engine.store(), def, Some(first));
+    // The first fire, assigned and running on w1.
+    engine
+        .propose(Command::Fire {
+            now: first,
+            after: None,
+            limit: 512,
+        })
+        .unwrap();
+    engine
+        .propose(Command::Dispatch {
+            at: first,
+            steps: vec![DispatchStep::Assign {
+                instance: 1,
+                attempt: 1,
+                worker: "w1".into(),
+                lease_until_ms: first + 60_000,
+            }],
+        })
+        .unwrap();
+    job
+}
+
+/// The job's instances by state name, oldest first.
+fn states(engine: &LocalEngine, job: &Job) -> Vec<&'static str> {
+    let mut instances = engine
+        .store()
+        .read()
+        .unwrap()
+        .instances(&crate::server::store::InstanceFilter {
+            job_id: Some(job.id),
+            ..Default::default()
+        })
+        .unwrap();
+    instances.reverse();
+    instances.iter().map(|i| i.state.kind().as_str()).collect()
+}
+
+/// Fires the job at each second after `first` (the look-ahead is covered by firing at the
+/// fire time itself).
+fn fire_seconds(engine: &LocalEngine, first: UnixMs, seconds: i64) {
+    for n in 1..=seconds {
+        engine
+            .propose(Command::Fire {
+                now: first + n * 1_000,
+                after: None,
+                limit: 512,
+            })
+            .unwrap();
+    }
+}
+
+#[test]
+fn overlap_skip_drops_fires_while_the_job_is_full() {
+    let (_dir, engine) = engine();
+    let t = 10_000_000;
+    let job = overlapping(&engine, "skip", t);
+    fire_seconds(&engine, t, 3);
+    assert_eq!(states(&engine, &job), ["assigned"]);
+}
+
+#[test]
+fn overlap_buffer_one_keeps_one_fire_waiting_and_drops_the_rest() {
+    let (_dir, engine) = engine();
+    let t = 10_000_000;
+    let job = overlapping(&engine, "buffer-one", t);
+    fire_seconds(&engine, t, 3);
+    assert_eq!(states(&engine, &job), ["assigned", "queued"]);
+}
+
+#[test]
+fn overlap_buffer_all_keeps_every_fire_waiting_in_order() {
+    let (_dir, engine) = engine();
+    let t = 10_000_000;
+    let job = overlapping(&engine, "buffer-all", t);
+    fire_seconds(&engine, t, 3);
+    assert_eq!(
+        states(&engine, &job),
+        ["assigned", "queued", "queued", "queued"]
+    );
+}
+
+#[test]
+fn overlap_cancel_running_cancels_the_old_run_for_the_new_fire() {
+    let (_dir, engine) = engine();
+    let t = 10_000_000;
+    let job = overlapping(&engine, "cancel-running", t);
+    fire_seconds(&engine, t, 1);
+    assert_eq!(states(&engine, &job), ["cancelled", "queued"]);
+    let old = engine.store().read().unwrap().instance(1).unwrap().unwrap();
+    assert_eq!(
+        old.state,
+        InstanceState::Cancelled {
+            reason: "cancelled to make room for a newer fire (overlap = cancel-running)".into()
+        }
+    );
+    // The worker's late report of the cancelled run is refused.
+    let Response::Reported(ack) = engine
+        .propose(Command::Report {
+            worker: "w1".into(),
+            at: t + 1_500,
+            events: vec![finished(1, 1, true, t + 1_500)],
+        })
+        .unwrap()
+    else {
+        panic!("not a report answer")
+    };
+    assert_eq!((ack.applied, ack.refused.len()), (0, 1));
+}
+
+#[test]
+fn a_job_pauses_itself_after_its_failures_in_a_row_and_a_success_resets_the_count() {
+    let (_dir, engine) = engine();
+    let def = JobSpec {
+        every: Some("1h".into()),
+        max_concurrent: Some(10),
+        pause_after_failures: Some(2),
+        ..test_support::spec("flaky")
+    }
+    .validate()
+    .unwrap();
+    let job = test_support::store_job(engine.store(), def, Some(99_000_000));
+    let mut instance = 0;
+    let mut run = |succeeded: bool, at: UnixMs| {
+        let Response::Instance(queued) = engine
+            .propose(Command::RunNow {
+                job: "flaky".into(),
+                at,
+            })
+            .unwrap()
+        else {
+            panic!("not an instance")
+        };
+        instance = queued.id;
+        engine
+            .propose(Command::Dispatch {
+                at,
+                steps: vec![DispatchStep::Assign {
+                    instance,
+                    attempt: 1,
+                    worker: "w".into(),
+                    lease_until_ms: at + 60_000,
+                }],
+            })
+            .unwrap();
+        engine
+            .propose(Command::Report {
+                worker: "w".into(),
+                at: at + 10,
+                events: vec![finished(instance, 1, succeeded, at + 10)],
+            })
+            .unwrap();
+        engine.store().read().unwrap().job(job.id).unwrap().unwrap()
+    };
+    assert_eq!(run(false, 1_000).health.consecutive_failures, 1);
+    assert_eq!(run(true, 2_000).health.consecutive_failures, 0);
+    assert!(!run(false, 3_000).def.paused);
+    let paused = run(false, 4_000);
+    assert!(paused.def.paused);
+    assert_eq!(paused.next_fire_ms, None);
+    let why = paused.health.paused_by.clone().unwrap();
+    assert!(
+        why.starts_with("paused itself after 2 failed instances in a row"),
+        "{why}"
+    );
+    assert!(why.contains("shoal job resume flaky"), "{why}");
+    let Response::Job(resumed) = engine
+        .propose(Command::SetPaused {
+            job: "flaky".into(),
+            paused: false,
+            at: 5_000,
+        })
+        .unwrap()
+    else {
+        panic!("not a job")
+    };
+    assert!(!resumed.def.paused && resumed.health.is_clear());
+}

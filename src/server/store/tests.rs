@@ -92,6 +92,7 @@ fn a_failed_change_writes_nothing() {
             created_ms: 1,
             updated_ms: 1,
             next_fire_ms: Some(1),
+            health: Default::default(),
         };
         tx.put_job(&job)?;
         Err(StoreError::Corrupt {
