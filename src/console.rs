@@ -235,6 +235,7 @@ fn job_row(summary: &JobSummary) -> JobRow {
         paused: def.paused,
         definition: toml::to_string_pretty(&def.to_spec())
             .unwrap_or_else(|error| format!("# cannot show the definition as TOML: {error}\n")),
+        insecure_tls: def.http.client.insecure(),
     }
 }
 
@@ -402,6 +403,8 @@ mod tests {
                         timeout_ms: 10_000,
                         expect_status: vec![],
                         expect_body: None,
+                        expect_body_regex: None,
+                        client: Default::default(),
                     },
                     retry: RetryPolicy::default(),
                     target: Target::default(),

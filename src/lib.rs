@@ -9,7 +9,8 @@
 //! - `api` — the HTTP API (admin REST + worker RPC); `client` — its typed client.
 //! - `service` — operations on jobs and instances, one store transaction each.
 //! - `schedule` — next-fire computation, misfire policy, and the scheduler loop.
-//! - `spec` — the user-facing job format and its validation; `model` — the typed domain.
+//! - `spec` — the user-facing job format and its validation; `model` — the typed domain;
+//!   `http_options` — a job's TLS, proxy and connect-timeout options and the client built from them.
 //! - `store` — redb; the only module that touches it. `retention` — the history sweeper.
 //! - `node`, `net`, `shutdown`, `telemetry` — what both daemons share.
 //!
@@ -21,6 +22,7 @@ pub mod client;
 pub mod console;
 pub mod demo;
 pub mod dispatch;
+pub mod http_options;
 pub mod local;
 pub mod model;
 pub mod net;

@@ -67,7 +67,7 @@ impl Service {
     }
 
     pub fn create_job(&self, spec: &JobSpec) -> Result<Job> {
-        let def = spec.validate()?;
+        let def = spec.validate()?.with_stored_key(None)?;
         let now = now_ms();
         if let Schedule::Once { at_ms } = def.schedule
             && at_ms <= now
@@ -131,7 +131,7 @@ impl Service {
             if timing_changed || def.paused {
                 cancel_fired_ahead(tx, job.id, "job changed before this fire was due", now)?;
             }
-            job.def = def.clone();
+            job.def = def.clone().with_stored_key(Some(&job.def))?;
             job.updated_ms = now;
             if job.def.paused {
                 job.next_fire_ms = None;

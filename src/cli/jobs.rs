@@ -1,6 +1,6 @@
 //! `shoal job …` and `shoal instance …`: the API's verbs on the command line.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 
@@ -8,7 +8,7 @@ use super::ClientArgs;
 use super::output::{self, Output};
 use crate::client::{ApiClient, InstanceQuery};
 use crate::model::{Instance, InstanceId, InstanceState, Job, human_ms, rfc3339};
-use crate::spec::{HttpSpec, JobSpec, RetrySpec, TargetSpec};
+use crate::spec::{HttpSpec, JobSpec, RetrySpec, TargetSpec, TlsSpec};
 
 #[derive(Debug, Subcommand)]
 pub enum JobCommand {
@@ -103,9 +103,31 @@ pub struct JobFlags {
     /// Accepted status code (repeatable; default any 2xx).
     #[arg(long = "expect-status")]
     expect_status: Vec<u16>,
-    /// The response body must contain this.
+    /// The response body must contain this text.
     #[arg(long)]
     expect_body: Option<String>,
+    /// The response body must match this regular expression.
+    #[arg(long, value_name = "REGEX")]
+    expect_body_regex: Option<String>,
+    /// Time to connect (TCP and TLS handshake), within --timeout, e.g. 2s.
+    #[arg(long)]
+    connect_timeout: Option<String>,
+    /// Send the request through this HTTP proxy, e.g. http://127.0.0.1:3128.
+    #[arg(long)]
+    proxy: Option<String>,
+    /// PEM file of the CA certificates to trust (instead of the system's); read here and sent
+    /// with the job.
+    #[arg(long, value_name = "PATH")]
+    ca_file: Option<PathBuf>,
+    /// PEM file of the client certificate for mTLS (needs --client-key).
+    #[arg(long, value_name = "PATH")]
+    client_cert: Option<PathBuf>,
+    /// PEM file of the client certificate's private key (never shown back).
+    #[arg(long, value_name = "PATH")]
+    client_key: Option<PathBuf>,
+    /// Skip TLS certificate verification (--insecure=false switches it back on).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    insecure: Option<bool>,
     /// Extra attempts after a failure.
     #[arg(long)]
     retries: Option<u32>,
@@ -177,6 +199,10 @@ impl JobFlags {
             http.expect_status = Some(self.expect_status.clone());
         }
         set(&mut http.expect_body, &self.expect_body);
+        set(&mut http.expect_body_regex, &self.expect_body_regex);
+        set(&mut http.connect_timeout, &self.connect_timeout);
+        set(&mut http.proxy, &self.proxy);
+        self.apply_tls_flags(http)?;
         if self.retries.is_some() || self.backoff.is_some() {
             let retry = spec.retry.get_or_insert_with(RetrySpec::default);
             if let Some(count) = self.retries {
@@ -206,17 +232,57 @@ impl JobFlags {
     }
 }
 
+impl JobFlags {
+    /// The TLS flags on top of the spec: each file is read here (relative to the working
+    /// directory) and replaces what the spec had for it.
+    fn apply_tls_flags(&self, http: &mut HttpSpec) -> anyhow::Result<()> {
+        let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string());
+        let mut given = TlsSpec {
+            ca_file: path(&self.ca_file),
+            client_cert_file: path(&self.client_cert),
+            client_key_file: path(&self.client_key),
+            ..TlsSpec::default()
+        };
+        if given == TlsSpec::default() && self.insecure.is_none() {
+            return Ok(());
+        }
+        given.read_files(Path::new("")).map_err(|error| {
+            let flag = match error.field.as_str() {
+                "http.tls.ca_file" => "--ca-file",
+                "http.tls.client_cert_file" => "--client-cert",
+                _ => "--client-key",
+            };
+            anyhow::anyhow!("{flag}: {}", error.reason)
+        })?;
+        let tls = http.tls.get_or_insert_with(TlsSpec::default);
+        if given.ca_pem.is_some() {
+            tls.ca_pem = given.ca_pem;
+        }
+        if given.client_cert_pem.is_some() {
+            tls.client_cert_pem = given.client_cert_pem;
+        }
+        if given.client_key_pem.is_some() {
+            tls.client_key_pem = given.client_key_pem;
+        }
+        if let Some(insecure) = self.insecure {
+            tls.insecure = insecure;
+        }
+        Ok(())
+    }
+}
+
 fn set(target: &mut Option<String>, value: &Option<String>) {
     if value.is_some() {
         *target = value.clone();
     }
 }
 
-fn read_spec(path: &PathBuf) -> anyhow::Result<JobSpec> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|error| anyhow::anyhow!("--file {}: {error}", path.display()))?;
-    JobSpec::from_toml(&text)
-        .map_err(|error| anyhow::anyhow!("{}: {}", path.display(), error.reason))
+/// Reads a job file, with the PEM files it names (relative to it).
+fn read_spec(path: &Path) -> anyhow::Result<JobSpec> {
+    JobSpec::from_toml_file(path).map_err(|error| match error.field.as_str() {
+        "file" => anyhow::anyhow!("{}", error.reason),
+        _ => anyhow::anyhow!("{}: {error}", path.display()),
+    })
 }
 
 /// Validates a spec before sending it, so that a mistake is named even when the request itself
@@ -256,6 +322,9 @@ pub async fn job(command: JobCommand, args: &ClientArgs) -> anyhow::Result<()> {
                 Output::Json => output::print_json(&job),
                 Output::Table => {
                     println!("# job {} — next fire: {}", job.id, next_fire(&job));
+                    if job.def.http.client.insecure() {
+                        println!("{INSECURE_WARNING}");
+                    }
                     print!("{}", toml::to_string_pretty(&job.def.to_spec())?);
                     Ok(())
                 }
@@ -324,10 +393,18 @@ pub async fn instance(command: InstanceCommand, args: &ClientArgs) -> anyhow::Re
     }
 }
 
+/// Shown above a job that skips certificate verification (a TOML comment, so `job show` output
+/// stays a valid job file).
+const INSECURE_WARNING: &str =
+    "# WARNING: INSECURE — http.tls.insecure = true: TLS certificates are NOT verified";
+
 fn print_job_change(job: &Job, what: &str, out: Output) -> anyhow::Result<()> {
     match out {
         Output::Json => output::print_json(job),
         Output::Table => {
+            if job.def.http.client.insecure() {
+                eprintln!("{}", INSECURE_WARNING.trim_start_matches("# "));
+            }
             println!(
                 "job {:?} {what} (id {}); {}; next fire: {}",
                 job.def.name,

@@ -3,6 +3,7 @@
 //! retrying until the server acknowledges them. On shutdown it stops taking work, lets running
 //! tasks finish (bounded by the drain timeout), reports, then leaves.
 
+mod clients;
 pub mod executor;
 mod rpc;
 mod taken;
@@ -57,7 +58,7 @@ struct Context {
     id: String,
     membership: Arc<Membership>,
     rpc: ServerRpc,
-    http: reqwest::Client,
+    http: clients::HttpClients,
     slots: Arc<Semaphore>,
     running: AtomicU32,
     taken: taken::Taken,
@@ -95,7 +96,7 @@ impl RunningWorker {
             id: config.id.clone(),
             membership: membership.clone(),
             rpc: ServerRpc::new(config.token.clone())?,
-            http: executor::client()?,
+            http: clients::HttpClients::new()?,
             slots: slots.clone(),
             running: AtomicU32::new(0),
             taken: taken::Taken::default(),
