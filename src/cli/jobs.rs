@@ -126,7 +126,13 @@ pub struct JobFlags {
     #[arg(long, value_name = "PATH")]
     client_key: Option<PathBuf>,
     /// Skip TLS certificate verification (--insecure=false switches it back on).
-    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    #[arg(
+        long,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_name = "BOOL"
+    )]
     insecure: Option<bool>,
     /// Extra attempts after a failure.
     #[arg(long)]
@@ -570,5 +576,65 @@ fn print_instance_detail(i: &Instance) {
                 excerpt.chars().take(300).collect::<String>()
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Flags {
+        #[command(flatten)]
+        flags: JobFlags,
+    }
+
+    fn spec(args: &[&str]) -> JobSpec {
+        let mut all = vec!["shoal", "--name", "j", "--on-demand", "--url", "https://a/"];
+        all.extend_from_slice(args);
+        Flags::try_parse_from(all)
+            .unwrap()
+            .flags
+            .to_spec(None)
+            .unwrap()
+    }
+
+    #[test]
+    fn insecure_is_a_switch_that_can_be_turned_off() {
+        assert_eq!(spec(&[]).http.tls, None);
+        assert!(spec(&["--insecure"]).http.tls.unwrap().insecure);
+        assert!(!spec(&["--insecure=false"]).http.tls.unwrap().insecure);
+        // It never swallows the next word as its value.
+        let flags = Flags::try_parse_from(["shoal", "--insecure", "--proxy", "http://p:1"]);
+        assert_eq!(flags.unwrap().flags.proxy.as_deref(), Some("http://p:1"));
+    }
+
+    #[test]
+    fn pem_flags_are_read_and_a_missing_file_names_the_flag() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(
+            &ca,
+            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let spec = spec(&["--ca-file", &ca.display().to_string()]);
+        let tls = spec.http.tls.unwrap();
+        assert!(tls.ca_pem.unwrap().contains("BEGIN CERTIFICATE"));
+        assert_eq!(tls.ca_file, None);
+        let error = Flags::try_parse_from([
+            "shoal",
+            "--url",
+            "https://a/",
+            "--client-key",
+            "/nonexistent/key.pem",
+        ])
+        .unwrap()
+        .flags
+        .to_spec(None)
+        .unwrap_err();
+        assert!(error.to_string().starts_with("--client-key:"), "{error}");
     }
 }
