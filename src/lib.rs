@@ -13,7 +13,8 @@
 //! - `wire` — what processes say to each other (worker protocol, admin API types).
 //! - `spec` — the user-facing job format and its validation; `model` — the typed domain;
 //!   `reason` — why a queued instance waits, typed; `schedule` — next-fire computation and the
-//!   misfire policy (pure functions).
+//!   misfire policy (pure functions); `http_options` — a job's TLS, proxy and connect-timeout
+//!   options and the HTTP client built from them.
 //! - `handshake` — the proofs by which a worker and a server know each other holds the token.
 //! - `node`, `net`, `shutdown`, `telemetry` — what every daemon needs.
 //!
@@ -22,6 +23,7 @@
 pub mod cli;
 pub mod client;
 pub mod handshake;
+pub mod http_options;
 pub mod local;
 pub mod model;
 pub(crate) mod net;

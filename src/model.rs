@@ -95,9 +95,16 @@ pub struct HttpTask {
     /// Accepted status codes; empty means any 2xx.
     #[serde(default)]
     pub expect_status: Vec<u16>,
-    /// If set, the response body must contain it.
+    /// If set, the response body must contain it (a plain substring, as it always was).
     #[serde(default)]
     pub expect_body: Option<String>,
+    /// If set, the response body must match this regular expression (checked as well as
+    /// `expect_body` when both are set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect_body_regex: Option<String>,
+    /// TLS, proxy and connect timeout: set, they need a client of the job's own.
+    #[serde(flatten)]
+    pub client: crate::http_options::ClientOptions,
 }
 
 impl HttpTask {
@@ -637,6 +644,8 @@ mod tests {
             timeout_ms: 1000,
             expect_status: vec![],
             expect_body: None,
+            expect_body_regex: None,
+            client: Default::default(),
         };
         assert!(task.status_ok(204));
         assert!(!task.status_ok(302));

@@ -3,6 +3,7 @@
 //! first problem is reported with the field named and the fix. Nothing is stored before it passes.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
@@ -11,6 +12,10 @@ use crate::model::{
     Strategy, Target, UnixMs,
 };
 use crate::schedule::cron_expr;
+
+#[path = "spec_client.rs"]
+mod client;
+pub use client::TlsSpec;
 
 /// Largest request body a task may send.
 pub const MAX_TASK_BODY: usize = 64 * 1024;
@@ -93,8 +98,20 @@ pub struct HttpSpec {
     pub timeout: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expect_status: Option<Vec<u16>>,
+    /// The response body must contain this text (a plain substring).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expect_body: Option<String>,
+    /// The response body must match this regular expression (Rust `regex` syntax).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect_body_regex: Option<String>,
+    /// Time to connect (TCP and TLS), within `timeout`, which bounds the whole request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect_timeout: Option<String>,
+    /// Send the request through this proxy, e.g. `http://127.0.0.1:3128`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsSpec>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -140,6 +157,26 @@ impl JobSpec {
     /// Parses a TOML job file. Syntax errors and unknown fields name the line and the key.
     pub fn from_toml(text: &str) -> Result<JobSpec> {
         toml::from_str(text).map_err(|error| invalid("file", error.to_string().trim().to_string()))
+    }
+
+    /// Parses a TOML job file and reads the files it names (relative to its directory) into it,
+    /// so the job carries their content to the server (see [`JobSpec::read_files`]).
+    pub fn from_toml_file(path: &Path) -> Result<JobSpec> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|error| invalid("file", format!("cannot read {}: {error}", path.display())))?;
+        let mut spec = JobSpec::from_toml(&text)
+            .map_err(|error| invalid("file", format!("{}: {}", path.display(), error.reason)))?;
+        spec.read_files(path.parent().unwrap_or(Path::new(".")))?;
+        Ok(spec)
+    }
+
+    /// Reads the PEM files named in `[http.tls]` (relative to `base`) into the spec. Done where
+    /// the job is defined: a worker elsewhere needs the content, and the server reads no paths.
+    pub fn read_files(&mut self, base: &Path) -> Result<()> {
+        match &mut self.http.tls {
+            Some(tls) => tls.read_files(base),
+            None => Ok(()),
+        }
     }
 
     pub fn validate(&self) -> Result<JobDefinition> {
@@ -366,6 +403,14 @@ impl JobSpec {
 }
 
 impl JobDefinition {
+    /// The definition to store: a `<redacted>` client key (what the API shows for a stored key)
+    /// is replaced by the key stored with the job being updated (`stored`); with none stored it
+    /// is refused, naming the field.
+    pub fn with_stored_key(mut self, stored: Option<&JobDefinition>) -> Result<JobDefinition> {
+        client::restore_key(&mut self.http.client, stored.map(|s| &s.http.client))?;
+        Ok(self)
+    }
+
     /// The definition back in the user-facing form (for `job show`, the console and round trips).
     pub fn to_spec(&self) -> JobSpec {
         let mut spec = JobSpec {
@@ -380,6 +425,14 @@ impl JobDefinition {
                 expect_status: (!self.http.expect_status.is_empty())
                     .then(|| self.http.expect_status.clone()),
                 expect_body: self.http.expect_body.clone(),
+                expect_body_regex: self.http.expect_body_regex.clone(),
+                connect_timeout: self
+                    .http
+                    .client
+                    .connect_timeout_ms
+                    .map(crate::model::human_ms),
+                proxy: self.http.client.proxy.clone(),
+                tls: self.http.client.tls.as_ref().map(client::tls_to_spec),
             },
             retry: (self.retry != RetryPolicy::default()).then(|| RetrySpec {
                 count: self.retry.count,
@@ -547,6 +600,11 @@ fn validate_http(spec: &HttpSpec) -> Result<HttpTask> {
     {
         return Err(invalid("http.expect_body", "must be 1–1024 bytes"));
     }
+    if let Some(pattern) = &spec.expect_body_regex {
+        crate::http_options::compile_body_regex(pattern)
+            .map_err(|reason| invalid("http.expect_body_regex", reason))?;
+    }
+    let client = client::validate_client(spec, &url, timeout_ms)?;
     Ok(HttpTask {
         method,
         url: spec.url.clone(),
@@ -555,6 +613,8 @@ fn validate_http(spec: &HttpSpec) -> Result<HttpTask> {
         timeout_ms,
         expect_status,
         expect_body: spec.expect_body.clone(),
+        expect_body_regex: spec.expect_body_regex.clone(),
+        client,
     })
 }
 

@@ -156,13 +156,25 @@ fn every_shell_command_in_the_readme_is_accepted_by_the_cli() {
     assert!(checked >= 20, "only {checked} commands found in the README");
 }
 
+#[path = "../src/test_pki.rs"]
+mod pki;
+
 #[test]
 fn every_toml_block_in_the_readme_is_a_valid_job() {
+    // The PEM files the README's TLS example names, freshly made, next to its job file.
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki::TestPki::new();
+    std::fs::create_dir(dir.path().join("certs")).unwrap();
+    std::fs::write(dir.path().join("certs/ca.pem"), &pki.ca_pem).unwrap();
+    std::fs::write(dir.path().join("certs/client.pem"), &pki.client.cert_pem).unwrap();
+    std::fs::write(dir.path().join("certs/client.key"), &pki.client.key_pem).unwrap();
     let mut checked = 0;
     for block in blocks(&readme()).iter().filter(|b| b.lang == "toml") {
         let text = block.lines.join("\n");
-        let spec = shoal::spec::JobSpec::from_toml(&text)
+        let mut spec = shoal::spec::JobSpec::from_toml(&text)
             .unwrap_or_else(|e| panic!("README job does not parse: {e}\n{text}"));
+        spec.read_files(dir.path())
+            .unwrap_or_else(|e| panic!("README job names files it cannot read: {e}\n{text}"));
         spec.validate()
             .unwrap_or_else(|e| panic!("README job is invalid: {e}\n{text}"));
         checked += 1;

@@ -1,6 +1,6 @@
 //! `shoal job …` and `shoal instance …`: the API's verbs on the command line.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 
@@ -8,7 +8,7 @@ use super::ClientArgs;
 use super::output::{self, Output};
 use crate::client::{ApiClient, InstanceQuery};
 use crate::model::{Instance, InstanceId, InstanceState, Job, Trigger, human_ms, rfc3339};
-use crate::spec::{HttpSpec, JobSpec, RetrySpec, TargetSpec};
+use crate::spec::{HttpSpec, JobSpec, RetrySpec, TargetSpec, TlsSpec};
 use crate::wire::admin::{BackfillRequest, NextFires};
 
 #[derive(Debug, Subcommand)]
@@ -136,9 +136,37 @@ pub struct JobFlags {
     /// Accepted status code (repeatable; default any 2xx).
     #[arg(long = "expect-status")]
     expect_status: Vec<u16>,
-    /// The response body must contain this.
+    /// The response body must contain this text.
     #[arg(long)]
     expect_body: Option<String>,
+    /// The response body must match this regular expression.
+    #[arg(long, value_name = "REGEX")]
+    expect_body_regex: Option<String>,
+    /// Time to connect (TCP and TLS handshake), within --timeout, e.g. 2s.
+    #[arg(long)]
+    connect_timeout: Option<String>,
+    /// Send the request through this HTTP proxy, e.g. http://127.0.0.1:3128.
+    #[arg(long)]
+    proxy: Option<String>,
+    /// PEM file of the CA certificates to trust (instead of the system's); read here and sent
+    /// with the job.
+    #[arg(long, value_name = "PATH")]
+    ca_file: Option<PathBuf>,
+    /// PEM file of the client certificate for mTLS (needs --client-key).
+    #[arg(long, value_name = "PATH")]
+    client_cert: Option<PathBuf>,
+    /// PEM file of the client certificate's private key (never shown back).
+    #[arg(long, value_name = "PATH")]
+    client_key: Option<PathBuf>,
+    /// Skip TLS certificate verification (--insecure=false switches it back on).
+    #[arg(
+        long,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_name = "BOOL"
+    )]
+    insecure: Option<bool>,
     /// Extra attempts after a failure.
     #[arg(long)]
     retries: Option<u32>,
@@ -220,6 +248,10 @@ impl JobFlags {
             http.expect_status = Some(self.expect_status.clone());
         }
         set(&mut http.expect_body, &self.expect_body);
+        set(&mut http.expect_body_regex, &self.expect_body_regex);
+        set(&mut http.connect_timeout, &self.connect_timeout);
+        set(&mut http.proxy, &self.proxy);
+        self.apply_tls_flags(http)?;
         if self.retries.is_some() || self.backoff.is_some() {
             let retry = spec.retry.get_or_insert_with(RetrySpec::default);
             if let Some(count) = self.retries {
@@ -253,17 +285,57 @@ impl JobFlags {
     }
 }
 
+impl JobFlags {
+    /// The TLS flags on top of the spec: each file is read here (relative to the working
+    /// directory) and replaces what the spec had for it.
+    fn apply_tls_flags(&self, http: &mut HttpSpec) -> anyhow::Result<()> {
+        let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string());
+        let mut given = TlsSpec {
+            ca_file: path(&self.ca_file),
+            client_cert_file: path(&self.client_cert),
+            client_key_file: path(&self.client_key),
+            ..TlsSpec::default()
+        };
+        if given == TlsSpec::default() && self.insecure.is_none() {
+            return Ok(());
+        }
+        given.read_files(Path::new("")).map_err(|error| {
+            let flag = match error.field.as_str() {
+                "http.tls.ca_file" => "--ca-file",
+                "http.tls.client_cert_file" => "--client-cert",
+                _ => "--client-key",
+            };
+            anyhow::anyhow!("{flag}: {}", error.reason)
+        })?;
+        let tls = http.tls.get_or_insert_with(TlsSpec::default);
+        if given.ca_pem.is_some() {
+            tls.ca_pem = given.ca_pem;
+        }
+        if given.client_cert_pem.is_some() {
+            tls.client_cert_pem = given.client_cert_pem;
+        }
+        if given.client_key_pem.is_some() {
+            tls.client_key_pem = given.client_key_pem;
+        }
+        if let Some(insecure) = self.insecure {
+            tls.insecure = insecure;
+        }
+        Ok(())
+    }
+}
+
 fn set(target: &mut Option<String>, value: &Option<String>) {
     if value.is_some() {
         *target = value.clone();
     }
 }
 
-fn read_spec(path: &PathBuf) -> anyhow::Result<JobSpec> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|error| anyhow::anyhow!("--file {}: {error}", path.display()))?;
-    JobSpec::from_toml(&text)
-        .map_err(|error| anyhow::anyhow!("{}: {}", path.display(), error.reason))
+/// Reads a job file, with the PEM files it names (relative to it).
+fn read_spec(path: &Path) -> anyhow::Result<JobSpec> {
+    JobSpec::from_toml_file(path).map_err(|error| match error.field.as_str() {
+        "file" => anyhow::anyhow!("{}", error.reason),
+        _ => anyhow::anyhow!("{}: {error}", path.display()),
+    })
 }
 
 /// Validates a spec before sending it, so that a mistake is named even when the request itself
@@ -308,6 +380,9 @@ pub async fn job(command: JobCommand, args: &ClientArgs) -> anyhow::Result<()> {
                     println!("# schedule: {}", next.description);
                     for line in fire_lines(&next) {
                         println!("#   {line}");
+                    }
+                    if job.def.http.client.insecure() {
+                        println!("{INSECURE_WARNING}");
                     }
                     print!("{}", toml::to_string_pretty(&job.def.to_spec())?);
                     Ok(())
@@ -479,10 +554,18 @@ async fn backfill(
     }
 }
 
+/// Shown above a job that skips certificate verification (a TOML comment, so `job show` output
+/// stays a valid job file).
+const INSECURE_WARNING: &str =
+    "# WARNING: INSECURE — http.tls.insecure = true: TLS certificates are NOT verified";
+
 fn print_job_change(job: &Job, what: &str, out: Output) -> anyhow::Result<()> {
     match out {
         Output::Json => output::print_json(job),
         Output::Table => {
+            if job.def.http.client.insecure() {
+                eprintln!("{}", INSECURE_WARNING.trim_start_matches("# "));
+            }
             println!(
                 "job {:?} {what} (id {}); {}; next fire: {}",
                 job.def.name,
@@ -673,5 +756,65 @@ fn print_instance_detail(i: &Instance) {
                 excerpt.chars().take(300).collect::<String>()
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Flags {
+        #[command(flatten)]
+        flags: JobFlags,
+    }
+
+    fn spec(args: &[&str]) -> JobSpec {
+        let mut all = vec!["shoal", "--name", "j", "--on-demand", "--url", "https://a/"];
+        all.extend_from_slice(args);
+        Flags::try_parse_from(all)
+            .unwrap()
+            .flags
+            .to_spec(None)
+            .unwrap()
+    }
+
+    #[test]
+    fn insecure_is_a_switch_that_can_be_turned_off() {
+        assert_eq!(spec(&[]).http.tls, None);
+        assert!(spec(&["--insecure"]).http.tls.unwrap().insecure);
+        assert!(!spec(&["--insecure=false"]).http.tls.unwrap().insecure);
+        // It never swallows the next word as its value.
+        let flags = Flags::try_parse_from(["shoal", "--insecure", "--proxy", "http://p:1"]);
+        assert_eq!(flags.unwrap().flags.proxy.as_deref(), Some("http://p:1"));
+    }
+
+    #[test]
+    fn pem_flags_are_read_and_a_missing_file_names_the_flag() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(
+            &ca,
+            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let spec = spec(&["--ca-file", &ca.display().to_string()]);
+        let tls = spec.http.tls.unwrap();
+        assert!(tls.ca_pem.unwrap().contains("BEGIN CERTIFICATE"));
+        assert_eq!(tls.ca_file, None);
+        let error = Flags::try_parse_from([
+            "shoal",
+            "--url",
+            "https://a/",
+            "--client-key",
+            "/nonexistent/key.pem",
+        ])
+        .unwrap()
+        .flags
+        .to_spec(None)
+        .unwrap_err();
+        assert!(error.to_string().starts_with("--client-key:"), "{error}");
     }
 }

@@ -230,6 +230,7 @@ fn job_row(summary: &JobSummary) -> JobRow {
             Ok(text) => format!("# {}\n{text}", crate::schedule::describe(def)),
             Err(error) => format!("# cannot show the definition as TOML: {error}\n"),
         },
+        insecure_tls: def.http.client.insecure(),
     }
 }
 
@@ -405,6 +406,8 @@ mod tests {
                         timeout_ms: 10_000,
                         expect_status: vec![],
                         expect_body: None,
+                        expect_body_regex: None,
+                        client: Default::default(),
                     },
                     retry: RetryPolicy::default(),
                     target: Target::default(),

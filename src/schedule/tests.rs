@@ -14,6 +14,8 @@ fn job(schedule: Schedule, timezone: &str, misfire: MisfirePolicy) -> JobDefinit
             timeout_ms: 1000,
             expect_status: vec![],
             expect_body: None,
+            expect_body_regex: None,
+            client: Default::default(),
         },
         retry: RetryPolicy::default(),
         target: Target::default(),

@@ -35,14 +35,14 @@ impl Service {
 
     fn job_response(&self, command: Command) -> Result<Job> {
         match self.engine.propose(command)? {
-            Response::Job(job) => Ok(job),
+            Response::Job(job) => Ok(*job),
             other => Err(unexpected(other)),
         }
     }
 
     fn instance_response(&self, command: Command) -> Result<Instance> {
         match self.engine.propose(command)? {
-            Response::Instance(instance) => Ok(instance),
+            Response::Instance(instance) => Ok(*instance),
             other => Err(unexpected(other)),
         }
     }

@@ -4,6 +4,7 @@
 //! retrying until the server acknowledges them. On shutdown it stops taking work, lets running
 //! tasks finish (bounded by the drain timeout), reports, then leaves.
 
+mod clients;
 pub mod executor;
 mod link;
 mod rpc;
@@ -61,7 +62,7 @@ struct Context {
     membership: Arc<Membership>,
     rpc: ServerRpc,
     link: ServerLink,
-    http: reqwest::Client,
+    http: clients::HttpClients,
     slots: Arc<Semaphore>,
     running: AtomicU32,
     taken: taken::Taken,
@@ -106,7 +107,7 @@ impl RunningWorker {
                 config.token.clone(),
             ),
             rpc,
-            http: executor::client()?,
+            http: clients::HttpClients::new()?,
             slots: slots.clone(),
             running: AtomicU32::new(0),
             taken: taken::Taken::default(),

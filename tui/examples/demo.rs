@@ -116,6 +116,7 @@ fn cluster() -> Snapshot {
             definition: format!(
                 "name = \"{name}\"\nschedule = \"every 30s\"\n\n[http]\nurl = \"https://{name}.internal/run\"\nmethod = \"POST\"\ntimeout = \"30s\""
             ),
+            insecure_tls: *name == "index-rebuild",
         })
         .collect();
     let instances = (0..500u64)

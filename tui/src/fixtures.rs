@@ -76,6 +76,7 @@ pub fn big_snapshot(worker_count: usize, instance_count: usize) -> Snapshot {
             last_result: Some(InstanceStatus::Succeeded),
             paused: i % 17 == 0,
             definition: format!("name = \"job-{i:03}\""),
+            insecure_tls: false,
         })
         .collect();
     let statuses = InstanceStatus::ALL;

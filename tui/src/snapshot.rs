@@ -72,6 +72,8 @@ pub struct JobRow {
     pub paused: bool,
     /// Pretty TOML of the job, shown in the detail pane.
     pub definition: String,
+    /// The job skips TLS certificate verification: its detail (and its instances') say so in red.
+    pub insecure_tls: bool,
 }
 
 /// Lifecycle of one run of a job.

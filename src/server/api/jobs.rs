@@ -1,4 +1,5 @@
-//! `/api/v1/jobs`: create, list, get, update, apply, delete, pause, resume, run-now.
+//! `/api/v1/jobs`: create, list, get, update, apply, delete, pause, resume, run-now. Every job
+//! leaves here [`Job::redacted`]: a client private key is shown as set, never shown.
 
 use axum::Json;
 use axum::extract::State;
@@ -17,18 +18,24 @@ pub async fn create(
     JsonBody(spec): JsonBody<JobSpec>,
 ) -> Result<(StatusCode, Json<Job>), ApiError> {
     let job = blocking(move || state.service.create_job(&spec)).await?;
-    Ok((StatusCode::CREATED, Json(job)))
+    Ok((StatusCode::CREATED, Json(job.redacted())))
 }
 
 pub async fn list(State(state): State<ApiState>) -> Result<Json<Vec<JobSummary>>, ApiError> {
-    Ok(Json(blocking(move || state.service.jobs()).await?))
+    let mut jobs = blocking(move || state.service.jobs()).await?;
+    for summary in &mut jobs {
+        summary.job.redact();
+    }
+    Ok(Json(jobs))
 }
 
 pub async fn get(
     State(state): State<ApiState>,
     PathArg(key): PathArg<String>,
 ) -> Result<Json<Job>, ApiError> {
-    Ok(Json(blocking(move || state.service.job(&key)).await?))
+    Ok(Json(
+        blocking(move || state.service.job(&key)).await?.redacted(),
+    ))
 }
 
 pub async fn update(
@@ -37,7 +44,9 @@ pub async fn update(
     JsonBody(spec): JsonBody<JobSpec>,
 ) -> Result<Json<Job>, ApiError> {
     Ok(Json(
-        blocking(move || state.service.update_job(&key, &spec)).await?,
+        blocking(move || state.service.update_job(&key, &spec))
+            .await?
+            .redacted(),
     ))
 }
 
@@ -52,7 +61,7 @@ pub async fn apply(
     } else {
         StatusCode::OK
     };
-    Ok((status, Json(job)))
+    Ok((status, Json(job.redacted())))
 }
 
 pub async fn delete(
@@ -60,7 +69,9 @@ pub async fn delete(
     PathArg(key): PathArg<String>,
 ) -> Result<Json<Job>, ApiError> {
     Ok(Json(
-        blocking(move || state.service.delete_job(&key)).await?,
+        blocking(move || state.service.delete_job(&key))
+            .await?
+            .redacted(),
     ))
 }
 
@@ -69,7 +80,9 @@ pub async fn pause(
     PathArg(key): PathArg<String>,
 ) -> Result<Json<Job>, ApiError> {
     Ok(Json(
-        blocking(move || state.service.set_paused(&key, true)).await?,
+        blocking(move || state.service.set_paused(&key, true))
+            .await?
+            .redacted(),
     ))
 }
 
@@ -78,7 +91,9 @@ pub async fn resume(
     PathArg(key): PathArg<String>,
 ) -> Result<Json<Job>, ApiError> {
     Ok(Json(
-        blocking(move || state.service.set_paused(&key, false)).await?,
+        blocking(move || state.service.set_paused(&key, false))
+            .await?
+            .redacted(),
     ))
 }
 

@@ -45,9 +45,9 @@ pub type Result<T, E = ApplyError> = std::result::Result<T, E>;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Response {
     /// The job as stored after the change (as it was, for a delete).
-    Job(Job),
+    Job(Box<Job>),
     /// The instance created or changed.
-    Instance(Instance),
+    Instance(Box<Instance>),
     /// A backfill's job (by name) and the instances it created, oldest fire first.
     Backfilled {
         job: String,
@@ -85,17 +85,21 @@ pub struct Applied {
 pub fn apply(tx: &mut WriteTx, command: &Command) -> Result<Applied> {
     let mut effects = Effects::default();
     let response = match command {
-        Command::CreateJob { def, at } => Response::Job(create_job(tx, &mut effects, def, *at)?),
-        Command::UpdateJob { job, def, at } => {
-            Response::Job(update_job(tx, &mut effects, job, def, *at)?)
+        Command::CreateJob { def, at } => {
+            Response::Job(Box::new(create_job(tx, &mut effects, def, *at)?))
         }
-        Command::DeleteJob { job, at } => Response::Job(delete_job(tx, &mut effects, job, *at)?),
+        Command::UpdateJob { job, def, at } => {
+            Response::Job(Box::new(update_job(tx, &mut effects, job, def, *at)?))
+        }
+        Command::DeleteJob { job, at } => {
+            Response::Job(Box::new(delete_job(tx, &mut effects, job, *at)?))
+        }
         Command::SetPaused { job, paused, at } => {
-            Response::Job(set_paused(tx, &mut effects, job, *paused, *at)?)
+            Response::Job(Box::new(set_paused(tx, &mut effects, job, *paused, *at)?))
         }
         Command::RunNow { job, at } => {
             let job = find_job(tx, job)?;
-            Response::Instance(queue_run(tx, &mut effects, &job, None, *at)?)
+            Response::Instance(Box::new(queue_run(tx, &mut effects, &job, None, *at)?))
         }
         Command::Backfill { job, from, to, at } => {
             let job = find_job(tx, job)?;
@@ -111,10 +115,10 @@ pub fn apply(tx: &mut WriteTx, command: &Command) -> Result<Applied> {
             }
         }
         Command::Retry { instance, at } => {
-            Response::Instance(retry(tx, &mut effects, *instance, *at)?)
+            Response::Instance(Box::new(retry(tx, &mut effects, *instance, *at)?))
         }
         Command::Cancel { instance, at } => {
-            Response::Instance(cancel(tx, &mut effects, *instance, *at)?)
+            Response::Instance(Box::new(cancel(tx, &mut effects, *instance, *at)?))
         }
         Command::Fire { now, after, limit } => {
             Response::Fired(fire(tx, &mut effects, *now, *after, *limit as usize)?)
@@ -149,6 +153,8 @@ fn create_job(
         }
         .into());
     }
+    // A `<redacted>` client key stands for a stored one, and a new job has none.
+    let def = &def.clone().with_stored_key(None)?;
     if let Some(existing) = tx.job_id_by_name(&def.name)? {
         return Err(ApplyError::Conflict(format!(
             "a job named {:?} already exists (id {existing}); change it with `shoal job update` \
@@ -181,6 +187,8 @@ fn update_job(
     at: UnixMs,
 ) -> Result<Job> {
     let mut job = find_job(tx, key)?;
+    // A `<redacted>` client key (what the API shows) keeps the key stored with the job.
+    let def = &def.clone().with_stored_key(Some(&job.def))?;
     if def.name != job.def.name
         && let Some(other) = tx.job_id_by_name(&def.name)?
     {

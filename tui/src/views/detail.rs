@@ -105,11 +105,14 @@ fn lines(app: &App, target: &DetailTarget, width: usize, theme: Theme) -> Vec<Li
             None => missing(format!("job #{id}")),
         },
         DetailTarget::Instance(id) => match snapshot.instances.iter().find(|i| i.id == *id) {
-            Some(i) => instance_lines(i, &ctx),
+            Some(i) => instance_lines(snapshot, i, &ctx),
             None => missing(format!("instance {id}")),
         },
     }
 }
+
+/// Says in red that a job skips certificate verification: an operator must not miss it.
+const INSECURE_TLS: &str = "INSECURE: TLS certificates are not verified (http.tls.insecure)";
 
 /// What every section builder needs.
 struct Ctx {
@@ -219,7 +222,13 @@ fn job_lines(snapshot: &Snapshot, j: &JobRow, ctx: &Ctx) -> Vec<Line<'static>> {
     if j.paused {
         title.push(Span::styled("  paused", t.warn()));
     }
+    if j.insecure_tls {
+        title.push(Span::styled("  INSECURE TLS", t.bad()));
+    }
     let mut out = vec![Line::from(title)];
+    if j.insecure_tls {
+        ctx.field(&mut out, "tls", INSECURE_TLS.into(), t.bad());
+    }
     ctx.field(&mut out, "schedule", j.schedule.clone(), plain);
     let next = match (j.paused, j.next_fire_ms) {
         (true, _) => "paused (p resumes)".to_string(),
@@ -250,7 +259,7 @@ fn job_lines(snapshot: &Snapshot, j: &JobRow, ctx: &Ctx) -> Vec<Line<'static>> {
     out
 }
 
-fn instance_lines(i: &InstanceRow, ctx: &Ctx) -> Vec<Line<'static>> {
+fn instance_lines(snapshot: &Snapshot, i: &InstanceRow, ctx: &Ctx) -> Vec<Line<'static>> {
     let t = ctx.theme;
     let plain = Style::default();
     let mut out = vec![Line::styled(
@@ -283,6 +292,13 @@ fn instance_lines(i: &InstanceRow, ctx: &Ctx) -> Vec<Line<'static>> {
     );
     if let Some(reason) = &i.reason {
         ctx.field(&mut out, "reason", reason.clone(), t.status(i.status));
+    }
+    if snapshot
+        .jobs
+        .iter()
+        .any(|j| j.id == i.job_id && j.insecure_tls)
+    {
+        ctx.field(&mut out, "tls", INSECURE_TLS.into(), t.bad());
     }
     ctx.heading(
         &mut out,
@@ -383,6 +399,53 @@ mod tests {
             let pos = |n: &str| lines.iter().position(|l| l.contains(n));
             assert!(pos("#3 on") < pos("#2 on") || pos("#2 on").is_none());
         }
+    }
+
+    /// Where `needle` starts on the rendered screen, and that cell's style.
+    fn cell_of(app: &crate::App, needle: &str) -> ratatui::buffer::Cell {
+        let mut terminal =
+            ratatui::Terminal::new(ratatui::backend::TestBackend::new(100, 30)).expect("terminal");
+        terminal.draw(|f| crate::render(app, f)).expect("draw");
+        let buffer = terminal.backend().buffer().clone();
+        for y in 0..buffer.area.height {
+            let line: String = (0..buffer.area.width)
+                .map(|x| buffer[(x, y)].symbol())
+                .collect();
+            if let Some(byte) = line.find(needle) {
+                let x = line[..byte].chars().count() as u16;
+                return buffer[(x, y)].clone();
+            }
+        }
+        panic!("{needle:?} not on screen");
+    }
+
+    #[test]
+    fn an_insecure_job_is_marked_in_red_on_its_detail_and_its_instances() {
+        let mut snapshot = healthy();
+        snapshot.jobs[1].insecure_tls = true;
+        let mut app = app_with(snapshot.clone());
+        type_text(&mut app, "2j");
+        app.handle_key(key(KeyCode::Enter));
+        let lines = render_lines(&app, 100, 30);
+        assert!(line_with(&lines, "job billing-sync (#2)").contains("INSECURE TLS"));
+        line_with(&lines, "INSECURE: TLS certificates are not verified");
+        let cell = cell_of(&app, "INSECURE: TLS");
+        assert_eq!(cell.fg, ratatui::style::Color::Red);
+
+        // Instance 103 belongs to billing-sync: its detail says so too.
+        let mut app = app_with(snapshot);
+        type_text(&mut app, "4");
+        app.handle_key(key(KeyCode::Enter));
+        let lines = render_lines(&app, 100, 30);
+        line_with(&lines, "instance 103 of billing-sync");
+        assert!(line_with(&lines, "tls").contains("INSECURE"));
+        assert_eq!(cell_of(&app, "INSECURE").fg, ratatui::style::Color::Red);
+
+        // A job that verifies certificates shows no such line.
+        let mut app = app_with(healthy());
+        type_text(&mut app, "2j");
+        app.handle_key(key(KeyCode::Enter));
+        assert!(!screen(&render_lines(&app, 100, 30)).contains("INSECURE"));
     }
 
     #[test]

@@ -70,6 +70,7 @@ pub(crate) fn healthy() -> Snapshot {
             last_result: Some(InstanceStatus::Succeeded),
             paused: false,
             definition: "name = \"nightly-report\"\nschedule = \"0 0 2 * * *\"\n\n[http]\nurl = \"https://reports.internal/run\"\nmethod = \"POST\"".into(),
+            insecure_tls: false,
         },
         JobRow {
             id: 2,
@@ -81,6 +82,7 @@ pub(crate) fn healthy() -> Snapshot {
             last_result: Some(InstanceStatus::Failed),
             paused: false,
             definition: "name = \"billing-sync\"\ntags = [\"billing\"]".into(),
+            insecure_tls: false,
         },
         JobRow {
             id: 3,
@@ -92,6 +94,7 @@ pub(crate) fn healthy() -> Snapshot {
             last_result: Some(InstanceStatus::Cancelled),
             paused: true,
             definition: "name = \"cleanup\"".into(),
+            insecure_tls: false,
         },
     ];
 
