@@ -11,7 +11,8 @@
 //! - once the load stops, every unfinished instance reaches a terminal state.
 //!
 //! `SHOAL_CRASH_ROUNDS` (default 20) sets the number of crashes, `SHOAL_CRASH_SEED` replays a run
-//! (the seed is printed), `SHOAL_CRASH_JOBS` the number of fixed-rate jobs (default 200).
+//! (the seed is printed), `SHOAL_CRASH_JOBS` the number of fixed-rate jobs (default 200), and
+//! `SHOAL_CRASH_KEEP` keeps the run's directory (logs, data, command recording).
 //! A longer run: `SHOAL_CRASH_ROUNDS=100 cargo test --test crash_loop -- --nocapture` (each
 //! round lists every instance so far, so rounds slow down as history grows; lower
 //! `SHOAL_CRASH_JOBS` for runs of hundreds of rounds).
@@ -306,6 +307,11 @@ fn the_server_survives_sigkill_under_load_without_losing_or_doubling_work() {
     let mut rng = StdRng::seed_from_u64(seed);
 
     let dir = tempfile::tempdir().unwrap();
+    if std::env::var_os("SHOAL_CRASH_KEEP").is_some() {
+        // The logs and data of a failing run, for a post-mortem.
+        println!("keeping {}", dir.path().display());
+    }
+    let dir = KeptDir::new(dir);
     let target = TestTarget::start();
     let mut server = Crashable::new(dir.path());
     server.start();
@@ -516,6 +522,29 @@ fn the_server_survives_sigkill_under_load_without_losing_or_doubling_work() {
         duplicates,
         commands
     );
+}
+
+/// The run's directory, kept after the test when `SHOAL_CRASH_KEEP` is set.
+struct KeptDir(Option<tempfile::TempDir>);
+
+impl KeptDir {
+    fn new(dir: tempfile::TempDir) -> KeptDir {
+        KeptDir(Some(dir))
+    }
+
+    fn path(&self) -> &Path {
+        self.0.as_ref().map_or(Path::new("."), |dir| dir.path())
+    }
+}
+
+impl Drop for KeptDir {
+    fn drop(&mut self) {
+        if std::env::var_os("SHOAL_CRASH_KEEP").is_some()
+            && let Some(dir) = self.0.take()
+        {
+            let _ = dir.keep();
+        }
+    }
 }
 
 /// The state machine is deterministic: the commands the server applied during the whole run (a
