@@ -16,6 +16,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::Duration;
 
 use common::*;
 use serde_json::Value;
@@ -474,6 +475,17 @@ fn console_and_commands_over_ssh() {
         ],
     );
     assert_eq!(instances_of(&server, "hello"), 1);
+    drop(tmux);
+
+    // Stopping the server closes an open console cleanly: the operator is told, ssh exits.
+    let tmux = ssh.console(&ops);
+    tmux.wait_for("the console", |s| s.contains("1 live 0 dead"));
+    let mut server = server;
+    server.node.signal("TERM");
+    tmux.wait_for("the goodbye", |s| {
+        s.contains("shoal: the server is stopping") && s.contains("[ssh exited with status 0]")
+    });
+    assert!(server.node.wait_exit(Duration::from_secs(60)).success());
     drop(tmux);
 
     // Restart on the same data directory: the same host key, which ssh checks strictly.

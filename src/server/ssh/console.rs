@@ -99,7 +99,8 @@ fn run(session: ConsoleSession, runtime: tokio::runtime::Handle) {
         keys: VecDeque::new(),
         last_input: Instant::now(),
         idle_timeout: shared.idle_timeout,
-        idled_out: false,
+        shutdown: shared.shutdown.clone(),
+        ended: Ended::Quit,
     };
     let mut source = SshSource {
         inner: ApiSource::new(shared.api.clone(), runtime.clone()),
@@ -132,13 +133,13 @@ fn run(session: ConsoleSession, runtime: tokio::runtime::Handle) {
                 input.next(wait)
             })
         });
-    let farewell = if input.idled_out {
-        format!(
+    let farewell = match input.ended {
+        Ended::Quit => String::new(),
+        Ended::Idle => format!(
             "shoal: closed after {} without input\r\n",
             crate::model::human_ms(shared.idle_timeout.as_millis() as u64)
-        )
-    } else {
-        String::new()
+        ),
+        Ended::ServerStopping => "shoal: the server is stopping\r\n".to_string(),
     };
     let _ = writer
         .write_all(LEAVE)
@@ -146,7 +147,7 @@ fn run(session: ConsoleSession, runtime: tokio::runtime::Handle) {
         .and_then(|()| writer.flush());
     match &result {
         Ok(()) => tracing::info!(peer = %peer, key = %operator.fingerprint,
-            comment = %operator.comment, idle = input.idled_out, "SSH console ended"),
+            comment = %operator.comment, why = ?input.ended, "SSH console ended"),
         Err(error) => tracing::info!(peer = %peer, key = %operator.fingerprint,
             comment = %operator.comment, %error, "SSH console ended: the connection is gone"),
     }
@@ -265,12 +266,27 @@ struct SshInput {
     keys: VecDeque<KeyEvent>,
     last_input: Instant,
     idle_timeout: Duration,
-    /// Set when the console was closed for idleness, to say so.
-    idled_out: bool,
+    shutdown: crate::shutdown::Shutdown,
+    /// Why the console was closed, to tell the operator.
+    ended: Ended,
+}
+
+/// Why a console ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ended {
+    /// The operator quit, or the connection is gone.
+    Quit,
+    /// No input for the idle timeout.
+    Idle,
+    ServerStopping,
 }
 
 impl SshInput {
     fn next(&mut self, wait: Duration) -> io::Result<Input> {
+        if self.shutdown.is_triggered() {
+            self.ended = Ended::ServerStopping;
+            return Ok(Input::Closed);
+        }
         if let Some(key) = self.keys.pop_front() {
             return Ok(Input::Key(key));
         }
@@ -291,7 +307,7 @@ impl SshInput {
             Err(RecvTimeoutError::Timeout) => {
                 self.keys.extend(self.decoder.flush());
                 if self.last_input.elapsed() >= self.idle_timeout {
-                    self.idled_out = true;
+                    self.ended = Ended::Idle;
                     return Ok(Input::Closed);
                 }
             }
@@ -330,5 +346,94 @@ impl DataSource for SshSource {
         let op = &self.operator;
         tracing::warn!(peer = %self.peer, key = %op.fingerprint, comment = %op.comment,
             %action, "SSH console action refused: the key is read-only");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ratatui::crossterm::event::KeyCode;
+
+    use super::*;
+
+    /// A console's input with its queue's sender and the server's shutdown trigger (which must
+    /// outlive the input: dropping it means "stop").
+    fn input(
+        idle_timeout: Duration,
+    ) -> (
+        SshInput,
+        std::sync::mpsc::SyncSender<SessionInput>,
+        crate::shutdown::ShutdownTrigger,
+    ) {
+        let (sender, queue) = std::sync::mpsc::sync_channel(8);
+        let (trigger, shutdown) = crate::shutdown::channel();
+        let input = SshInput {
+            screen: Rc::new(Cell::new(Size::new(80, 24))),
+            queue,
+            decoder: KeyDecoder::new(),
+            keys: VecDeque::new(),
+            last_input: Instant::now(),
+            idle_timeout,
+            shutdown,
+            ended: Ended::Quit,
+        };
+        (input, sender, trigger)
+    }
+
+    fn next(input: &mut SshInput) -> Input {
+        input.next(Duration::from_millis(10)).unwrap()
+    }
+
+    #[test]
+    fn bytes_become_keys_and_window_changes_resize() {
+        let (mut input, sender, _trigger) = input(Duration::from_secs(3600));
+        sender
+            .send(SessionInput::Bytes(b"2\x1b[B".to_vec()))
+            .unwrap();
+        sender
+            .send(SessionInput::Resize {
+                width: 140,
+                height: 40,
+            })
+            .unwrap();
+        let key = |code| Input::Key(KeyEvent::from(code));
+        assert_eq!(next(&mut input), key(KeyCode::Char('2')));
+        assert_eq!(next(&mut input), key(KeyCode::Down));
+        assert_eq!(
+            next(&mut input),
+            Input::Resize {
+                width: 140,
+                height: 40
+            }
+        );
+        assert_eq!(input.screen.get(), Size::new(140, 40), "the backend's size");
+        assert_eq!(next(&mut input), Input::Nothing);
+    }
+
+    #[test]
+    fn a_gone_connection_closes_the_console() {
+        let (mut input, sender, _trigger) = input(Duration::from_secs(3600));
+        drop(sender);
+        assert_eq!(next(&mut input), Input::Closed);
+        assert_eq!(input.ended, Ended::Quit);
+    }
+
+    #[test]
+    fn an_idle_console_closes_and_says_why() {
+        let (mut input, _sender, _trigger) = input(Duration::from_millis(30));
+        let mut polls = 0;
+        while next(&mut input) != Input::Closed {
+            polls += 1;
+            assert!(polls < 1000, "never closed");
+        }
+        assert_eq!(input.ended, Ended::Idle);
+    }
+
+    #[test]
+    fn a_stopping_server_closes_the_console() {
+        let (mut input, sender, trigger) = input(Duration::from_secs(3600));
+        sender.send(SessionInput::Bytes(b"j".to_vec())).unwrap();
+        trigger.trigger();
+        assert_eq!(next(&mut input), Input::Closed);
+        assert_eq!(input.ended, Ended::ServerStopping);
     }
 }

@@ -65,6 +65,9 @@ impl SshConfig {
     }
 }
 
+/// How long a stopping server lets consoles close themselves before it disconnects them.
+const STOP_GRACE: Duration = Duration::from_secs(3);
+
 /// How long a new connection may take to say it speaks SSH.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -76,6 +79,8 @@ pub(crate) struct Shared {
     pub api_url: String,
     pub token: Option<String>,
     pub idle_timeout: Duration,
+    /// Consoles watch it to say goodbye and close their channel when the server stops.
+    pub shutdown: Shutdown,
 }
 
 /// A started SSH listener.
@@ -139,6 +144,7 @@ impl SshServer {
             api_url,
             token,
             idle_timeout: config.idle_timeout,
+            shutdown: shutdown.clone(),
         });
         let task = tokio::spawn(accept_loop(
             listener,
@@ -232,13 +238,19 @@ async fn accept_loop(
                 }
             };
             let handle = running.handle();
+            tokio::pin!(running);
             tokio::select! {
-                result = running => {
+                result = &mut running => {
                     if let Err(error) = result {
                         tracing::debug!(%peer, %error, "SSH connection ended with an error");
                     }
                 }
                 _ = shutdown.wait() => {
+                    // A console closes itself on shutdown (leaving the operator's terminal as
+                    // it found it); give it a moment, then cut whatever is left.
+                    if tokio::time::timeout(STOP_GRACE, &mut running).await.is_ok() {
+                        return;
+                    }
                     let _ = handle
                         .disconnect(
                             russh::Disconnect::ByApplication,
