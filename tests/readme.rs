@@ -77,10 +77,16 @@ fn check(command: &[String]) -> Option<Vec<String>> {
     if words.first() == Some(&"ssh") {
         let mut rest = words[1..].iter();
         let mut after = Vec::new();
+        // `-p PORT`: Shoal's own SSH console, whose commands are the client's without `shoal`.
+        let mut shoal_console = false;
         while let Some(word) = rest.next() {
             match *word {
                 "-t" | "-N" => {}
                 "-L" => {
+                    rest.next();
+                }
+                "-p" => {
+                    shoal_console = true;
                     rest.next();
                 }
                 _host => {
@@ -91,6 +97,13 @@ fn check(command: &[String]) -> Option<Vec<String>> {
         }
         if after.is_empty() {
             return None;
+        }
+        if shoal_console {
+            let line = after.join(" ");
+            if let Err(refusal) = shoal::cli::remote::parse(&line) {
+                panic!("README command over SSH {line:?} is refused: {}", refusal.0);
+            }
+            after.insert(0, "shoal");
         }
         words = after;
     }

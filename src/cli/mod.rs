@@ -4,6 +4,7 @@
 
 mod jobs;
 mod output;
+pub mod remote;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -144,7 +145,52 @@ struct ServerArgs {
     #[arg(long, default_value_t = 64, value_name = "N")]
     max_admin_requests: usize,
     #[command(flatten)]
+    ssh: SshArgs,
+    #[command(flatten)]
     daemon: DaemonArgs,
+}
+
+/// The console over SSH.
+#[derive(Debug, Args)]
+struct SshArgs {
+    /// Serve the console over SSH on this address (e.g. 0.0.0.0:2222): `ssh -p 2222 ops@host`.
+    #[arg(long, env = "SHOAL_SSH", value_name = "HOST:PORT")]
+    ssh: Option<String>,
+    /// Public keys (authorized_keys format) that may log in over SSH with full access.
+    #[arg(long, env = "SHOAL_SSH_AUTHORIZED_KEYS", value_name = "FILE")]
+    ssh_authorized_keys: Option<PathBuf>,
+    /// Public keys that may log in over SSH to look only: every action is refused.
+    #[arg(long, env = "SHOAL_SSH_READONLY_KEYS", value_name = "FILE")]
+    ssh_readonly_keys: Option<PathBuf>,
+    /// Most SSH sessions at once; further connections are closed.
+    #[arg(long, default_value_t = crate::server::ssh::SshConfig::DEFAULT_MAX_SESSIONS, value_name = "N")]
+    ssh_max_sessions: usize,
+    /// Close an SSH session after this long without input from its operator.
+    #[arg(long, default_value = "15m", value_parser = parse_duration, value_name = "DURATION")]
+    ssh_idle_timeout: Duration,
+}
+
+impl SshArgs {
+    fn config(self) -> anyhow::Result<Option<crate::server::ssh::SshConfig>> {
+        let Some(listen) = self.ssh else {
+            if self.ssh_authorized_keys.is_some() || self.ssh_readonly_keys.is_some() {
+                anyhow::bail!(
+                    "--ssh-authorized-keys and --ssh-readonly-keys need --ssh HOST:PORT, the \
+                     address to serve the console on (e.g. --ssh 0.0.0.0:2222)"
+                );
+            }
+            return Ok(None);
+        };
+        Ok(Some(crate::server::ssh::SshConfig {
+            listen: crate::net::parse_addr("--ssh", &listen)?,
+            keys: crate::server::ssh::KeyFiles {
+                authorized: self.ssh_authorized_keys,
+                readonly: self.ssh_readonly_keys,
+            },
+            max_sessions: self.ssh_max_sessions,
+            idle_timeout: self.ssh_idle_timeout,
+        }))
+    }
 }
 
 #[derive(Debug, Args)]
@@ -348,6 +394,7 @@ fn server_config(args: ServerArgs) -> anyhow::Result<ServerConfig> {
             header_timeout: args.header_timeout,
             max_admin_requests: args.max_admin_requests,
         },
+        ssh: args.ssh.config()?,
     })
 }
 

@@ -21,6 +21,7 @@ pub(crate) mod retention;
 pub mod scheduler;
 pub mod serve;
 pub(crate) mod service;
+pub mod ssh;
 pub mod store;
 
 use std::net::SocketAddr;
@@ -56,6 +57,8 @@ pub struct ServerConfig {
     pub record_commands: Option<PathBuf>,
     /// Bounds on the API's connections and admin requests.
     pub limits: serve::ConnectionLimits,
+    /// The console over SSH (`--ssh`), if served.
+    pub ssh: Option<ssh::SshConfig>,
 }
 
 /// A started server. Dropping it does not stop it; call [`RunningServer::stop`].
@@ -66,6 +69,7 @@ pub struct RunningServer {
     api_task: JoinHandle<std::io::Result<()>>,
     background: Vec<JoinHandle<()>>,
     service: Service,
+    ssh: Option<ssh::SshServer>,
 }
 
 impl RunningServer {
@@ -150,6 +154,32 @@ impl RunningServer {
             config.limits.clone(),
             shutdown,
         ));
+        let ssh = match config.ssh {
+            Some(ssh_config) => {
+                let started = ssh::SshServer::start(
+                    ssh_config,
+                    config.data_dir.clone(),
+                    api_addr,
+                    config.token.clone(),
+                    trigger.subscribe(),
+                )
+                .await;
+                match started {
+                    Ok(ssh) => Some(ssh),
+                    Err(error) => {
+                        // Take down what already runs, so a failed start leaves nothing behind.
+                        trigger.trigger();
+                        let _ = api_task.await;
+                        for task in background {
+                            let _ = task.await;
+                        }
+                        membership.leave().await;
+                        return Err(error);
+                    }
+                }
+            }
+            None => None,
+        };
         Ok(RunningServer {
             api_addr,
             membership,
@@ -157,7 +187,13 @@ impl RunningServer {
             api_task,
             background,
             service,
+            ssh,
         })
+    }
+
+    /// The SSH console's address, when it is served.
+    pub fn ssh_addr(&self) -> Option<SocketAddr> {
+        self.ssh.as_ref().map(ssh::SshServer::addr)
     }
 
     pub fn api_addr(&self) -> SocketAddr {
@@ -179,6 +215,9 @@ impl RunningServer {
     /// Stops taking requests, announces the leave to the cluster, and waits for the API to close.
     pub async fn stop(self) -> anyhow::Result<()> {
         self.trigger.trigger();
+        if let Some(ssh) = self.ssh {
+            ssh.stopped().await;
+        }
         let api_result = self.api_task.await;
         for task in self.background {
             let _ = task.await;

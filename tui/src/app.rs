@@ -55,6 +55,9 @@ pub enum Outcome {
     /// The operator confirmed this action; send it to the data source and
     /// pass the result to [`App::report`].
     Perform(Action),
+    /// Read-only mode refused this action (the status line says so); the run
+    /// loop may record who asked for it.
+    Refused(Action),
 }
 
 /// The four table views, in tab order.
@@ -397,7 +400,7 @@ impl App {
             | Intent::Bottom => self.navigate(intent),
             Intent::RunJob | Intent::TogglePause | Intent::Retry | Intent::Cancel => {
                 match self.action_for(intent) {
-                    Ok(action) => self.request(action),
+                    Ok(action) => return self.request(action),
                     Err(why) => self.set_status(StatusKind::Info, why),
                 }
             }
@@ -407,12 +410,13 @@ impl App {
 
     /// The single gate every action passes before the confirm dialog; the
     /// only place read-only mode is enforced.
-    fn request(&mut self, action: Action) {
+    fn request(&mut self, action: Action) -> Outcome {
         if self.options.readonly && action.is_destructive() {
             self.set_status(StatusKind::Error, "read-only: actions are disabled".into());
-            return;
+            return Outcome::Refused(action);
         }
         self.confirm = Some(action);
+        Outcome::None
     }
 
     /// The action an action key means for the focused row, or why there is
@@ -793,7 +797,11 @@ mod tests {
         let mut app = app_with_options(healthy(), options);
         for keys in ["2r", "2p", "4R", "3c"] {
             app.status = None;
-            assert_eq!(type_text(&mut app, keys), Outcome::None, "{keys}");
+            let outcome = type_text(&mut app, keys);
+            assert!(
+                matches!(&outcome, Outcome::Refused(action) if action.is_destructive()),
+                "{keys}: {outcome:?}"
+            );
             assert!(app.confirm.is_none(), "{keys}");
             assert_eq!(
                 app.status(),

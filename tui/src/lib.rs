@@ -29,5 +29,5 @@ pub use snapshot::{
     WorkerRow,
 };
 pub use source::DataSource;
-pub use terminal::run;
+pub use terminal::{Input, drive, run};
 pub use views::render;

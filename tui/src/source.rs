@@ -15,4 +15,8 @@ pub trait DataSource {
     /// Carry out an action. `Ok(message)` / `Err(server's error text)`, both
     /// shown in the status line.
     fn perform(&mut self, action: &Action) -> Result<String, String>;
+
+    /// Read-only mode refused `action`, which the operator asked for. The
+    /// console already says so on screen; a source may also record who asked.
+    fn refused(&mut self, _action: &Action) {}
 }
