@@ -21,6 +21,7 @@ pub(crate) mod retention;
 pub mod scheduler;
 pub mod serve;
 pub(crate) mod service;
+pub(crate) mod storage_watch;
 pub mod store;
 
 use std::net::SocketAddr;
@@ -122,6 +123,10 @@ impl RunningServer {
         );
         let scheduler = Scheduler::new(engine.clone());
         let background = vec![
+            tokio::spawn(storage_watch::run(
+                engine.store().clone(),
+                trigger.subscribe(),
+            )),
             tokio::spawn(scheduler.run(trigger.subscribe())),
             tokio::spawn(dispatcher.clone().run(trigger.subscribe())),
             tokio::spawn(retention::run(

@@ -117,6 +117,12 @@ impl Dispatcher {
             let held_until =
                 match tokio::task::spawn_blocking(move || this.pass(now_ms(), scope)).await {
                     Ok(Ok(held_until)) => held_until,
+                    // The store logs a storage fault once, and wakes this loop when it
+                    // recovers.
+                    Ok(Err(error)) if error.is_storage_fault() => {
+                        tracing::debug!(%error, "dispatch pass: storage refuses writes");
+                        None
+                    }
                     Ok(Err(error)) => {
                         tracing::error!(%error, "dispatch pass failed");
                         None

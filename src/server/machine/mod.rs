@@ -39,6 +39,13 @@ pub enum ApplyError {
     Store(#[from] StoreError),
 }
 
+impl ApplyError {
+    /// The storage refused (see `StoreError::is_storage_fault`): retried loops log it quietly.
+    pub fn is_storage_fault(&self) -> bool {
+        matches!(self, ApplyError::Store(error) if error.is_storage_fault())
+    }
+}
+
 pub type Result<T, E = ApplyError> = std::result::Result<T, E>;
 
 /// The answer to the proposer of a command.

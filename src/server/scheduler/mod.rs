@@ -49,6 +49,11 @@ impl Scheduler {
                     round.held_until
                 }
                 // Fires may be left due: look again in a second, not only at the next horizon.
+                // The store logs a storage fault once, and wakes this loop when it recovers.
+                Ok(Err(error)) if error.is_storage_fault() => {
+                    tracing::debug!(%error, "scheduler: storage refuses writes");
+                    Some(now + 1_000)
+                }
                 Ok(Err(error)) => {
                     tracing::error!(%error, "scheduler could not fire due jobs");
                     Some(now + 1_000)
