@@ -11,6 +11,7 @@
 //! Instance transitions are pure functions in [`transitions`]; this module finds the records,
 //! checks what only the store can tell (names, concurrency, the job's retry policy), and writes.
 
+mod reschedule;
 pub mod transitions;
 
 use std::collections::BTreeSet;
@@ -66,6 +67,8 @@ pub enum Response {
     Reported(ReportAck),
     /// How many finished instances were forgotten.
     Forgot(u64),
+    /// The jobs whose next fire a `Reschedule` brought back: (name, stored, new).
+    Rescheduled(Vec<(String, UnixMs, Option<UnixMs>)>),
 }
 
 /// What one `Fire` command did.
@@ -133,6 +136,9 @@ pub fn apply(tx: &mut WriteTx, command: &Command) -> Result<Applied> {
             Response::Reported(report(tx, &mut effects, worker, *at, events)?)
         }
         Command::Forget { instances } => Response::Forgot(tx.forget_finished(instances)?),
+        Command::Reschedule { at } => {
+            Response::Rescheduled(reschedule::apply(tx, &mut effects, *at)?)
+        }
     };
     effects.written = tx.take_written();
     Ok(Applied { response, effects })
