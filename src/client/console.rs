@@ -190,6 +190,10 @@ pub fn snapshot(
         instances,
         stats,
         unplaceable,
+        degraded: cluster
+            .storage_degraded
+            .as_ref()
+            .map(|degraded| degraded.fault.label().to_string()),
     }
 }
 
@@ -476,6 +480,7 @@ mod tests {
             server_id: "server".into(),
             version: "0.1.0".into(),
             gossip_addr: "127.0.0.1:7946".into(),
+            storage_degraded: None,
         };
         use shoal_gossip::MemberState as M;
         let members = [

@@ -88,6 +88,31 @@ fn next_on_grid(def: &JobDefinition, anchor: UnixMs, after: UnixMs) -> Option<Un
     next.filter(|t| before_end(def, *t))
 }
 
+/// After the wall clock stepped backwards (an NTP correction, a VM restored from a snapshot), a
+/// stored next fire computed under the old clock can lie far past where the schedule puts the
+/// next fire from `now`: an hour's step would silence a per-second job for an hour. Returns the
+/// next fire to use instead when `stored` is later than any first fire the schedule could give
+/// from `now` (plus the look-ahead the scheduler fires with); `None` when it is plausible. Only
+/// cron, fixed-rate and fixed-delay jobs move (a one-shot's time is the user's); a fixed rate
+/// keeps its phase.
+pub fn clock_corrected_fire(def: &JobDefinition, stored: UnixMs, now: UnixMs) -> Option<UnixMs> {
+    if matches!(def.schedule, Schedule::Once { .. } | Schedule::OnDemand) {
+        return None;
+    }
+    // The latest next fire a job could hold at `now` if the clock never went back: the first
+    // fire after the horizon the last round fired up to (and never before `start_at`).
+    let latest_plausible = initial_fire(def, now + LOOKAHEAD_MS)?;
+    if stored <= latest_plausible {
+        return None;
+    }
+    match &def.schedule {
+        Schedule::FixedRate { .. } if def.timing.start_at_ms.is_none_or(|s| s <= now) => {
+            next_on_grid(def, stored, now)
+        }
+        _ => initial_fire(def, now),
+    }
+}
+
 /// What to do with a job whose next fire `scheduled` is at or before `now`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Firing {

@@ -238,3 +238,47 @@ fn fires_up_to_the_horizon_are_fired_ahead_and_the_next_is_after_it() {
     assert_eq!(firing.next, Some(scheduled + 1000));
     assert_eq!(firing.skipped, 0);
 }
+
+#[test]
+fn a_next_fire_left_far_ahead_by_a_backward_clock_step_is_brought_back() {
+    let now = at("2026-06-01T10:00:00.300Z");
+    let hour = 3_600_000;
+    // A per-second cron whose next fire was computed an hour ahead of this clock.
+    let def = cron("* * * * * *", "UTC");
+    let corrected = clock_corrected_fire(&def, at("2026-06-01T11:00:01Z"), now);
+    assert_eq!(corrected, Some(at("2026-06-01T10:00:01Z")));
+    // Where it would be without a step: left alone.
+    assert_eq!(
+        clock_corrected_fire(&def, at("2026-06-01T10:00:01Z"), now),
+        None
+    );
+    assert_eq!(
+        clock_corrected_fire(&def, at("2026-06-01T10:00:02Z"), now),
+        None
+    );
+    // A fixed rate keeps its phase.
+    let rate = job(
+        Schedule::FixedRate { every_ms: 10_000 },
+        "UTC",
+        MisfirePolicy::FireOnce,
+    );
+    let stored = now + hour + 4_000;
+    assert_eq!(clock_corrected_fire(&rate, stored, now), Some(now + 4_000));
+    assert_eq!(clock_corrected_fire(&rate, now + 4_000, now), None);
+    // A yearly cron's far fire is plausible; a one-shot's time is the user's.
+    let yearly = cron("0 0 0 1 1 ?", "UTC");
+    assert_eq!(
+        clock_corrected_fire(&yearly, at("2027-01-01T00:00:00Z"), now),
+        None
+    );
+    let once = job(
+        Schedule::Once { at_ms: now + hour },
+        "UTC",
+        MisfirePolicy::FireOnce,
+    );
+    assert_eq!(clock_corrected_fire(&once, now + hour, now), None);
+    // A window that opens later keeps its start.
+    let mut windowed = cron("* * * * * *", "UTC");
+    windowed.timing.start_at_ms = Some(now + hour);
+    assert_eq!(clock_corrected_fire(&windowed, now + hour, now), None);
+}

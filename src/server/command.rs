@@ -77,6 +77,9 @@ pub enum Command {
     },
     /// Retention: forget finished instances (an unfinished one is never forgotten).
     Forget { instances: Vec<(JobId, InstanceId)> },
+    /// The wall clock stepped (or the server started): bring back every next fire that lies
+    /// implausibly far ahead of `at` for its schedule (see `schedule::clock_corrected_fire`).
+    Reschedule { at: UnixMs },
 }
 
 /// One decision of the dispatcher about one instance.
@@ -176,6 +179,7 @@ impl Command {
             Command::Dispatch { .. } => "dispatch",
             Command::Report { .. } => "report",
             Command::Forget { .. } => "forget",
+            Command::Reschedule { .. } => "reschedule",
         }
     }
 }
@@ -242,6 +246,7 @@ mod tests {
             Command::Forget {
                 instances: vec![(1, 2)],
             },
+            Command::Reschedule { at: 7 },
         ];
         for command in commands {
             let bytes = command.encode();

@@ -47,13 +47,22 @@ impl LocalEngine {
 impl Engine for LocalEngine {
     fn propose(&self, command: Command) -> Result<Response, ApplyError> {
         let recording = self.store.feed().is_recording();
-        self.store.write(|tx| {
+        let result = self.store.write(|tx| {
             let applied = machine::apply(tx, &command)?;
             tx.announce(applied.effects);
             if recording {
                 tx.journal(command.encode());
             }
             Ok(applied.response)
+        });
+        // An I/O error inside the change (not at its commit) abandoned the batch: nothing of it
+        // was written. The store turns it into a storage fault the caller can act on.
+        result.map_err(|error| match error {
+            ApplyError::Store(error) => ApplyError::Store(
+                self.store
+                    .classify_write_error(error, crate::server::store::WriteOutcome::NotWritten),
+            ),
+            refusal => refusal,
         })
     }
 

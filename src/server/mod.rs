@@ -22,6 +22,7 @@ pub mod scheduler;
 pub mod serve;
 pub(crate) mod service;
 pub mod ssh;
+pub(crate) mod storage_watch;
 pub mod store;
 
 use std::net::SocketAddr;
@@ -126,6 +127,10 @@ impl RunningServer {
         );
         let scheduler = Scheduler::new(engine.clone());
         let background = vec![
+            tokio::spawn(storage_watch::run(
+                engine.store().clone(),
+                trigger.subscribe(),
+            )),
             tokio::spawn(scheduler.run(trigger.subscribe())),
             tokio::spawn(dispatcher.clone().run(trigger.subscribe())),
             tokio::spawn(retention::run(

@@ -46,6 +46,10 @@ pub async fn run(
                 }
                 swept.total() as usize >= SWEEP_BATCH
             }
+            Ok(Err(error)) if error.is_storage_fault() => {
+                tracing::debug!(%error, "retention: storage refuses writes");
+                false
+            }
             Ok(Err(error)) => {
                 tracing::error!(%error, "retention sweep failed");
                 false

@@ -54,6 +54,39 @@ pub struct ClusterInfo {
     pub version: String,
     /// The gossip address workers should `--join`.
     pub gossip_addr: String,
+    /// Set while the server's storage refuses writes (a full disk, an I/O error); absent when
+    /// healthy. Reads keep answering meanwhile, and the server recovers by itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_degraded: Option<StorageDegraded>,
+}
+
+/// Why the server's storage refuses writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StorageFault {
+    /// The data dir's file system is full (ENOSPC, or a quota: EDQUOT).
+    NoSpace,
+    /// Any other I/O error of the data dir's storage.
+    Io,
+}
+
+impl StorageFault {
+    /// A few words for a header or a log line.
+    pub fn label(self) -> &'static str {
+        match self {
+            StorageFault::NoSpace => "disk full",
+            StorageFault::Io => "storage I/O error",
+        }
+    }
+}
+
+/// The storage's state while degraded: what failed, since when, and what to do.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StorageDegraded {
+    pub fault: StorageFault,
+    /// What failed and what to do, in a sentence.
+    pub message: String,
+    pub since_ms: crate::model::UnixMs,
 }
 
 /// A job with its queue, as listed.

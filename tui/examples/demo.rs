@@ -171,5 +171,6 @@ fn cluster() -> Snapshot {
             reason: "no live worker carries tag \"billing\" (37 live workers)".into(),
             fix: "shoal worker --join 127.0.0.1:7946 --tag billing".into(),
         }],
+        degraded: None,
     }
 }

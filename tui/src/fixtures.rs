@@ -131,5 +131,6 @@ pub fn big_snapshot(worker_count: usize, instance_count: usize) -> Snapshot {
             reason: "no live worker carries tag \"billing-eu\" (980 live workers)".into(),
             fix: "shoal worker --join 127.0.0.1:7946 --tag billing-eu".into(),
         }],
+        degraded: None,
     }
 }

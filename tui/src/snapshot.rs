@@ -22,6 +22,9 @@ pub struct Snapshot {
     /// Queued work that no live worker can take. Non-empty means the cluster
     /// is silently stuck, so the console shows a banner for it.
     pub unplaceable: Vec<Unplaceable>,
+    /// Set while the server is degraded (it refuses writes), with the reason in a few words,
+    /// e.g. "disk full": the header shows it in red.
+    pub degraded: Option<String>,
 }
 
 /// Gossip membership state of a node.

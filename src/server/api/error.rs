@@ -1,6 +1,7 @@
 //! The one error type of the HTTP API and its mapping to status codes.
 
-use crate::wire::admin::ErrorBody;
+use crate::server::store::WriteOutcome;
+use crate::wire::admin::{ErrorBody, StorageFault};
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -29,6 +30,10 @@ pub enum ApiError {
     /// Over a load limit; worth retrying shortly.
     #[error("{0}")]
     Busy(String),
+    /// The data dir's storage refused (a full disk: 507; an I/O error: 503). The message says
+    /// what became of the change and what to do.
+    #[error("{0}")]
+    Storage(crate::server::store::StorageUnavailable),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -53,6 +58,10 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Unauthorized | ApiError::UnknownSession => StatusCode::UNAUTHORIZED,
             ApiError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Storage(error) => match error.fault {
+                StorageFault::NoSpace => StatusCode::INSUFFICIENT_STORAGE,
+                StorageFault::Io => StatusCode::SERVICE_UNAVAILABLE,
+            },
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -65,6 +74,11 @@ impl ApiError {
             ApiError::Conflict(_) => "conflict",
             ApiError::Unauthorized | ApiError::UnknownSession => "unauthorized",
             ApiError::Busy(_) => "busy",
+            ApiError::Storage(error) => match (error.fault, error.outcome) {
+                (_, WriteOutcome::Unknown) => "storage_outcome_unknown",
+                (StorageFault::NoSpace, _) => "storage_full",
+                (StorageFault::Io, _) => "storage_failed",
+            },
             ApiError::Internal(_) => "internal",
         }
     }
@@ -99,7 +113,16 @@ impl From<crate::server::service::ServiceError> for ApiError {
             },
             ServiceError::NotFound(what) => ApiError::NotFound { what },
             ServiceError::Conflict(message) => ApiError::Conflict(message),
-            ServiceError::Store(error) => ApiError::Internal(error.to_string()),
+            ServiceError::Store(error) => error.into(),
+        }
+    }
+}
+
+impl From<crate::server::store::StoreError> for ApiError {
+    fn from(error: crate::server::store::StoreError) -> Self {
+        match error {
+            crate::server::store::StoreError::Unavailable(error) => ApiError::Storage(error),
+            other => ApiError::Internal(other.to_string()),
         }
     }
 }

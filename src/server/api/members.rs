@@ -17,5 +17,26 @@ pub async fn cluster(State(state): State<ApiState>) -> Json<ClusterInfo> {
         server_id: state.membership.self_id().to_string(),
         version: crate::VERSION.to_string(),
         gossip_addr: state.membership.gossip_addr().to_string(),
+        storage_degraded: state.service.store().degraded(),
     })
+}
+
+/// `GET /healthz`: 200 `ok`, or 503 with the reason while the storage refuses writes (the server
+/// then still answers reads and recovers by itself; a load balancer should send writes elsewhere
+/// or wait).
+pub async fn healthz(State(state): State<ApiState>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match state.service.store().degraded() {
+        None => "ok".into_response(),
+        Some(degraded) => (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "degraded: {} since {}: {}",
+                degraded.fault.label(),
+                crate::model::rfc3339(degraded.since_ms),
+                degraded.message
+            ),
+        )
+            .into_response(),
+    }
 }

@@ -77,7 +77,7 @@ pub fn router(state: ApiState, token: Token) -> Router {
     Router::new()
         .nest("/api/v1", api)
         .nest("/rpc/v1", rpc)
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(members::healthz))
         .fallback(|uri: axum::http::Uri| async move {
             ApiError::not_found(format!(
                 "route {} (the API lives under /api/v1)",

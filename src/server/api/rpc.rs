@@ -53,6 +53,7 @@ pub async fn report(
         tokio::task::spawn_blocking(move || dispatcher.report(&report.worker, &report.events))
             .await
             .map_err(|error| ApiError::Internal(error.to_string()))?
-            .map_err(|error| ApiError::Internal(error.to_string()))?;
+            // A full disk answers 507: the worker keeps the report and sends it again.
+            .map_err(ApiError::from)?;
     Ok(Json(ack))
 }

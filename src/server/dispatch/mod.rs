@@ -66,6 +66,9 @@ struct Inner {
     /// Each worker's recent task time (ms, a moving average of its reports).
     task_ms: Mutex<HashMap<String, f64>>,
     started: Instant,
+    /// The wall clock when `started` was taken: leases are set and checked on
+    /// [`Dispatcher::lease_clock`], which a wall-clock step does not move.
+    started_wall_ms: UnixMs,
     /// The gossip address a new worker should join, for "start one with: …" hints.
     join_hint: String,
 }
@@ -96,6 +99,7 @@ impl Dispatcher {
                 last_poll: Mutex::new(HashMap::new()),
                 task_ms: Mutex::new(HashMap::new()),
                 started: Instant::now(),
+                started_wall_ms: now_ms(),
                 join_hint,
             }),
         }
@@ -117,6 +121,12 @@ impl Dispatcher {
             let held_until =
                 match tokio::task::spawn_blocking(move || this.pass(now_ms(), scope)).await {
                     Ok(Ok(held_until)) => held_until,
+                    // The store logs a storage fault once, and wakes this loop when it
+                    // recovers.
+                    Ok(Err(error)) if error.is_storage_fault() => {
+                        tracing::debug!(%error, "dispatch pass: storage refuses writes");
+                        None
+                    }
                     Ok(Err(error)) => {
                         tracing::error!(%error, "dispatch pass failed");
                         None
@@ -157,6 +167,14 @@ impl Dispatcher {
 
     fn store(&self) -> &Arc<Store> {
         self.inner.engine.store()
+    }
+
+    /// The clock leases run on: the wall clock at start-up plus monotonic time since. A wall-clock
+    /// step while the server runs moves neither a lease's end nor its check (a forward step of an
+    /// hour would otherwise expire every lease at once and run every task twice); a restart
+    /// re-anchors it to the wall clock, so a step while the server was down counts as time passed.
+    fn lease_clock(&self) -> UnixMs {
+        self.inner.started_wall_ms + self.inner.started.elapsed().as_millis() as UnixMs
     }
 
     /// The dispatch loop's bell (rung by the feed, and by polls that bring room).
@@ -294,7 +312,9 @@ impl Dispatcher {
                 let why = match placement::is_gone(view, worker) {
                     Some("unknown") if self.inner.started.elapsed() < STARTUP_GRACE => None,
                     Some(why) => Some(why.to_string()),
-                    None if *lease_until_ms < now => Some("lease expired with no report".into()),
+                    None if *lease_until_ms < self.lease_clock() => {
+                        Some("lease expired with no report".into())
+                    }
                     None => None,
                 };
                 if let Some(why) = why {
@@ -363,7 +383,8 @@ impl Dispatcher {
                 match self.placement(instance, job, seen, assigned, plan) {
                     Ok(worker) => {
                         let attempt = instance.next_attempt_number();
-                        let lease_until_ms = now + job.def.http.timeout_ms as i64 + LEASE_GRACE_MS;
+                        let lease_until_ms =
+                            self.lease_clock() + job.def.http.timeout_ms as i64 + LEASE_GRACE_MS;
                         *assigned.entry(worker.clone()).or_default() += 1;
                         *plan.running_by_job.entry(job.id).or_default() += 1;
                         plan.room = plan.room.saturating_sub(1);

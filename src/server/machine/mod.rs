@@ -11,6 +11,7 @@
 //! Instance transitions are pure functions in [`transitions`]; this module finds the records,
 //! checks what only the store can tell (names, concurrency, the job's retry policy), and writes.
 
+mod reschedule;
 pub mod transitions;
 
 use std::collections::BTreeSet;
@@ -39,6 +40,13 @@ pub enum ApplyError {
     Store(#[from] StoreError),
 }
 
+impl ApplyError {
+    /// The storage refused (see `StoreError::is_storage_fault`): retried loops log it quietly.
+    pub fn is_storage_fault(&self) -> bool {
+        matches!(self, ApplyError::Store(error) if error.is_storage_fault())
+    }
+}
+
 pub type Result<T, E = ApplyError> = std::result::Result<T, E>;
 
 /// The answer to the proposer of a command.
@@ -59,6 +67,8 @@ pub enum Response {
     Reported(ReportAck),
     /// How many finished instances were forgotten.
     Forgot(u64),
+    /// The jobs whose next fire a `Reschedule` brought back: (name, stored, new).
+    Rescheduled(Vec<(String, UnixMs, Option<UnixMs>)>),
 }
 
 /// What one `Fire` command did.
@@ -130,6 +140,9 @@ pub fn apply(tx: &mut WriteTx, command: &Command) -> Result<Applied> {
             Response::Reported(report(tx, &mut effects, worker, *at, events)?)
         }
         Command::Forget { instances } => Response::Forgot(tx.forget_finished(instances)?),
+        Command::Reschedule { at } => {
+            Response::Rescheduled(reschedule::apply(tx, &mut effects, *at)?)
+        }
     };
     effects.written = tx.take_written();
     Ok(Applied { response, effects })

@@ -173,6 +173,10 @@ fn script() -> Vec<Command> {
             job: "hand".into(),
             at: t + 60_500,
         },
+        // The clock went back an hour: tick's next fire comes back with it.
+        Command::Reschedule {
+            at: t + 60_600 - 3_600_000,
+        },
     ]
 }
 
@@ -482,4 +486,35 @@ fn a_job_pauses_itself_after_its_failures_in_a_row_and_a_success_resets_the_coun
         panic!("not a job")
     };
     assert!(!resumed.def.paused && resumed.health.is_clear());
+}
+
+#[test]
+fn reschedule_brings_back_only_next_fires_a_backward_step_left_far_ahead() {
+    let (_dir, engine) = engine();
+    let t = 10_000_000;
+    for name in ["tick", "later"] {
+        let mut def = every_second(name);
+        if name == "later" {
+            // A window that opens in an hour: its far first fire is right.
+            def.timing.start_at_ms = Some(t + 3_600_000);
+        }
+        engine.propose(Command::CreateJob { def, at: t }).unwrap();
+    }
+    // Nothing is implausible at the time the jobs were made.
+    let unchanged = engine.propose(Command::Reschedule { at: t }).unwrap();
+    assert_eq!(unchanged, Response::Rescheduled(Vec::new()));
+    // An hour earlier (the clock stepped back): tick's fire at t + 1 s is an hour off.
+    let back = t - 3_600_000;
+    let Response::Rescheduled(moved) = engine.propose(Command::Reschedule { at: back }).unwrap()
+    else {
+        panic!("a reschedule answers with what it moved");
+    };
+    assert_eq!(
+        moved,
+        vec![("tick".to_string(), t + 1_000, Some(back + 1_000))]
+    );
+    let read = engine.store().read().unwrap();
+    let tick = read.job(1).unwrap().unwrap();
+    assert_eq!(tick.next_fire_ms, Some(back + 1_000));
+    assert_eq!(read.earliest_due_after(back).unwrap(), Some(back + 1_000));
 }

@@ -18,8 +18,9 @@ use crate::shutdown::Shutdown;
 /// Jobs handled per transaction: large enough to amortize the commit, small enough to keep the
 /// write lock short.
 const BATCH: usize = 512;
-/// Even with nothing due, look again this often (clock jumps, missed wake-ups).
-const MAX_SLEEP: Duration = Duration::from_secs(30);
+/// Even with nothing due, look again this often: missed wake-ups, and a wall-clock step is
+/// noticed within this (see `clock`).
+const MAX_SLEEP: Duration = Duration::from_secs(5);
 
 /// Proposes `Fire` commands; the state machine creates the instances. Woken by the feed when
 /// a job's timing changed or an instance ended.
@@ -34,9 +35,21 @@ impl Scheduler {
 
     pub async fn run(self, mut shutdown: Shutdown) {
         let feed = self.engine.store().feed().clone();
+        // The clock may have stepped while the server was down: check every stored next fire.
+        self.reschedule(now_ms()).await;
+        let mut clock = clock::ClockWatch::new();
         loop {
             let engine = self.engine.clone();
             let now = now_ms();
+            if let Some(step) = clock.step(now) {
+                tracing::warn!(
+                    step_ms = step,
+                    "wall clock stepped {} by {}; next fires implausibly far ahead are recomputed",
+                    if step < 0 { "backwards" } else { "forwards" },
+                    crate::model::human_ms(step.unsigned_abs())
+                );
+                self.reschedule(now).await;
+            }
             // The dispatcher hears of each committed batch at once (through the feed), not after
             // the last one: with thousands of jobs due together, the first are dispatched while
             // the rest are written.
@@ -49,6 +62,11 @@ impl Scheduler {
                     round.held_until
                 }
                 // Fires may be left due: look again in a second, not only at the next horizon.
+                // The store logs a storage fault once, and wakes this loop when it recovers.
+                Ok(Err(error)) if error.is_storage_fault() => {
+                    tracing::debug!(%error, "scheduler: storage refuses writes");
+                    Some(now + 1_000)
+                }
                 Ok(Err(error)) => {
                     tracing::error!(%error, "scheduler could not fire due jobs");
                     Some(now + 1_000)
@@ -64,6 +82,27 @@ impl Scheduler {
                 _ = feed.scheduler_bell().notified() => {}
                 _ = tokio::time::sleep(sleep) => {}
             }
+        }
+    }
+
+    /// Proposes `Reschedule` as of `now` and logs the jobs it moved. A failure is logged; the
+    /// next step (or restart) tries again.
+    async fn reschedule(&self, now: UnixMs) {
+        let engine = self.engine.clone();
+        let done =
+            tokio::task::spawn_blocking(move || engine.propose(Command::Reschedule { at: now }))
+                .await;
+        match done {
+            Ok(Ok(Response::Rescheduled(moved))) => {
+                for (job, stored, next) in &moved {
+                    tracing::info!(%job, stored_next_fire = %crate::model::rfc3339(*stored),
+                        next_fire = %next.map(crate::model::rfc3339).unwrap_or_default(),
+                        "next fire was far ahead of the clock (it stepped back): brought back");
+                }
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => tracing::warn!(%error, "could not recompute next fires"),
+            Err(error) => tracing::error!(%error, "reschedule task failed"),
         }
     }
 
@@ -137,5 +176,6 @@ pub fn fire_round(engine: &dyn Engine, now: UnixMs) -> Result<Round, ApplyError>
     }
 }
 
+mod clock;
 #[cfg(test)]
 mod lookahead_tests;

@@ -21,10 +21,7 @@
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 
-use redb::Database;
-
-use super::{StoreError, WriteTx, db_error};
-use crate::server::effects::Feed;
+use super::{Store, StoreError, WriteOutcome, WriteTx, db_error};
 
 #[derive(Default)]
 pub(super) struct GroupCommit {
@@ -51,17 +48,34 @@ struct Batch {
 #[derive(Clone)]
 enum BatchEnd {
     Committed,
-    /// redb's commit error, as text: every member reports it.
-    Failed(String),
+    /// The commit failed: every member reports the error (its outcome is unknown).
+    Failed(CommitFailure),
     /// A member's change failed or panicked: nothing was committed; run the change again.
     Abandoned,
 }
 
+/// A failed commit, as every member of its batch reports it.
+#[derive(Clone)]
+enum CommitFailure {
+    /// The storage failed (a full disk, an I/O error): already classified.
+    Storage(super::StorageUnavailable),
+    /// Anything else redb said, as text.
+    Other(String),
+}
+
 impl GroupCommit {
+    /// Runs `f` under the lock once no batch is open or committing: nothing writes meanwhile.
+    pub(super) fn when_idle<T>(&self, f: impl FnOnce() -> T) -> T {
+        let mut state = self.lock();
+        while state.committing || state.open.is_some() {
+            state = self.wait(state);
+        }
+        f()
+    }
+
     pub(super) fn write<T, E: From<StoreError>>(
         &self,
-        db: &Database,
-        feed: &Feed,
+        store: &Store,
         mut change: impl FnMut(&mut WriteTx) -> Result<T, E>,
     ) -> Result<T, E> {
         loop {
@@ -72,7 +86,14 @@ impl GroupCommit {
                 state.waiting -= 1;
             }
             if state.open.is_none() {
-                let txn = db.begin_write().map_err(db_error)?;
+                // Nothing is written when a batch cannot even begin (redb refuses writes after an
+                // I/O error until the database is reopened).
+                let txn = store
+                    .database(WriteOutcome::NotWritten)?
+                    .begin_write()
+                    .map_err(|error| {
+                        store.classify_write_error(db_error(error), WriteOutcome::NotWritten)
+                    })?;
                 state.open = Some(Batch {
                     tx: WriteTx::new(txn),
                     end: Arc::default(),
@@ -95,7 +116,7 @@ impl GroupCommit {
                 }
             };
             let outcome = if state.waiting == 0 {
-                self.commit(state, feed)
+                self.commit(state, store)
             } else {
                 // Someone will join after us; the last member commits for all.
                 while end.get().is_none() {
@@ -105,7 +126,12 @@ impl GroupCommit {
             };
             match outcome {
                 BatchEnd::Committed => return Ok(value),
-                BatchEnd::Failed(reason) => return Err(StoreError::Commit(reason).into()),
+                BatchEnd::Failed(CommitFailure::Storage(error)) => {
+                    return Err(StoreError::Unavailable(error).into());
+                }
+                BatchEnd::Failed(CommitFailure::Other(reason)) => {
+                    return Err(StoreError::Commit(reason).into());
+                }
                 BatchEnd::Abandoned => continue,
             }
         }
@@ -113,7 +139,7 @@ impl GroupCommit {
 
     /// Commits the open batch outside the lock (other callers queue up for the next batch
     /// meanwhile) and tells its members how it ended.
-    fn commit(&self, mut state: MutexGuard<'_, State>, feed: &Feed) -> BatchEnd {
+    fn commit(&self, mut state: MutexGuard<'_, State>, store: &Store) -> BatchEnd {
         let Some(batch) = state.open.take() else {
             return BatchEnd::Abandoned;
         };
@@ -124,11 +150,19 @@ impl GroupCommit {
             Ok(()) => {
                 // Before any member returns (whoever is told of the change may look for it) and
                 // before the next batch commits (so effects are published in commit order).
-                feed.journal(journal);
-                feed.publish(effects);
+                store.feed.journal(journal);
+                store.feed.publish(effects);
                 BatchEnd::Committed
             }
-            Err(error) => BatchEnd::Failed(error.to_string()),
+            // redb may still make a commit that failed durable (LIBRARY-NOTES §9).
+            Err(error) => {
+                match store.classify_write_error(db_error(error), WriteOutcome::Unknown) {
+                    StoreError::Unavailable(error) => {
+                        BatchEnd::Failed(CommitFailure::Storage(error))
+                    }
+                    other => BatchEnd::Failed(CommitFailure::Other(other.to_string())),
+                }
+            }
         };
         let mut state = self.lock();
         state.committing = false;

@@ -9,10 +9,12 @@
 //! same data dir is refused.
 
 mod group_commit;
+pub mod health;
 mod retention;
 mod tables;
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::Serialize;
@@ -22,6 +24,8 @@ use crate::model::{Instance, InstanceId, InstanceState, Job, JobId, StateKind, U
 use crate::server::effects::{Effects, Feed};
 use tables::*;
 
+use health::Classified;
+pub use health::{StorageUnavailable, WriteOutcome};
 pub use retention::{Retention, Swept};
 
 /// Bumped when the layout of the file changes incompatibly.
@@ -47,6 +51,17 @@ pub enum StoreError {
     Commit(String),
     #[error("corrupt record in {table}: {reason}")]
     Corrupt { table: &'static str, reason: String },
+    /// The data dir's storage failed (a full disk, an I/O error); see `health`.
+    #[error("{0}")]
+    Unavailable(StorageUnavailable),
+}
+
+impl StoreError {
+    /// Whether this is the storage refusing (the store is degraded and recovers by itself), as
+    /// opposed to a bug or bad data: loops that retry log it at debug level, not as an error.
+    pub fn is_storage_fault(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
 }
 
 fn db_error(error: impl Into<redb::Error>) -> StoreError {
@@ -56,11 +71,29 @@ fn db_error(error: impl Into<redb::Error>) -> StoreError {
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 pub struct Store {
-    db: Database,
+    /// The open database, swapped for a fresh one by [`Store::try_recover`] after an I/O error
+    /// (redb refuses writes until it is reopened). Readers clone the `Arc` and read on; `None`
+    /// only for the moment of a reopen (or while one keeps failing).
+    db: RwLock<Option<Arc<Database>>>,
+    dir: PathBuf,
     path: PathBuf,
     group: group_commit::GroupCommit,
     /// Where the effects announced by committed transactions are published, in commit order.
     feed: std::sync::Arc<Feed>,
+    health: health::Health,
+}
+
+/// What one [`Store::try_recover`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Recovery {
+    /// The store was healthy.
+    NotNeeded,
+    /// Not tried: the disk is still (nearly) full.
+    WaitingForSpace { free_bytes: u64 },
+    /// Reopened, and a write succeeded: writes resume.
+    Recovered,
+    /// Tried and failed: try again later.
+    Failed(String),
 }
 
 impl Store {
@@ -74,49 +107,175 @@ impl Store {
             }
             Err(error) => return Err(db_error(error)),
         };
-        let store = Store {
-            db,
+        check_schema(&db, &path)?;
+        Ok(Store {
+            db: RwLock::new(Some(Arc::new(db))),
+            dir: dir.to_path_buf(),
             path,
             group: group_commit::GroupCommit::default(),
             feed: std::sync::Arc::default(),
-        };
-        store.check_schema()?;
-        Ok(store)
+            health: health::Health::default(),
+        })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    fn check_schema(&self) -> Result<()> {
-        let txn = self.db.begin_write().map_err(db_error)?;
-        {
-            let mut meta = txn.open_table(META).map_err(db_error)?;
-            let found = meta.get(SCHEMA_KEY).map_err(db_error)?.map(|v| v.value());
-            match found {
-                Some(version) if version > SCHEMA_VERSION => {
-                    return Err(StoreError::NewerSchema {
-                        path: self.path.clone(),
-                        found: version,
-                    });
-                }
-                Some(_) => {}
-                None => {
-                    meta.insert(SCHEMA_KEY, SCHEMA_VERSION).map_err(db_error)?;
-                }
-            }
-            // Create every table so that readers never meet a missing one.
-            txn.open_table(JOBS).map_err(db_error)?;
-            txn.open_table(JOB_NAMES).map_err(db_error)?;
-            txn.open_table(DUE).map_err(db_error)?;
-            txn.open_table(INSTANCES).map_err(db_error)?;
-            txn.open_table(JOB_INSTANCES).map_err(db_error)?;
-            txn.open_table(ACTIVE).map_err(db_error)?;
-            rebuild_active_counts(&txn)?;
+    /// The open database, or the error a caller gets while it is being reopened.
+    fn database(&self, outcome: WriteOutcome) -> Result<Arc<Database>> {
+        let slot = self.db.read().unwrap_or_else(|poison| poison.into_inner());
+        match slot.as_ref() {
+            Some(db) => Ok(db.clone()),
+            None => Err(self.unavailable(
+                self.health.previous(&self.dir),
+                "the database is closed for a reopen",
+                outcome,
+            )),
         }
-        txn.commit().map_err(db_error)
     }
 
+    fn unavailable(
+        &self,
+        fault: crate::wire::admin::StorageFault,
+        detail: &str,
+        outcome: WriteOutcome,
+    ) -> StoreError {
+        StoreError::Unavailable(StorageUnavailable {
+            fault,
+            dir: self.dir.clone(),
+            detail: detail.to_string(),
+            free_bytes: health::free_bytes(&self.dir),
+            outcome,
+        })
+    }
+
+    /// Turns a redb error met by a write into what the caller is told: a storage fault becomes
+    /// [`StoreError::Unavailable`] with `outcome` (and degrades the store); anything else is
+    /// returned as it is. Writers that see errors from their own change (the engine) pass them
+    /// through here with [`WriteOutcome::NotWritten`]: a change that failed was not committed.
+    pub fn classify_write_error(&self, error: StoreError, outcome: WriteOutcome) -> StoreError {
+        let StoreError::Db(db) = &error else {
+            return error;
+        };
+        match health::classify(db) {
+            Classified::Failed(fault, detail) => {
+                self.health.failed(fault, &detail, &self.dir);
+                self.unavailable(fault, &detail, outcome)
+            }
+            Classified::Previous => self.unavailable(
+                self.health.previous(&self.dir),
+                "the database refuses writes after an earlier I/O error until it is reopened",
+                // Refused before writing, whatever the caller thought.
+                WriteOutcome::NotWritten,
+            ),
+            Classified::Other => error,
+        }
+    }
+
+    /// `Some` while the storage refuses writes: what failed, since when, what to do.
+    pub fn degraded(&self) -> Option<crate::wire::admin::StorageDegraded> {
+        self.health.degraded()
+    }
+
+    /// Rung when the store becomes degraded (the recovery loop waits on it).
+    pub fn degraded_bell(&self) -> &tokio::sync::Notify {
+        self.health.degraded_bell()
+    }
+
+    /// When degraded, reopens the database (what redb needs after an I/O error) and proves it
+    /// with a write; on success the store is healthy again. After "disk full" it does not try
+    /// until [`health::MIN_FREE_TO_REOPEN`] is free. Waits for in-flight writes to end first;
+    /// reads are refused only for the moment of the swap. Blocking.
+    pub fn try_recover(&self) -> Recovery {
+        let Some(degraded) = self.health.degraded() else {
+            return Recovery::NotNeeded;
+        };
+        if degraded.fault == crate::wire::admin::StorageFault::NoSpace
+            && let Some(free) = health::free_bytes(&self.dir)
+            && free < health::MIN_FREE_TO_REOPEN
+        {
+            return Recovery::WaitingForSpace { free_bytes: free };
+        }
+        let reopened = self.group.when_idle(|| self.reopen());
+        let db = match reopened {
+            Ok(db) => db,
+            Err(error) => return Recovery::Failed(error.to_string()),
+        };
+        // The schema check writes (it commits even when nothing changed): the probe that writes
+        // succeed again. It runs outside the group lock like any write.
+        match check_schema(&db, &self.path) {
+            Ok(()) => {
+                self.health.recovered();
+                Recovery::Recovered
+            }
+            Err(error) => {
+                let error = self.classify_write_error(error, WriteOutcome::NotWritten);
+                Recovery::Failed(error.to_string())
+            }
+        }
+    }
+
+    /// Closes the database and opens it again (redb repairs it if needed), and installs it for
+    /// readers and writers. Readers that still hold the old one keep its file lock for a moment:
+    /// the open is retried until they are done (a read is short).
+    fn reopen(&self) -> Result<Arc<Database>> {
+        let old = self
+            .db
+            .write()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .take();
+        drop(old);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let db = loop {
+            match Database::create(&self.path) {
+                Ok(db) => break Arc::new(db),
+                Err(redb::DatabaseError::DatabaseAlreadyOpen)
+                    if std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(error) => return Err(db_error(error)),
+            }
+        };
+        *self.db.write().unwrap_or_else(|poison| poison.into_inner()) = Some(db.clone());
+        tracing::info!(path = %self.path.display(), "storage: database reopened");
+        Ok(db)
+    }
+}
+
+/// Checks the file's schema version (refusing a newer one) and creates every table. It commits a
+/// write transaction even when nothing changed.
+fn check_schema(db: &Database, path: &Path) -> Result<()> {
+    let txn = db.begin_write().map_err(db_error)?;
+    {
+        let mut meta = txn.open_table(META).map_err(db_error)?;
+        let found = meta.get(SCHEMA_KEY).map_err(db_error)?.map(|v| v.value());
+        match found {
+            Some(version) if version > SCHEMA_VERSION => {
+                return Err(StoreError::NewerSchema {
+                    path: path.to_path_buf(),
+                    found: version,
+                });
+            }
+            Some(_) => {}
+            None => {
+                meta.insert(SCHEMA_KEY, SCHEMA_VERSION).map_err(db_error)?;
+            }
+        }
+        // Create every table so that readers never meet a missing one.
+        txn.open_table(JOBS).map_err(db_error)?;
+        txn.open_table(JOB_NAMES).map_err(db_error)?;
+        txn.open_table(DUE).map_err(db_error)?;
+        txn.open_table(INSTANCES).map_err(db_error)?;
+        txn.open_table(JOB_INSTANCES).map_err(db_error)?;
+        txn.open_table(ACTIVE).map_err(db_error)?;
+        rebuild_active_counts(&txn)?;
+    }
+    txn.commit().map_err(db_error)
+}
+
+impl Store {
     /// Runs `change` in a write transaction and returns once it is durably committed; an `Err`
     /// (or a panic) writes nothing of it. Changes of concurrent callers share one commit, and a
     /// change may be run again when another change of its batch failed: it must not act outside
@@ -129,7 +288,7 @@ impl Store {
         &self,
         change: impl FnMut(&mut WriteTx) -> Result<T, E>,
     ) -> Result<T, E> {
-        self.group.write(&self.db, &self.feed, change)
+        self.group.write(self, change)
     }
 
     /// The feed that committed effects are published to.
@@ -137,9 +296,12 @@ impl Store {
         &self.feed
     }
 
+    /// A snapshot of committed data. Works while the store is degraded (redb reads on after an
+    /// I/O error); refused only for the moment of a reopen.
     pub fn read(&self) -> Result<ReadTx> {
+        let db = self.database(WriteOutcome::ReadRefused)?;
         Ok(ReadTx {
-            txn: self.db.begin_read().map_err(db_error)?,
+            txn: db.begin_read().map_err(db_error)?,
         })
     }
 }

@@ -4,7 +4,7 @@
 //! history, it never loses work. Freed pages are reused by redb, so under a steady load the file
 //! stops growing.
 
-use redb::{ReadableDatabase, ReadableTable};
+use redb::ReadableTable;
 
 use super::tables::{ACTIVE, INSTANCES, JOB_INSTANCES};
 use super::{Result, Store, WriteTx, db_error, decode};
@@ -55,7 +55,7 @@ impl Store {
     ) -> Result<(Vec<(JobId, InstanceId)>, Swept)> {
         let mut doomed: Vec<(JobId, InstanceId)> = Vec::new();
         let mut swept = Swept::default();
-        let txn = self.db.begin_read().map_err(db_error)?;
+        let txn = self.read()?.txn;
         let instances = txn.open_table(INSTANCES).map_err(db_error)?;
         let active = txn.open_table(ACTIVE).map_err(db_error)?;
         if let Some(max_age) = policy.max_age_ms {

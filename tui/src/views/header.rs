@@ -93,6 +93,10 @@ fn identity(app: &App, theme: Theme) -> Line<'_> {
     if app.options.readonly {
         spans.push(Span::styled("  [read-only]", theme.warn()));
     }
+    if let Some(reason) = app.snapshot.as_ref().and_then(|s| s.degraded.as_deref()) {
+        spans.push(Span::raw("  "));
+        spans.push(Span::styled(format!("DEGRADED: {reason}"), theme.bad()));
+    }
     Line::from(spans)
 }
 
@@ -238,6 +242,18 @@ mod tests {
             let lines = render_lines(&app, w, h);
             assert!(!screen(&lines).contains("unreachable"));
         }
+    }
+
+    #[test]
+    fn a_degraded_server_says_so_in_the_header() {
+        let app = app_with(crate::Snapshot {
+            degraded: Some("disk full".into()),
+            ..healthy()
+        });
+        let lines = render_lines(&app, 100, 24);
+        assert!(lines[0].contains("DEGRADED: disk full"), "{}", lines[0]);
+        let healthy = render_lines(&app_with(healthy()), 100, 24);
+        assert!(!screen(&healthy).contains("DEGRADED"));
     }
 
     #[test]

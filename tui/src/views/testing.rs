@@ -148,6 +148,7 @@ pub(crate) fn healthy() -> Snapshot {
             throughput: vec![1, 3, 2, 5, 8, 4, 6, 7, 3, 2, 9, 4],
         },
         unplaceable: Vec::new(),
+        degraded: None,
     }
 }
 
