@@ -143,6 +143,10 @@ struct ServerArgs {
     /// Most admin API (/api/v1) requests in flight; the worker RPC and /healthz are not counted.
     #[arg(long, default_value_t = 64, value_name = "N")]
     max_admin_requests: usize,
+    /// Jobs whose attempts /metrics counts under their own name (comma-separated or
+    /// repeated); every other job is counted as `_other`, so the series stay bounded.
+    #[arg(long, value_name = "JOB,…", value_delimiter = ',')]
+    metrics_job_labels: Vec<String>,
     #[command(flatten)]
     daemon: DaemonArgs,
 }
@@ -348,6 +352,7 @@ fn server_config(args: ServerArgs) -> anyhow::Result<ServerConfig> {
             header_timeout: args.header_timeout,
             max_admin_requests: args.max_admin_requests,
         },
+        metrics_job_labels: args.metrics_job_labels,
     })
 }
 

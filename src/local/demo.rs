@@ -60,6 +60,7 @@ pub async fn run(config: DemoConfig) -> anyhow::Result<()> {
         retention_interval: crate::server::retention::DEFAULT_SWEEP_EVERY,
         record_commands: None,
         limits: crate::server::serve::ConnectionLimits::default(),
+        metrics_job_labels: Vec::new(),
     };
     let cluster = LocalCluster::start(server, &demo_workers(), Duration::from_secs(2)).await?;
     let outcome = match create_sample_jobs(cluster.server().service(), &target) {

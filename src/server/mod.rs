@@ -17,6 +17,7 @@ pub mod dispatch;
 pub(crate) mod effects;
 pub mod engine;
 pub(crate) mod machine;
+pub mod metrics;
 pub(crate) mod retention;
 pub mod scheduler;
 pub mod serve;
@@ -56,6 +57,8 @@ pub struct ServerConfig {
     pub record_commands: Option<PathBuf>,
     /// Bounds on the API's connections and admin requests.
     pub limits: serve::ConnectionLimits,
+    /// Jobs whose attempts `/metrics` counts under their own name (others: `_other`).
+    pub metrics_job_labels: Vec<String>,
 }
 
 /// A started server. Dropping it does not stop it; call [`RunningServer::stop`].
@@ -109,7 +112,11 @@ impl RunningServer {
                 .record_commands(path)
                 .with_context(|| format!("cannot record commands to {}", path.display()))?;
         }
-        let engine: Arc<dyn Engine> = Arc::new(local);
+        let metrics = Arc::new(metrics::Metrics::new(config.metrics_job_labels.clone()));
+        let engine: Arc<dyn Engine> = Arc::new(metrics::ObservedEngine::new(
+            Arc::new(local),
+            metrics.clone(),
+        ));
         let service = Service::new(engine.clone());
         let dispatcher = Dispatcher::new(
             engine.clone(),
@@ -136,6 +143,7 @@ impl RunningServer {
             membership: membership.clone(),
             service: service.clone(),
             dispatcher,
+            metrics,
             shutdown: trigger.subscribe(),
         };
         let router = api::router(state, Token::new(config.token.clone())).layer(

@@ -9,6 +9,7 @@ mod instances;
 mod jobs;
 mod json;
 mod members;
+mod metrics;
 mod rpc;
 mod schedules;
 mod session;
@@ -33,6 +34,7 @@ pub struct ApiState {
     pub membership: Arc<Membership>,
     pub service: crate::server::service::Service,
     pub dispatcher: crate::server::dispatch::Dispatcher,
+    pub metrics: Arc<crate::server::metrics::Metrics>,
     /// Ends long-polls when the server stops.
     pub shutdown: crate::shutdown::Shutdown,
 }
@@ -71,12 +73,15 @@ pub fn router(state: ApiState, token: Token) -> Router {
         .route("/instances/{id}/cancel", post(instances::cancel))
         .route("/instances/{id}/retry", post(instances::retry))
         .layer(axum::middleware::from_fn_with_state(
-            token,
+            token.clone(),
             auth::require_token,
         ));
     Router::new()
         .nest("/api/v1", api)
         .nest("/rpc/v1", rpc)
+        .merge(Router::new().route("/metrics", get(metrics::scrape)).layer(
+            axum::middleware::from_fn_with_state(token.clone(), auth::require_token),
+        ))
         .route("/healthz", get(|| async { "ok" }))
         .fallback(|uri: axum::http::Uri| async move {
             ApiError::not_found(format!(
