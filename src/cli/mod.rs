@@ -2,6 +2,7 @@
 //! a daemon (`server`, `worker`) or to the API client (everything else). Errors go to stderr with
 //! a non-zero exit.
 
+mod config;
 mod jobs;
 mod output;
 
@@ -9,7 +10,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::client::{ApiClient, DEFAULT_SERVER};
 use crate::node::{DEFAULT_CLUSTER, GossipSettings};
@@ -58,11 +59,44 @@ enum Command {
     },
     /// Open the ops console: workers, jobs, queues and failures, live, with run/pause/retry/cancel.
     Tui(TuiArgs),
+    /// The daemons' config file: show the settings in effect and where each came from.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Print a daemon's effective settings as a config file would hold them, each with its
+    /// source: flag, env NAME, file PATH or default.
+    Print {
+        /// Which daemon's settings.
+        #[arg(value_enum, default_value = "server")]
+        daemon: Daemon,
+        /// The config file (default: SHOAL_CONFIG, else ./shoal.toml if it exists).
+        #[arg(long, env = "SHOAL_CONFIG", value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// The daemon's flags, after `--`, to see how they combine with the file.
+        #[arg(last = true, value_name = "FLAGS")]
+        flags: Vec<std::ffi::OsString>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Daemon {
+    Server,
+    Worker,
+    Up,
 }
 
 /// Flags every daemon shares.
 #[derive(Debug, Args)]
 struct DaemonArgs {
+    /// Config file of daemon settings (TOML; see `shoal config print`). Flags and environment
+    /// variables override it. Default: ./shoal.toml if it exists.
+    #[arg(long, env = "SHOAL_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
     /// Cluster name; nodes of another cluster are never members.
     #[arg(long, env = "SHOAL_CLUSTER", default_value = DEFAULT_CLUSTER)]
     cluster: String,
@@ -252,7 +286,19 @@ struct TuiArgs {
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let command = Cli::command();
+    let merged = match config::merge(&command, std::env::args_os().collect()) {
+        Ok(merged) => merged,
+        Err(config::MergeError::Clap(error)) => error.exit(),
+        Err(config::MergeError::Other(error)) => {
+            eprintln!("error: {error:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let cli = match Cli::from_arg_matches(&merged.matches) {
+        Ok(cli) => cli,
+        Err(error) => error.exit(),
+    };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -293,6 +339,21 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Members(args) => members(&args.client).await,
         Command::Job { command, client } => jobs::job(command, &client).await,
         Command::Instance { command, client } => jobs::instance(command, &client).await,
+        Command::Config {
+            command:
+                ConfigCommand::Print {
+                    daemon,
+                    config,
+                    flags,
+                },
+        } => {
+            let daemon = match daemon {
+                Daemon::Server => "server",
+                Daemon::Worker => "worker",
+                Daemon::Up => "up",
+            };
+            config::print(&Cli::command(), daemon, config.as_deref(), flags)
+        }
         Command::Tui(args) => {
             let options = shoal_tui::Options {
                 refresh: args.refresh,
