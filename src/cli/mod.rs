@@ -109,7 +109,9 @@ struct DaemonArgs {
     /// Failure detector threshold: lower declares silent nodes dead sooner, with more false alarms.
     #[arg(long, default_value_t = 8.0, value_name = "PHI")]
     phi_threshold: f64,
-    /// Cluster token required by the API and the worker RPC.
+    /// The cluster token. On a server: one token for every scope of the API and the worker RPC
+    /// (see --token-read/-operator/-admin/-worker for scoped ones). On a worker: the token it
+    /// proves in the handshake (the server's --token or one of its --token-worker).
     #[arg(long, env = "SHOAL_TOKEN", hide_env_values = true)]
     token: Option<String>,
     /// Log format on stdout.
@@ -181,6 +183,45 @@ struct ServerArgs {
     /// repeated); every other job is counted as `_other`, so the series stay bounded.
     #[arg(long, value_name = "JOB,…", value_delimiter = ',')]
     metrics_job_labels: Vec<String>,
+    /// A token that may only read: the console, list, show, members, /metrics. Repeatable (or
+    /// comma-separated), so that an old and a new token are valid at once while rotating.
+    #[arg(
+        long,
+        env = "SHOAL_TOKEN_READ",
+        hide_env_values = true,
+        value_delimiter = ',',
+        value_name = "TOKEN"
+    )]
+    token_read: Vec<String>,
+    /// A token that may read and act on work: run, pause, resume, retry, cancel, backfill.
+    /// Repeatable.
+    #[arg(
+        long,
+        env = "SHOAL_TOKEN_OPERATOR",
+        hide_env_values = true,
+        value_delimiter = ',',
+        value_name = "TOKEN"
+    )]
+    token_operator: Vec<String>,
+    /// A token that may also create, update, apply and delete jobs. Repeatable.
+    #[arg(
+        long,
+        env = "SHOAL_TOKEN_ADMIN",
+        hide_env_values = true,
+        value_delimiter = ',',
+        value_name = "TOKEN"
+    )]
+    token_admin: Vec<String>,
+    /// A token workers hold for the worker RPC (it keys their handshake) and nothing else.
+    /// Repeatable. Workers pass it as their --token.
+    #[arg(
+        long,
+        env = "SHOAL_TOKEN_WORKER",
+        hide_env_values = true,
+        value_delimiter = ',',
+        value_name = "TOKEN"
+    )]
+    token_worker: Vec<String>,
     #[command(flatten)]
     daemon: DaemonArgs,
 }
@@ -394,7 +435,13 @@ fn server_config(args: ServerArgs) -> anyhow::Result<ServerConfig> {
         data_dir: args.data_dir,
         api_addr: crate::net::parse_addr("--api", &args.api)?,
         gossip: gossip_settings(&args.daemon, &args.gossip, Vec::new())?,
-        token: args.daemon.token,
+        tokens: crate::server::api::TokenSettings {
+            all: args.daemon.token,
+            read: args.token_read,
+            operator: args.token_operator,
+            admin: args.token_admin,
+            worker: args.token_worker,
+        },
         retention: crate::server::store::Retention {
             max_age_ms: match args.retain_age.trim() {
                 "forever" => None,

@@ -55,7 +55,7 @@ pub async fn run(config: DemoConfig) -> anyhow::Result<()> {
         data_dir: data_dir.path().join("data"),
         api_addr: config.api.unwrap_or_else(pick_api_addr),
         gossip: GossipSettings::new(crate::node::DEFAULT_CLUSTER, loopback(0)),
-        token: None,
+        tokens: Default::default(),
         retention: crate::server::store::Retention::default(),
         retention_interval: crate::server::retention::DEFAULT_SWEEP_EVERY,
         record_commands: None,

@@ -35,7 +35,7 @@ use tokio::task::JoinHandle;
 
 use crate::node::GossipSettings;
 use crate::shutdown::{self, ShutdownTrigger};
-use api::{ApiState, Token};
+use api::{ApiState, TokenSettings, Tokens};
 use dispatch::Dispatcher;
 use engine::{Engine, LocalEngine};
 use scheduler::Scheduler;
@@ -48,7 +48,8 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     pub api_addr: SocketAddr,
     pub gossip: GossipSettings,
-    pub token: Option<String>,
+    /// The API's tokens and their scopes (`--token` for all).
+    pub tokens: TokenSettings,
     /// How much finished instance history to keep, and how often to sweep the rest.
     pub retention: Retention,
     pub retention_interval: std::time::Duration,
@@ -124,7 +125,7 @@ impl RunningServer {
             dispatch::placement::join_hint(
                 membership.gossip_addr(),
                 &config.gossip.cluster,
-                config.token.as_deref().is_some_and(|t| !t.is_empty()),
+                config.tokens.worker_token().is_some(),
             ),
         );
         let scheduler = Scheduler::new(engine.clone());
@@ -146,7 +147,7 @@ impl RunningServer {
             metrics,
             shutdown: trigger.subscribe(),
         };
-        let router = api::router(state, Token::new(config.token.clone())).layer(
+        let router = api::router(state, Tokens::new(&config.tokens)).layer(
             axum::middleware::from_fn_with_state(
                 serve::AdminGate::new(&config.limits),
                 serve::admin_gate,
@@ -209,7 +210,8 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
 }
 
 fn check_token_for_exposed_api(config: &ServerConfig) -> anyhow::Result<()> {
-    let has_token = config.token.as_deref().is_some_and(|t| !t.is_empty());
+    config.tokens.validate()?;
+    let has_token = config.tokens.any();
     if !config.api_addr.ip().is_loopback() && !has_token {
         bail!(
             "refusing to serve the API on {} without a token: anyone who reaches it could run \
