@@ -24,6 +24,10 @@ pub use output::Output;
     name = "shoal",
     version,
     about = "A distributed job scheduler: durable schedules, HTTP tasks on live workers.",
+    long_about = "Shoal keeps job schedules durably on a server, fires them on time and hands each \
+HTTP task to a live worker it finds by gossip. A task no worker can take stays queued with the \
+reason and the command that fixes it.",
+    after_long_help = AFTER_HELP,
     propagate_version = true
 )]
 pub struct Cli {
@@ -59,6 +63,15 @@ enum Command {
     },
     /// Open the ops console: workers, jobs, queues and failures, live, with run/pause/retry/cancel.
     Tui(TuiArgs),
+    /// Print a shell completion script (bash, zsh or fish).
+    ///
+    /// bash: `shoal completions bash > /etc/bash_completion.d/shoal`; zsh: save it as `_shoal`
+    /// in a directory of $fpath; fish: `shoal completions fish >
+    /// ~/.config/fish/completions/shoal.fish`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// The daemons' config file: show the settings in effect and where each came from.
     Config {
         #[command(subcommand)]
@@ -89,6 +102,39 @@ enum Daemon {
     Worker,
     Up,
 }
+
+/// The man-page part of `shoal --help`.
+const AFTER_HELP: &str = "\
+Getting started:
+  shoal demo                                   a whole cluster with sample jobs, in the console
+  shoal up --data-dir /var/lib/shoal           a server with embedded workers, for one machine
+  shoal server --data-dir /var/lib/shoal       the server daemon
+  shoal worker --join SERVER:7946 --tag eu     a worker daemon (joins by gossip)
+  shoal job add --name hello --every 30s --url http://127.0.0.1:8080/ok
+  shoal tui                                    the ops console
+
+Configuration (daemons): flags, then SHOAL_* environment variables, then the config file
+(--config FILE, SHOAL_CONFIG, or ./shoal.toml: sections [server], [worker], [up], keys are the
+flags' names in snake_case), then defaults. `shoal config print server` shows every setting
+and where it came from.
+
+Environment:
+  SHOAL_SERVER    the server URL clients use (default http://127.0.0.1:7070)
+  SHOAL_TOKEN     the token clients send; on a server, one token for every scope
+  SHOAL_TOKEN_READ, SHOAL_TOKEN_OPERATOR, SHOAL_TOKEN_ADMIN, SHOAL_TOKEN_WORKER
+                  a server's scoped tokens (comma-separated for two at once while rotating)
+  SHOAL_CONFIG    the daemons' config file
+  SHOAL_LOG       log filter of the daemons, e.g. info,shoal=debug
+  NO_COLOR        no colours in the console
+
+Files:
+  /etc/shoal/shoal.toml                        config file of the example systemd units
+  DATA_DIR/shoal.redb                          the server's database (one server per file)
+
+Exit status: 0 on success, 1 on any error (the message on stderr names the field and the fix).
+
+Each command has its own help: shoal help COMMAND (e.g. shoal help server).
+Shell completions: shoal completions bash|zsh|fish.";
 
 /// Flags every daemon shares.
 #[derive(Debug, Args)]
@@ -380,6 +426,10 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Members(args) => members(&args.client).await,
         Command::Job { command, client } => jobs::job(command, &client).await,
         Command::Instance { command, client } => jobs::instance(command, &client).await,
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "shoal", &mut std::io::stdout());
+            Ok(())
+        }
         Command::Config {
             command:
                 ConfigCommand::Print {
