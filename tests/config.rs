@@ -52,7 +52,8 @@ fn flags_beat_the_environment_which_beats_the_file_which_beats_the_defaults() {
     )
     .unwrap();
     // (file has it, environment, flag) → (value, source)
-    let table: [(bool, Option<&str>, Option<&str>, &str, &str); 5] = [
+    type Row<'a> = (bool, Option<&'a str>, Option<&'a str>, &'a str, &'a str);
+    let table: [Row; 5] = [
         (false, None, None, "\"7d\"", "default"),
         (true, None, None, "\"30d\"", "file shoal.toml"),
         (true, Some("20d"), None, "\"20d\"", "env SHOAL_RETAIN_AGE"),
