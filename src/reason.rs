@@ -72,6 +72,30 @@ pub enum Unmatched {
 }
 
 impl QueueReason {
+    /// Every [`QueueReason::kind`], for metrics that list each kind even when none waits.
+    pub const KINDS: [&'static str; 7] = [
+        "no-worker",
+        "at-capacity",
+        "owner-at-capacity",
+        "job-at-concurrency",
+        "retrying",
+        "requeued",
+        "other",
+    ];
+
+    /// The reason's kind, as it is tagged in JSON (`why.kind`): a bounded set, for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            QueueReason::NoWorker { .. } => "no-worker",
+            QueueReason::AtCapacity { .. } => "at-capacity",
+            QueueReason::OwnerAtCapacity { .. } => "owner-at-capacity",
+            QueueReason::JobAtConcurrency { .. } => "job-at-concurrency",
+            QueueReason::Retrying { .. } => "retrying",
+            QueueReason::Requeued { .. } => "requeued",
+            QueueReason::Other { .. } => "other",
+        }
+    }
+
     /// Whether no live worker can take the instance at all (as opposed to workers being busy, a
     /// retry waiting, or a broadcast copy waiting for its own worker): the console's banner.
     pub fn is_unplaceable(&self) -> bool {

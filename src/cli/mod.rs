@@ -2,6 +2,7 @@
 //! a daemon (`server`, `worker`) or to the API client (everything else). Errors go to stderr with
 //! a non-zero exit.
 
+mod config;
 mod jobs;
 mod output;
 pub mod remote;
@@ -10,7 +11,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::client::{ApiClient, DEFAULT_SERVER};
 use crate::node::{DEFAULT_CLUSTER, GossipSettings};
@@ -24,6 +25,10 @@ pub use output::Output;
     name = "shoal",
     version,
     about = "A distributed job scheduler: durable schedules, HTTP tasks on live workers.",
+    long_about = "Shoal keeps job schedules durably on a server, fires them on time and hands each \
+HTTP task to a live worker it finds by gossip. A task no worker can take stays queued with the \
+reason and the command that fixes it.",
+    after_long_help = AFTER_HELP,
     propagate_version = true
 )]
 pub struct Cli {
@@ -59,11 +64,86 @@ enum Command {
     },
     /// Open the ops console: workers, jobs, queues and failures, live, with run/pause/retry/cancel.
     Tui(TuiArgs),
+    /// Print a shell completion script (bash, zsh or fish).
+    ///
+    /// bash: `shoal completions bash > /etc/bash_completion.d/shoal`; zsh: save it as `_shoal`
+    /// in a directory of $fpath; fish: `shoal completions fish >
+    /// ~/.config/fish/completions/shoal.fish`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// The daemons' config file: show the settings in effect and where each came from.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
 }
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Print a daemon's effective settings as a config file would hold them, each with its
+    /// source: flag, env NAME, file PATH or default.
+    Print {
+        /// Which daemon's settings.
+        #[arg(value_enum, default_value = "server")]
+        daemon: Daemon,
+        /// The config file (default: SHOAL_CONFIG, else ./shoal.toml if it exists).
+        #[arg(long, env = "SHOAL_CONFIG", value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// The daemon's flags, after `--`, to see how they combine with the file.
+        #[arg(last = true, value_name = "FLAGS")]
+        flags: Vec<std::ffi::OsString>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Daemon {
+    Server,
+    Worker,
+    Up,
+}
+
+/// The man-page part of `shoal --help`.
+const AFTER_HELP: &str = "\
+Getting started:
+  shoal demo                                   a whole cluster with sample jobs, in the console
+  shoal up --data-dir /var/lib/shoal           a server with embedded workers, for one machine
+  shoal server --data-dir /var/lib/shoal       the server daemon
+  shoal worker --join SERVER:7946 --tag eu     a worker daemon (joins by gossip)
+  shoal job add --name hello --every 30s --url http://127.0.0.1:8080/ok
+  shoal tui                                    the ops console
+
+Configuration (daemons): flags, then SHOAL_* environment variables, then the config file
+(--config FILE, SHOAL_CONFIG, or ./shoal.toml: sections [server], [worker], [up], keys are the
+flags' names in snake_case), then defaults. `shoal config print server` shows every setting
+and where it came from.
+
+Environment:
+  SHOAL_SERVER    the server URL clients use (default http://127.0.0.1:7070)
+  SHOAL_TOKEN     the token clients send; on a server, one token for every scope
+  SHOAL_TOKEN_READ, SHOAL_TOKEN_OPERATOR, SHOAL_TOKEN_ADMIN, SHOAL_TOKEN_WORKER
+                  a server's scoped tokens (comma-separated for two at once while rotating)
+  SHOAL_CONFIG    the daemons' config file
+  SHOAL_LOG       log filter of the daemons, e.g. info,shoal=debug
+  NO_COLOR        no colours in the console
+
+Files:
+  /etc/shoal/shoal.toml                        config file of the example systemd units
+  DATA_DIR/shoal.redb                          the server's database (one server per file)
+
+Exit status: 0 on success, 1 on any error (the message on stderr names the field and the fix).
+
+Each command has its own help: shoal help COMMAND (e.g. shoal help server).
+Shell completions: shoal completions bash|zsh|fish.";
 
 /// Flags every daemon shares.
 #[derive(Debug, Args)]
 struct DaemonArgs {
+    /// Config file of daemon settings (TOML; see `shoal config print`). Flags and environment
+    /// variables override it. Default: ./shoal.toml if it exists.
+    #[arg(long, env = "SHOAL_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
     /// Cluster name; nodes of another cluster are never members.
     #[arg(long, env = "SHOAL_CLUSTER", default_value = DEFAULT_CLUSTER)]
     cluster: String,
@@ -76,7 +156,9 @@ struct DaemonArgs {
     /// Failure detector threshold: lower declares silent nodes dead sooner, with more false alarms.
     #[arg(long, default_value_t = 8.0, value_name = "PHI")]
     phi_threshold: f64,
-    /// Cluster token required by the API and the worker RPC.
+    /// The cluster token. On a server: one token for every scope of the API and the worker RPC
+    /// (see --token-read/-operator/-admin/-worker for scoped ones). On a worker: the token it
+    /// proves in the handshake (the server's --token or one of its --token-worker).
     #[arg(long, env = "SHOAL_TOKEN", hide_env_values = true)]
     token: Option<String>,
     /// Log format on stdout.
@@ -144,6 +226,49 @@ struct ServerArgs {
     /// Most admin API (/api/v1) requests in flight; the worker RPC and /healthz are not counted.
     #[arg(long, default_value_t = 64, value_name = "N")]
     max_admin_requests: usize,
+    /// Jobs whose attempts /metrics counts under their own name (comma-separated or
+    /// repeated); every other job is counted as `_other`, so the series stay bounded.
+    #[arg(long, value_name = "JOB,…", value_delimiter = ',')]
+    metrics_job_labels: Vec<String>,
+    /// A token that may only read: the console, list, show, members, /metrics. Repeatable (or
+    /// comma-separated), so that an old and a new token are valid at once while rotating.
+    #[arg(
+        long,
+        env = "SHOAL_TOKEN_READ",
+        hide_env_values = true,
+        value_delimiter = ',',
+        value_name = "TOKEN"
+    )]
+    token_read: Vec<String>,
+    /// A token that may read and act on work: run, pause, resume, retry, cancel, backfill.
+    /// Repeatable.
+    #[arg(
+        long,
+        env = "SHOAL_TOKEN_OPERATOR",
+        hide_env_values = true,
+        value_delimiter = ',',
+        value_name = "TOKEN"
+    )]
+    token_operator: Vec<String>,
+    /// A token that may also create, update, apply and delete jobs. Repeatable.
+    #[arg(
+        long,
+        env = "SHOAL_TOKEN_ADMIN",
+        hide_env_values = true,
+        value_delimiter = ',',
+        value_name = "TOKEN"
+    )]
+    token_admin: Vec<String>,
+    /// A token workers hold for the worker RPC (it keys their handshake) and nothing else.
+    /// Repeatable. Workers pass it as their --token.
+    #[arg(
+        long,
+        env = "SHOAL_TOKEN_WORKER",
+        hide_env_values = true,
+        value_delimiter = ',',
+        value_name = "TOKEN"
+    )]
+    token_worker: Vec<String>,
     #[command(flatten)]
     ssh: SshArgs,
     #[command(flatten)]
@@ -294,7 +419,19 @@ struct TuiArgs {
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let command = Cli::command();
+    let merged = match config::merge(&command, std::env::args_os().collect()) {
+        Ok(merged) => merged,
+        Err(config::MergeError::Clap(error)) => error.exit(),
+        Err(config::MergeError::Other(error)) => {
+            eprintln!("error: {error:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let cli = match Cli::from_arg_matches(&merged.matches) {
+        Ok(cli) => cli,
+        Err(error) => error.exit(),
+    };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -335,6 +472,25 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Members(args) => members(&args.client).await,
         Command::Job { command, client } => jobs::job(command, &client).await,
         Command::Instance { command, client } => jobs::instance(command, &client).await,
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "shoal", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Config {
+            command:
+                ConfigCommand::Print {
+                    daemon,
+                    config,
+                    flags,
+                },
+        } => {
+            let daemon = match daemon {
+                Daemon::Server => "server",
+                Daemon::Worker => "worker",
+                Daemon::Up => "up",
+            };
+            config::print(&Cli::command(), daemon, config.as_deref(), flags)
+        }
         Command::Tui(args) => {
             let options = shoal_tui::Options {
                 refresh: args.refresh,
@@ -375,7 +531,13 @@ fn server_config(args: ServerArgs) -> anyhow::Result<ServerConfig> {
         data_dir: args.data_dir,
         api_addr: crate::net::parse_addr("--api", &args.api)?,
         gossip: gossip_settings(&args.daemon, &args.gossip, Vec::new())?,
-        token: args.daemon.token,
+        tokens: crate::server::api::TokenSettings {
+            all: args.daemon.token,
+            read: args.token_read,
+            operator: args.token_operator,
+            admin: args.token_admin,
+            worker: args.token_worker,
+        },
         retention: crate::server::store::Retention {
             max_age_ms: match args.retain_age.trim() {
                 "forever" => None,
@@ -395,6 +557,7 @@ fn server_config(args: ServerArgs) -> anyhow::Result<ServerConfig> {
             max_admin_requests: args.max_admin_requests,
         },
         ssh: args.ssh.config()?,
+        metrics_job_labels: args.metrics_job_labels,
     })
 }
 

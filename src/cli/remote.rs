@@ -99,7 +99,9 @@ pub fn parse(line: &str) -> Result<RemoteCommand, Refusal> {
         | Command::Worker(_)
         | Command::Up(_)
         | Command::Demo(_)
-        | Command::Tui(_) => {
+        | Command::Tui(_)
+        | Command::Completions { .. }
+        | Command::Config { .. } => {
             return Err(Refusal(format!(
                 "`{}` is not a client command: over SSH run members, job … or instance …; for \
                  the console log in without a command (ssh -t)",

@@ -55,12 +55,13 @@ pub async fn run(config: DemoConfig) -> anyhow::Result<()> {
         data_dir: data_dir.path().join("data"),
         api_addr: config.api.unwrap_or_else(pick_api_addr),
         gossip: GossipSettings::new(crate::node::DEFAULT_CLUSTER, loopback(0)),
-        token: None,
+        tokens: Default::default(),
         retention: crate::server::store::Retention::default(),
         retention_interval: crate::server::retention::DEFAULT_SWEEP_EVERY,
         record_commands: None,
         limits: crate::server::serve::ConnectionLimits::default(),
         ssh: None,
+        metrics_job_labels: Vec::new(),
     };
     let cluster = LocalCluster::start(server, &demo_workers(), Duration::from_secs(2)).await?;
     let outcome = match create_sample_jobs(cluster.server().service(), &target) {

@@ -33,7 +33,7 @@ impl LocalCluster {
         drain_timeout: Duration,
     ) -> anyhow::Result<LocalCluster> {
         let gossip = server.gossip.clone();
-        let token = server.token.clone();
+        let token = server.tokens.worker_token();
         let server = RunningServer::start(server).await?;
         let mut cluster = LocalCluster {
             server,

@@ -68,12 +68,27 @@ pub struct Feed {
     /// Where applied commands are appended, when recording (see `engine::LocalEngine`).
     recording: Mutex<Option<std::io::BufWriter<std::fs::File>>>,
     is_recording: std::sync::atomic::AtomicBool,
+    /// Who is told of every commit and its effects (the server's metrics), if anyone.
+    observer: std::sync::OnceLock<std::sync::Arc<dyn Observer>>,
+}
+
+/// Watches commits from outside the state machine (metrics): told of each durable commit and of
+/// the effects it published, in commit order, on the committing thread — so it must be quick and
+/// must never write to the store.
+pub trait Observer: Send + Sync {
+    /// A batch of `changes` (group commit members) became durable; the commit took `took`.
+    fn committed(&self, changes: usize, took: std::time::Duration);
+    /// The effects of a durable commit, just before they are published.
+    fn published(&self, effects: &Effects);
 }
 
 impl Feed {
     /// Called by the engine once the commands that caused `effects` are durable, in the order
     /// they were applied.
     pub fn publish(&self, effects: Effects) {
+        if let Some(observer) = self.observer.get() {
+            observer.published(&effects);
+        }
         let (dispatcher, scheduler) = (effects.wakes_dispatcher(), effects.wakes_scheduler());
         if let Some(feed) = lock(&self.written).as_mut() {
             feed.extend(effects.written);
@@ -121,6 +136,18 @@ impl Feed {
         self.is_recording
             .store(true, std::sync::atomic::Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Tells `observer` of every later commit. The first observer stays; later calls are ignored.
+    pub fn observe(&self, observer: std::sync::Arc<dyn Observer>) {
+        let _ = self.observer.set(observer);
+    }
+
+    /// Called by the store after each durable commit.
+    pub fn committed(&self, changes: usize, took: std::time::Duration) {
+        if let Some(observer) = self.observer.get() {
+            observer.committed(changes, took);
+        }
     }
 
     pub fn is_recording(&self) -> bool {

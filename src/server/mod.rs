@@ -17,6 +17,7 @@ pub mod dispatch;
 pub(crate) mod effects;
 pub mod engine;
 pub(crate) mod machine;
+pub mod metrics;
 pub(crate) mod retention;
 pub mod scheduler;
 pub mod serve;
@@ -36,7 +37,7 @@ use tokio::task::JoinHandle;
 
 use crate::node::GossipSettings;
 use crate::shutdown::{self, ShutdownTrigger};
-use api::{ApiState, Token};
+use api::{ApiState, TokenSettings, Tokens};
 use dispatch::Dispatcher;
 use engine::{Engine, LocalEngine};
 use scheduler::Scheduler;
@@ -49,7 +50,8 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     pub api_addr: SocketAddr,
     pub gossip: GossipSettings,
-    pub token: Option<String>,
+    /// The API's tokens and their scopes (`--token` for all).
+    pub tokens: TokenSettings,
     /// How much finished instance history to keep, and how often to sweep the rest.
     pub retention: Retention,
     pub retention_interval: std::time::Duration,
@@ -60,6 +62,8 @@ pub struct ServerConfig {
     pub limits: serve::ConnectionLimits,
     /// The console over SSH (`--ssh`), if served.
     pub ssh: Option<ssh::SshConfig>,
+    /// Jobs whose attempts `/metrics` counts under their own name (others: `_other`).
+    pub metrics_job_labels: Vec<String>,
 }
 
 /// A started server. Dropping it does not stop it; call [`RunningServer::stop`].
@@ -114,7 +118,11 @@ impl RunningServer {
                 .record_commands(path)
                 .with_context(|| format!("cannot record commands to {}", path.display()))?;
         }
-        let engine: Arc<dyn Engine> = Arc::new(local);
+        let metrics = Arc::new(metrics::Metrics::new(config.metrics_job_labels.clone()));
+        let engine: Arc<dyn Engine> = Arc::new(metrics::ObservedEngine::new(
+            Arc::new(local),
+            metrics.clone(),
+        ));
         let service = Service::new(engine.clone());
         let dispatcher = Dispatcher::new(
             engine.clone(),
@@ -122,7 +130,7 @@ impl RunningServer {
             dispatch::placement::join_hint(
                 membership.gossip_addr(),
                 &config.gossip.cluster,
-                config.token.as_deref().is_some_and(|t| !t.is_empty()),
+                config.tokens.worker_token().is_some(),
             ),
         );
         let scheduler = Scheduler::new(engine.clone());
@@ -145,9 +153,10 @@ impl RunningServer {
             membership: membership.clone(),
             service: service.clone(),
             dispatcher,
+            metrics,
             shutdown: trigger.subscribe(),
         };
-        let router = api::router(state, Token::new(config.token.clone())).layer(
+        let router = api::router(state, Tokens::new(&config.tokens)).layer(
             axum::middleware::from_fn_with_state(
                 serve::AdminGate::new(&config.limits),
                 serve::admin_gate,
@@ -165,7 +174,14 @@ impl RunningServer {
                     ssh_config,
                     config.data_dir.clone(),
                     api_addr,
-                    config.token.clone(),
+                    // The consoles act for operators: the broadest token the server holds.
+                    config
+                        .tokens
+                        .all
+                        .clone()
+                        .or_else(|| config.tokens.admin.first().cloned())
+                        .or_else(|| config.tokens.operator.first().cloned())
+                        .or_else(|| config.tokens.read.first().cloned()),
                     trigger.subscribe(),
                 )
                 .await;
@@ -245,7 +261,8 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
 }
 
 fn check_token_for_exposed_api(config: &ServerConfig) -> anyhow::Result<()> {
-    let has_token = config.token.as_deref().is_some_and(|t| !t.is_empty());
+    config.tokens.validate()?;
+    let has_token = config.tokens.any();
     if !config.api_addr.ip().is_loopback() && !has_token {
         bail!(
             "refusing to serve the API on {} without a token: anyone who reaches it could run \

@@ -30,6 +30,10 @@ pub struct HelloResponse {
     pub server: String,
     pub server_nonce: String,
     pub server_proof: String,
+    /// The same proof under each other worker token the server accepts (while tokens are
+    /// rotated); a worker accepts any one made with its token.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub other_proofs: Vec<String>,
 }
 
 /// `POST /rpc/v1/session` (no credential): the worker's proof, in return for a session.

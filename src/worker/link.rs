@@ -22,6 +22,10 @@ use crate::handshake::{Nonce, Proof, ServerClaim, WorkerClaim};
 use crate::wire::admin::ErrorBody;
 use crate::wire::{HelloRequest, SessionRequest};
 
+/// Proofs beyond the first a server may offer (one per worker token it accepts while tokens are
+/// rotated); more are ignored, so a rogue answer cannot make the worker hash without end.
+const MAX_OTHER_PROOFS: usize = 8;
+
 /// A server this worker may send work-related calls to.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Connection {
@@ -212,8 +216,10 @@ impl ServerLink {
         };
         let server_nonce =
             Nonce::from_hex(&hello.server_nonce).map_err(|e| malformed("server_nonce", e))?;
-        let server_proof =
-            Proof::from_hex(&hello.server_proof).map_err(|e| malformed("server_proof", e))?;
+        let server_proofs = std::iter::once(&hello.server_proof)
+            .chain(hello.other_proofs.iter().take(MAX_OTHER_PROOFS))
+            .map(|proof| Proof::from_hex(proof).map_err(|e| malformed("server_proof", e)))
+            .collect::<Result<Vec<_>, _>>()?;
         if hello.server != candidate.id {
             return Err(Failure::refused(
                 "other-id",
@@ -230,7 +236,7 @@ impl ServerLink {
             worker_nonce: &worker_nonce,
             server_nonce: &server_nonce,
         };
-        if !claim.verify(token, &server_proof) {
+        if !server_proofs.iter().any(|proof| claim.verify(token, proof)) {
             return Err(Failure::refused(
                 "wrong-proof",
                 "its proof of the cluster token is wrong: it was started with another --token, \

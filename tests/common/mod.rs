@@ -116,6 +116,12 @@ impl Server {
         Server::spawn("server", dir, &["--token", token], Some(token))
     }
 
+    /// A server started with `extra` flags that close its API (scoped tokens, say); `probe` is a
+    /// token that may read, used to see it answer.
+    pub fn start_closed(dir: &Path, extra: &[&str], probe: &str) -> Server {
+        Server::spawn("server", dir, extra, Some(probe))
+    }
+
     /// `shoal up`: a server with embedded workers in one process.
     pub fn start_up(dir: &Path, extra: &[&str]) -> Server {
         Server::spawn("up", dir, extra, None)

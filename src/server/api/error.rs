@@ -20,6 +20,12 @@ pub enum ApiError {
     Conflict(String),
     #[error("missing or wrong token: pass --token or set SHOAL_TOKEN")]
     Unauthorized,
+    /// A known token without the scope the route needs.
+    #[error(
+        "this token's scopes ({held}) do not include {needed:?}, which this route needs: use a \
+         token the server was given with --token-{needed} (or --token)"
+    )]
+    Forbidden { needed: &'static str, held: String },
     /// A session credential this server does not know: it restarted, or the session idled out.
     #[error(
         "unknown or expired session (the server restarted or forgot it): handshake again at \
@@ -57,6 +63,7 @@ impl ApiError {
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Unauthorized | ApiError::UnknownSession => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ApiError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Storage(error) => match error.fault {
                 StorageFault::NoSpace => StatusCode::INSUFFICIENT_STORAGE,
@@ -73,6 +80,7 @@ impl ApiError {
             ApiError::NotFound { .. } => "not_found",
             ApiError::Conflict(_) => "conflict",
             ApiError::Unauthorized | ApiError::UnknownSession => "unauthorized",
+            ApiError::Forbidden { .. } => "forbidden",
             ApiError::Busy(_) => "busy",
             ApiError::Storage(error) => match (error.fault, error.outcome) {
                 (_, WriteOutcome::Unknown) => "storage_outcome_unknown",

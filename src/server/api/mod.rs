@@ -9,6 +9,7 @@ mod instances;
 mod jobs;
 mod json;
 mod members;
+mod metrics;
 mod rpc;
 mod schedules;
 mod session;
@@ -20,7 +21,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use shoal_gossip::Membership;
 
-pub use auth::Token;
+pub use auth::{TokenSettings, Tokens};
 pub use error::ApiError;
 
 /// Largest request body the API reads. Job definitions are small; anything bigger is a mistake.
@@ -33,13 +34,13 @@ pub struct ApiState {
     pub membership: Arc<Membership>,
     pub service: crate::server::service::Service,
     pub dispatcher: crate::server::dispatch::Dispatcher,
+    pub metrics: Arc<crate::server::metrics::Metrics>,
     /// Ends long-polls when the server stops.
     pub shutdown: crate::shutdown::Shutdown,
 }
 
-pub fn router(state: ApiState, token: Token) -> Router {
-    let sessions =
-        session::Sessions::new(token.clone(), &state.cluster, state.membership.self_id());
+pub fn router(state: ApiState, tokens: Tokens) -> Router {
+    let sessions = session::Sessions::new(&tokens, &state.cluster, state.membership.self_id());
     // The handshake needs no credential: it is how a worker earns one without sending the token.
     let handshake = Router::new()
         .route("/hello", post(session::hello))
@@ -71,12 +72,15 @@ pub fn router(state: ApiState, token: Token) -> Router {
         .route("/instances/{id}/cancel", post(instances::cancel))
         .route("/instances/{id}/retry", post(instances::retry))
         .layer(axum::middleware::from_fn_with_state(
-            token,
-            auth::require_token,
+            tokens.clone(),
+            auth::require_scope,
         ));
     Router::new()
         .nest("/api/v1", api)
         .nest("/rpc/v1", rpc)
+        .merge(Router::new().route("/metrics", get(metrics::scrape)).layer(
+            axum::middleware::from_fn_with_state(tokens, auth::require_scope),
+        ))
         .route("/healthz", get(members::healthz))
         .fallback(|uri: axum::http::Uri| async move {
             ApiError::not_found(format!(

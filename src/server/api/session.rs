@@ -21,7 +21,7 @@ use axum::http::header::AUTHORIZATION;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use super::auth::{Token, credentials_of};
+use super::auth::{Tokens, credentials_of};
 use super::error::ApiError;
 use super::json::JsonBody;
 use crate::handshake::{Nonce, Proof, ServerClaim, WorkerClaim};
@@ -47,7 +47,10 @@ pub struct Sessions {
 }
 
 struct Inner {
-    token: Token,
+    /// The secrets a worker may hold (worker tokens and `--token`): rotation keeps two.
+    secrets: Vec<Box<str>>,
+    /// No token at all is configured: the RPC is open (loopback development).
+    open: bool,
     cluster: String,
     server_id: String,
     book: Mutex<Book>,
@@ -74,10 +77,15 @@ struct Session {
 }
 
 impl Sessions {
-    pub fn new(token: Token, cluster: &str, server_id: &str) -> Sessions {
+    pub fn new(tokens: &Tokens, cluster: &str, server_id: &str) -> Sessions {
         Sessions {
             inner: Arc::new(Inner {
-                token,
+                secrets: tokens
+                    .worker_secrets()
+                    .into_iter()
+                    .map(Into::into)
+                    .collect(),
+                open: !tokens.is_set(),
                 cluster: cluster.to_string(),
                 server_id: server_id.to_string(),
                 book: Mutex::new(Book::default()),
@@ -93,16 +101,17 @@ impl Sessions {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// The token, or the reason this server cannot take part in a handshake.
-    fn token(&self) -> Result<&str, ApiError> {
-        self.inner.token.secret().ok_or_else(|| {
-            ApiError::Conflict(
-                "this server has no --token, so it cannot prove it holds the cluster token: \
-                 start it with the cluster's --token (SHOAL_TOKEN), or start the worker without \
-                 one (loopback development only)"
+    /// The worker secrets, or the reason this server cannot take part in a handshake.
+    fn secrets(&self) -> Result<&[Box<str>], ApiError> {
+        if self.inner.secrets.is_empty() {
+            return Err(ApiError::Conflict(
+                "this server has no --token (nor --token-worker), so it cannot prove it holds \
+                 the cluster token: start it with the cluster's --token (SHOAL_TOKEN), or start \
+                 the worker without one (loopback development only)"
                     .into(),
-            )
-        })
+            ));
+        }
+        Ok(&self.inner.secrets)
     }
 
     /// The worker a session id belongs to, refreshing its idle timer.
@@ -128,20 +137,24 @@ pub async fn hello(
     State(sessions): State<Sessions>,
     JsonBody(request): JsonBody<HelloRequest>,
 ) -> Result<Json<HelloResponse>, ApiError> {
-    let token = sessions.token()?;
+    let secrets = sessions.secrets()?;
     if request.worker.is_empty() {
         return Err(ApiError::invalid("worker", "missing worker id"));
     }
     let worker_nonce =
         Nonce::from_hex(&request.worker_nonce).map_err(|e| ApiError::invalid("worker_nonce", e))?;
     let server_nonce = Nonce::fresh();
-    let server_proof = ServerClaim {
+    let claim = ServerClaim {
         cluster: &sessions.inner.cluster,
         server_id: &sessions.inner.server_id,
         worker_nonce: &worker_nonce,
         server_nonce: &server_nonce,
-    }
-    .prove(token);
+    };
+    // One proof per worker secret: the worker checks them against its own, so during a
+    // rotation workers holding the old or the new token both find theirs.
+    let mut proofs = secrets.iter().map(|secret| claim.prove(secret).to_hex());
+    let server_proof = proofs.next().unwrap_or_default();
+    let other_proofs = proofs.collect();
     let key = server_nonce.to_hex();
     let mut book = sessions.book();
     let now = Instant::now();
@@ -162,7 +175,8 @@ pub async fn hello(
     Ok(Json(HelloResponse {
         server: sessions.inner.server_id.clone(),
         server_nonce: key,
-        server_proof: server_proof.to_hex(),
+        server_proof,
+        other_proofs,
     }))
 }
 
@@ -171,7 +185,7 @@ pub async fn open(
     State(sessions): State<Sessions>,
     JsonBody(request): JsonBody<SessionRequest>,
 ) -> Result<Json<SessionResponse>, ApiError> {
-    let token = sessions.token()?;
+    let secrets = sessions.secrets()?;
     let worker_nonce =
         Nonce::from_hex(&request.worker_nonce).map_err(|e| ApiError::invalid("worker_nonce", e))?;
     Nonce::from_hex(&request.server_nonce).map_err(|e| ApiError::invalid("server_nonce", e))?;
@@ -194,7 +208,7 @@ pub async fn open(
     };
     if pending.worker != request.worker
         || pending.worker_nonce != worker_nonce
-        || !claim.verify(token, &proof)
+        || !secrets.iter().any(|secret| claim.verify(secret, &proof))
     {
         tracing::warn!(worker = %request.worker,
             "a worker's handshake proof was wrong: it holds another --token");
@@ -238,7 +252,7 @@ pub async fn require_session(
     mut request: Request,
     next: Next,
 ) -> Response {
-    if !sessions.inner.token.is_set() {
+    if sessions.inner.open {
         return next.run(request).await;
     }
     let presented = request

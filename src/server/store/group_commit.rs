@@ -42,6 +42,8 @@ struct State {
 
 struct Batch {
     tx: WriteTx,
+    /// Changes run into it so far (for the batch-size metric).
+    changes: usize,
     end: Arc<OnceLock<BatchEnd>>,
 }
 
@@ -96,6 +98,7 @@ impl GroupCommit {
                     })?;
                 state.open = Some(Batch {
                     tx: WriteTx::new(txn),
+                    changes: 0,
                     end: Arc::default(),
                 });
             }
@@ -104,7 +107,10 @@ impl GroupCommit {
             };
             let end = batch.end.clone();
             let value = match catch_unwind(AssertUnwindSafe(|| change(&mut batch.tx))) {
-                Ok(Ok(value)) => value,
+                Ok(Ok(value)) => {
+                    batch.changes += 1;
+                    value
+                }
                 Ok(Err(error)) => {
                     self.abandon(&mut state);
                     return Err(error);
@@ -146,8 +152,10 @@ impl GroupCommit {
         state.committing = true;
         drop(state);
         let (txn, effects, journal) = batch.tx.into_parts();
+        let started = std::time::Instant::now();
         let end = match txn.commit() {
             Ok(()) => {
+                store.feed.committed(batch.changes, started.elapsed());
                 // Before any member returns (whoever is told of the change may look for it) and
                 // before the next batch commits (so effects are published in commit order).
                 store.feed.journal(journal);
