@@ -17,6 +17,7 @@ pub mod dispatch;
 pub(crate) mod effects;
 pub mod engine;
 pub(crate) mod machine;
+pub mod raft;
 pub(crate) mod retention;
 pub mod scheduler;
 pub mod serve;
