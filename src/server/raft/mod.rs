@@ -7,6 +7,8 @@
 //! - `state_machine.rs`: committed entries applied to the store with their log position, in one
 //!   transaction; snapshots built from and installed into the store.
 //! - `snapshot.rs`: the snapshot format (an image of the store) and the current snapshot file.
+//! - `engine.rs`: [`engine::RaftEngine`], the engine seam over the group (propose = commit by
+//!   a quorum, then applied here).
 //!
 //! This module must never write jobs or instances but through `machine::apply`, nor answer a
 //! proposer before its command is committed by the group and applied.
@@ -17,10 +19,13 @@
 // allow this lint as well.
 #![allow(clippy::result_large_err)]
 
+pub mod engine;
 pub mod log_store;
 pub mod snapshot;
 pub mod state_machine;
 pub mod types;
 
+#[cfg(test)]
+mod engine_tests;
 #[cfg(test)]
 mod tests;
