@@ -18,6 +18,7 @@ pub(crate) mod effects;
 pub mod engine;
 pub(crate) mod machine;
 pub mod metrics;
+pub mod raft;
 pub(crate) mod retention;
 pub mod scheduler;
 pub mod serve;

@@ -50,7 +50,7 @@ impl ApplyError {
 pub type Result<T, E = ApplyError> = std::result::Result<T, E>;
 
 /// The answer to the proposer of a command.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Response {
     /// The job as stored after the change (as it was, for a delete).
     Job(Box<Job>),
@@ -72,7 +72,7 @@ pub enum Response {
 }
 
 /// What one `Fire` command did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Fired {
     /// Jobs looked at (when it equals the command's limit, more may be due).
     pub jobs: usize,

@@ -10,6 +10,7 @@
 
 mod group_commit;
 pub mod health;
+mod image;
 mod retention;
 mod tables;
 
@@ -26,6 +27,7 @@ use tables::*;
 
 use health::Classified;
 pub use health::{StorageUnavailable, WriteOutcome};
+pub use image::{Row, StoreImage, TableImage};
 pub use retention::{Retention, Swept};
 
 /// Bumped when the layout of the file changes incompatibly.
@@ -270,6 +272,7 @@ fn check_schema(db: &Database, path: &Path) -> Result<()> {
         txn.open_table(INSTANCES).map_err(db_error)?;
         txn.open_table(JOB_INSTANCES).map_err(db_error)?;
         txn.open_table(ACTIVE).map_err(db_error)?;
+        txn.open_table(RAFT_APPLIED).map_err(db_error)?;
         rebuild_active_counts(&txn)?;
     }
     txn.commit().map_err(db_error)
@@ -441,6 +444,10 @@ impl ReadTx {
                 "active_counts",
                 rows(txn, ACTIVE_COUNTS, |v: u64| v.to_le_bytes().to_vec())?,
             ),
+            (
+                "raft_applied",
+                rows(txn, RAFT_APPLIED, |v: &[u8]| v.to_vec())?,
+            ),
         ])
     }
 
@@ -549,6 +556,15 @@ impl ReadTx {
         Ok(out)
     }
 
+    /// The replicated engine's record `key` (see `RAFT_APPLIED`), as the engine encoded it.
+    pub fn raft_applied(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        let table = self.txn.open_table(RAFT_APPLIED).map_err(db_error)?;
+        Ok(table
+            .get(key)
+            .map_err(db_error)?
+            .map(|v| v.value().to_vec()))
+    }
+
     pub fn instance_count(&self) -> Result<u64> {
         self.txn
             .open_table(INSTANCES)
@@ -596,6 +612,17 @@ impl WriteTx {
         let next = meta.get(key).map_err(db_error)?.map_or(1, |v| v.value());
         meta.insert(key, next + 1).map_err(db_error)?;
         Ok(next)
+    }
+
+    /// Records the replicated engine's `key` (see `RAFT_APPLIED`) in this transaction, so that
+    /// it commits with the commands it covers.
+    pub fn put_raft_applied(&mut self, key: &str, value: &[u8]) -> Result<()> {
+        self.txn
+            .open_table(RAFT_APPLIED)
+            .map_err(db_error)?
+            .insert(key, value)
+            .map_err(db_error)?;
+        Ok(())
     }
 
     pub fn next_job_id(&mut self) -> Result<JobId> {

@@ -25,3 +25,7 @@ pub const ACTIVE: TableDefinition<(JobId, InstanceId), ()> = TableDefinition::ne
 /// `max_concurrent` is one lookup rather than a scan of its queue. Derived from `ACTIVE`: rebuilt
 /// on every open, so a file written by a build that did not keep it is still right.
 pub const ACTIVE_COUNTS: TableDefinition<JobId, u64> = TableDefinition::new("active_counts");
+/// The replicated engine's record of what the store has applied (the last applied log id and the
+/// group's membership), by name, encoded by the engine. Written in the same transaction as the
+/// commands it covers, so the store and this record never disagree after a crash.
+pub const RAFT_APPLIED: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_applied");
