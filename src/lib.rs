@@ -14,11 +14,14 @@
 //! - `spec` — the user-facing job format and its validation; `model` — the typed domain;
 //!   `reason` — why a queued instance waits, typed; `schedule` — next-fire computation and the
 //!   misfire policy (pure functions).
+//! - `alert` — alert channels, job alert policies and chains, and the pure rule that decides
+//!   whether an instance's end alerts.
 //! - `handshake` — the proofs by which a worker and a server know each other holds the token.
 //! - `node`, `net`, `shutdown`, `telemetry` — what every daemon needs.
 //!
 //! Membership lives in the `shoal-gossip` crate, the console's screens in `shoal-tui`.
 
+pub mod alert;
 pub mod cli;
 pub mod client;
 pub mod handshake;

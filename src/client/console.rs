@@ -414,6 +414,8 @@ mod tests {
                     misfire: MisfirePolicy::default(),
                     paused: name == "paused",
                     timing: Default::default(),
+                    alerts: None,
+                    chain: Default::default(),
                 },
                 created_ms: NOW - 3_600_000,
                 updated_ms: NOW - 3_600_000,
@@ -438,6 +440,8 @@ mod tests {
             state,
             attempts: vec![],
             pinned_worker: None,
+            parent: None,
+            children: Vec::new(),
         }
     }
 

@@ -23,6 +23,8 @@ fn job(schedule: Schedule, timezone: &str, misfire: MisfirePolicy) -> JobDefinit
         misfire,
         paused: false,
         timing: Default::default(),
+        alerts: None,
+        chain: Default::default(),
     }
 }
 

@@ -13,6 +13,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::alert::{AlertId, ChannelDefinition, Delivery};
 use crate::model::{InstanceId, JobDefinition, JobId, UnixMs};
 use crate::reason::QueueReason;
 use crate::wire::TaskEvent;
@@ -77,6 +78,16 @@ pub enum Command {
     },
     /// Retention: forget finished instances (an unfinished one is never forgotten).
     Forget { instances: Vec<(JobId, InstanceId)> },
+    /// Create or replace an alert channel.
+    PutChannel { def: ChannelDefinition },
+    /// Delete an alert channel; refused while a job's alerts name it.
+    DeleteChannel { name: String },
+    /// The delivery loop's result of one try at sending an alert.
+    AlertDelivered {
+        alert: AlertId,
+        at: UnixMs,
+        delivery: Delivery,
+    },
 }
 
 /// One decision of the dispatcher about one instance.
@@ -176,6 +187,9 @@ impl Command {
             Command::Dispatch { .. } => "dispatch",
             Command::Report { .. } => "report",
             Command::Forget { .. } => "forget",
+            Command::PutChannel { .. } => "put-channel",
+            Command::DeleteChannel { .. } => "delete-channel",
+            Command::AlertDelivered { .. } => "alert-delivered",
         }
     }
 }
@@ -241,6 +255,25 @@ mod tests {
             },
             Command::Forget {
                 instances: vec![(1, 2)],
+            },
+            Command::PutChannel {
+                def: crate::alert::spec::ChannelSpec {
+                    name: "ops".into(),
+                    kind: "webhook".into(),
+                    url: Some("http://127.0.0.1:1/hook".into()),
+                    hmac_key: Some("0123456789abcdef".into()),
+                    ..Default::default()
+                }
+                .validate()
+                .unwrap(),
+            },
+            Command::DeleteChannel { name: "ops".into() },
+            Command::AlertDelivered {
+                alert: 3,
+                at: 11,
+                delivery: Delivery::Refused {
+                    answer: "HTTP 503".into(),
+                },
             },
         ];
         for command in commands {

@@ -8,6 +8,7 @@
 //! file of an unknown schema version is refused, never rewritten; a second process opening the
 //! same data dir is refused.
 
+mod alerts;
 mod group_commit;
 mod retention;
 mod tables;
@@ -22,6 +23,7 @@ use crate::model::{Instance, InstanceId, InstanceState, Job, JobId, StateKind, U
 use crate::server::effects::{Effects, Feed};
 use tables::*;
 
+pub use alerts::AlertFilter;
 pub use retention::{Retention, Swept};
 
 /// Bumped when the layout of the file changes incompatibly.
@@ -112,6 +114,7 @@ impl Store {
             txn.open_table(INSTANCES).map_err(db_error)?;
             txn.open_table(JOB_INSTANCES).map_err(db_error)?;
             txn.open_table(ACTIVE).map_err(db_error)?;
+            alerts::create_tables(&txn)?;
             rebuild_active_counts(&txn)?;
         }
         txn.commit().map_err(db_error)
@@ -279,6 +282,10 @@ impl ReadTx {
                 "active_counts",
                 rows(txn, ACTIVE_COUNTS, |v: u64| v.to_le_bytes().to_vec())?,
             ),
+            ("channels", rows(txn, CHANNELS, |v: &[u8]| v.to_vec())?),
+            ("job_health", rows(txn, JOB_HEALTH, |v: &[u8]| v.to_vec())?),
+            ("alerts", rows(txn, ALERTS, |v: &[u8]| v.to_vec())?),
+            ("alerts_due", rows(txn, ALERTS_DUE, unit)?),
         ])
     }
 
