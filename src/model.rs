@@ -165,9 +165,10 @@ pub struct JobDefinition {
     /// The window its scheduled fires must fall in, and their jitter.
     #[serde(default, skip_serializing_if = "FireTiming::is_unset")]
     pub timing: FireTiming,
-    /// Where and when its instances' ends alert; `None`: the cluster's default channels.
+    /// Where and when its instances' ends alert; `None`: the cluster's default channels. Boxed:
+    /// most jobs have none, and a job is moved around a lot.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub alerts: Option<crate::alert::AlertPolicy>,
+    pub alerts: Option<Box<crate::alert::AlertPolicy>>,
     /// Jobs queued when one of its instances ends.
     #[serde(default, skip_serializing_if = "crate::alert::Chain::is_empty")]
     pub chain: crate::alert::Chain,

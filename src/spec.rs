@@ -221,7 +221,11 @@ impl JobSpec {
             misfire,
             paused: self.paused,
             timing,
-            alerts: self.alerts.as_ref().map(AlertSpec::validate).transpose()?,
+            alerts: self
+                .alerts
+                .as_ref()
+                .map(|alerts| alerts.validate().map(Box::new))
+                .transpose()?,
             chain: self.validate_chain()?,
         })
     }

@@ -70,7 +70,7 @@ fn chain(
 /// The policy of `job`: its own, or the default channels' when it has no `[alerts]` table.
 fn policy_of(tx: &WriteTx, job: &Job) -> Result<Option<AlertPolicy>, StoreError> {
     if let Some(policy) = &job.def.alerts {
-        return Ok(Some(policy.clone()));
+        return Ok(Some((**policy).clone()));
     }
     let defaults: Vec<String> = tx
         .channels()?

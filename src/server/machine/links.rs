@@ -58,7 +58,7 @@ pub fn check_job(tx: &WriteTx, id: Option<JobId>, def: &JobDefinition) -> Result
             }
         }
     }
-    edges.insert(def.name.clone(), targets(&def));
+    edges.insert(def.name.clone(), targets(def));
     for (field, names) in def.chain.fields() {
         for name in names {
             if let Some(path) = path_between(&edges, name, &def.name) {
