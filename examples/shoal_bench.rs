@@ -815,6 +815,8 @@ fn build_big_store(dir: &Path, jobs: usize, instances: usize) -> anyhow::Result<
                         excerpt: Some("ok".into()),
                     }],
                     pinned_worker: None,
+                    parent: None,
+                    children: Vec::new(),
                 };
                 tx.put_instance(&instance)?;
             }

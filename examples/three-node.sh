@@ -47,8 +47,12 @@ for _ in $(seq 100); do
   sleep 0.2
 done
 
-# The example jobs call the target at 127.0.0.1:8080; point them at TARGET_ADDR.
+# The example channels and jobs call the target at 127.0.0.1:8080; point them at TARGET_ADDR.
 jobs_dir=$(mktemp -d -t shoal-jobs-XXXXXX)
+for channel in "$here"/channels/*.toml; do
+  sed "s#http://127.0.0.1:8080#http://$TARGET_ADDR#" "$channel" >"$jobs_dir/$(basename "$channel")"
+  "$SHOAL" channel add --file "$jobs_dir/$(basename "$channel")" --server "$SERVER"
+done
 for job in "$here"/jobs/*.toml; do
   sed "s#http://127.0.0.1:8080#http://$TARGET_ADDR#" "$job" >"$jobs_dir/$(basename "$job")"
   "$SHOAL" job apply --file "$jobs_dir/$(basename "$job")" --server "$SERVER"

@@ -15,11 +15,14 @@
 //!   `reason` — why a queued instance waits, typed; `schedule` — next-fire computation and the
 //!   misfire policy (pure functions); `http_options` — a job's TLS, proxy and connect-timeout
 //!   options and the HTTP client built from them.
+//! - `alert` — alert channels, job alert policies and chains, and the pure rule that decides
+//!   whether an instance's end alerts.
 //! - `handshake` — the proofs by which a worker and a server know each other holds the token.
 //! - `node`, `net`, `shutdown`, `telemetry` — what every daemon needs.
 //!
 //! Membership lives in the `shoal-gossip` crate, the console's screens in `shoal-tui`.
 
+pub mod alert;
 pub mod cli;
 pub mod client;
 pub mod handshake;

@@ -172,6 +172,13 @@ pub struct JobDefinition {
     /// The window its scheduled fires must fall in, and their jitter.
     #[serde(default, skip_serializing_if = "FireTiming::is_unset")]
     pub timing: FireTiming,
+    /// Where and when its instances' ends alert; `None`: the cluster's default channels. Boxed:
+    /// most jobs have none, and a job is moved around a lot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alerts: Option<Box<crate::alert::AlertPolicy>>,
+    /// Jobs queued when one of its instances ends.
+    #[serde(default, skip_serializing_if = "crate::alert::Chain::is_empty")]
+    pub chain: crate::alert::Chain,
     /// What a fire does when the job already has `max_concurrent` instances.
     #[serde(default, skip_serializing_if = "OverlapPolicy::is_skip")]
     pub overlap: OverlapPolicy,
@@ -270,6 +277,8 @@ pub enum Trigger {
     Manual,
     /// Created by `shoal job backfill` for a scheduled time in the past.
     Backfill,
+    /// Queued by the end of another job's instance (its `parent`), by that job's chain.
+    Chain,
 }
 
 /// Where an instance is in its life. Terminal states (`Succeeded`, `Failed`, `Cancelled`) never
@@ -574,6 +583,12 @@ pub struct Instance {
     /// For a broadcast job, the one worker this copy of a fire runs on (retries included).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pinned_worker: Option<String>,
+    /// For a chained instance, the instance whose end queued it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<InstanceId>,
+    /// The instances its end queued (set in the same change that ended it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub children: Vec<InstanceId>,
 }
 
 impl Instance {

@@ -7,6 +7,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::alert::Chain;
+use crate::alert::spec::AlertSpec;
 use crate::model::{
     FireTiming, HttpTask, JobDefinition, MisfirePolicy, OverlapPolicy, RetryPolicy, Schedule,
     Strategy, Target, UnixMs,
@@ -30,6 +32,8 @@ pub const MAX_RETRIES: u32 = 100;
 pub const MIN_INTERVAL_MS: u64 = 100;
 /// Longest jitter: spreading fires over more than a day is a different schedule.
 pub const MAX_JITTER_MS: u64 = 24 * 3600 * 1000;
+/// The header a chained instance's request carries: the id of the instance whose end queued it.
+pub const PARENT_HEADER: &str = "X-Shoal-Parent";
 const METHODS: [&str; 7] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
 
 /// A job as people write it. Exactly one of `cron`, `every`, `delay`, `at`, `on_demand`.
@@ -60,6 +64,15 @@ pub struct JobSpec {
     /// Each scheduled fire runs up to this much later (a duration; fixed per fire).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jitter: Option<String>,
+    /// Jobs (by name) queued when an instance of this one succeeds.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub on_success: Vec<String>,
+    /// ... when it fails (retries exhausted or dispatch timeout).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub on_failure: Vec<String>,
+    /// ... when it succeeds or fails (not when cancelled).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub on_complete: Vec<String>,
     pub http: HttpSpec,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<RetrySpec>,
@@ -82,6 +95,9 @@ pub struct JobSpec {
     pub pause_after_failures: Option<u32>,
     #[serde(default, skip_serializing_if = "is_false")]
     pub paused: bool,
+    /// When and where its failures and recoveries alert (default: the default channels).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alerts: Option<AlertSpec>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -276,7 +292,31 @@ impl JobSpec {
             timing,
             overlap,
             pause_after_failures,
+            alerts: self
+                .alerts
+                .as_ref()
+                .map(|alerts| alerts.validate().map(Box::new))
+                .transpose()?,
+            chain: self.validate_chain()?,
         })
+    }
+
+    /// The chained jobs' names (that they exist, and form no cycle, the state machine checks).
+    fn validate_chain(&self) -> Result<Chain> {
+        let chain = Chain {
+            on_success: self.on_success.clone(),
+            on_failure: self.on_failure.clone(),
+            on_complete: self.on_complete.clone(),
+        };
+        for (field, names) in chain.fields() {
+            if names.len() > 32 {
+                return Err(invalid(field, "more than 32 jobs"));
+            }
+            for name in names {
+                validate_name(name).map_err(|error| invalid(field, error.reason))?;
+            }
+        }
+        Ok(chain)
     }
 
     /// The window and jitter: only for schedules that repeat (a window) or fire at all (a
@@ -453,6 +493,10 @@ impl JobDefinition {
             end_at: self.timing.end_at_ms.map(crate::model::rfc3339),
             jitter: (self.timing.jitter_ms > 0)
                 .then(|| crate::model::human_ms(self.timing.jitter_ms)),
+            alerts: self.alerts.as_ref().map(|policy| policy.to_spec()),
+            on_success: self.chain.on_success.clone(),
+            on_failure: self.chain.on_failure.clone(),
+            on_complete: self.chain.on_complete.clone(),
             ..JobSpec::default()
         };
         match &self.schedule {
@@ -571,7 +615,8 @@ fn validate_http(spec: &HttpSpec) -> Result<HttpTask> {
         }
         reqwest::header::HeaderValue::from_str(value)
             .map_err(|_| invalid(&field, "value has characters not allowed in a header"))?;
-        if name.eq_ignore_ascii_case("x-shoal-instance") {
+        if name.eq_ignore_ascii_case("x-shoal-instance") || name.eq_ignore_ascii_case(PARENT_HEADER)
+        {
             return Err(invalid(&field, "is set by Shoal on every request"));
         }
         headers.push((name.clone(), value.clone()));

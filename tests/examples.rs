@@ -32,6 +32,14 @@ fn every_example_job_file_is_valid_and_covers_every_schedule_kind() {
             .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
         kinds.push(std::mem::discriminant(&def.schedule));
     }
+    let channels = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/channels");
+    for entry in std::fs::read_dir(channels).unwrap() {
+        let file = entry.unwrap().path();
+        let text = std::fs::read_to_string(&file).unwrap();
+        shoal::alert::spec::ChannelSpec::from_toml(&text)
+            .and_then(|spec| spec.validate())
+            .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    }
     kinds.sort_by_key(|k| format!("{k:?}"));
     kinds.dedup();
     assert_eq!(kinds.len(), 5, "one example per schedule kind");

@@ -649,6 +649,7 @@ fn trigger_name(trigger: Trigger) -> &'static str {
         Trigger::Schedule => "schedule",
         Trigger::Manual => "manual",
         Trigger::Backfill => "backfill",
+        Trigger::Chain => "chain",
     }
 }
 
@@ -720,6 +721,16 @@ fn print_instance_detail(i: &Instance) {
     }
     if let Some(worker) = &i.pinned_worker {
         println!("broadcast copy for worker {worker}");
+    }
+    if let Some(parent) = i.parent {
+        println!("parent:   instance {parent} (its end queued this one)");
+    }
+    if !i.children.is_empty() {
+        let ids: Vec<String> = i.children.iter().map(u64::to_string).collect();
+        println!(
+            "children: instance(s) {} (queued by its end)",
+            ids.join(", ")
+        );
     }
     println!("fire at:  {}", rfc3339(i.fire_at_ms));
     if let Some(run_at) = i.run_at_ms {

@@ -2,6 +2,7 @@
 //! a daemon (`server`, `worker`) or to the API client (everything else). Errors go to stderr with
 //! a non-zero exit.
 
+mod alerts;
 mod config;
 mod jobs;
 mod output;
@@ -59,6 +60,20 @@ enum Command {
     Instance {
         #[command(subcommand)]
         command: jobs::InstanceCommand,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Define where alerts go: webhooks, Slack, e-mail.
+    Channel {
+        #[command(subcommand)]
+        command: alerts::ChannelCommand,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// See alerts raised and their delivery.
+    Alert {
+        #[command(subcommand)]
+        command: alerts::AlertCommand,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -491,6 +506,8 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             };
             config::print(&Cli::command(), daemon, config.as_deref(), flags)
         }
+        Command::Channel { command, client } => alerts::channel(command, &client).await,
+        Command::Alert { command, client } => alerts::alert(command, &client).await,
         Command::Tui(args) => {
             let options = shoal_tui::Options {
                 refresh: args.refresh,

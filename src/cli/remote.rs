@@ -11,6 +11,7 @@
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches};
 
+use super::alerts::{AlertCommand, ChannelCommand};
 use super::jobs::{InstanceCommand, JobCommand};
 use super::{Cli, Command};
 
@@ -91,6 +92,14 @@ pub fn parse(line: &str) -> Result<RemoteCommand, Refusal> {
             | JobCommand::Resume { .. }
             | JobCommand::Run { .. } => false,
         },
+        Command::Channel { command, .. } => match command {
+            ChannelCommand::List | ChannelCommand::Show { .. } => true,
+            ChannelCommand::Add { .. } | ChannelCommand::Delete { .. } => false,
+        },
+        Command::Alert {
+            command: AlertCommand::List { .. },
+            ..
+        } => true,
         Command::Instance { command, .. } => match command {
             InstanceCommand::List { .. } | InstanceCommand::Show { .. } => true,
             InstanceCommand::Cancel { .. } | InstanceCommand::Retry { .. } => false,

@@ -423,6 +423,8 @@ mod tests {
                     pause_after_failures: None,
                     paused: name == "paused",
                     timing: Default::default(),
+                    alerts: None,
+                    chain: Default::default(),
                 },
                 created_ms: NOW - 3_600_000,
                 updated_ms: NOW - 3_600_000,
@@ -448,6 +450,8 @@ mod tests {
             state,
             attempts: vec![],
             pinned_worker: None,
+            parent: None,
+            children: Vec::new(),
         }
     }
 

@@ -176,6 +176,54 @@ impl ApiClient {
         .await
     }
 
+    /// Creates or replaces a channel; the answer is redacted.
+    pub async fn put_channel(
+        &self,
+        spec: &crate::alert::spec::ChannelSpec,
+    ) -> Result<crate::alert::ChannelDefinition, ClientError> {
+        self.call(Method::PUT, "/api/v1/channels", Some(spec)).await
+    }
+
+    pub async fn channels(&self) -> Result<Vec<crate::alert::ChannelDefinition>, ClientError> {
+        self.call(Method::GET, "/api/v1/channels", None::<&()>)
+            .await
+    }
+
+    pub async fn channel(
+        &self,
+        name: &str,
+    ) -> Result<crate::alert::ChannelDefinition, ClientError> {
+        self.call(Method::GET, &channel_path(name), None::<&()>)
+            .await
+    }
+
+    pub async fn delete_channel(
+        &self,
+        name: &str,
+    ) -> Result<crate::alert::ChannelDefinition, ClientError> {
+        self.call(Method::DELETE, &channel_path(name), None::<&()>)
+            .await
+    }
+
+    /// Alerts newest first; `status` comma-separated (pending, sent, failed).
+    pub async fn alerts(
+        &self,
+        status: Option<&str>,
+        job: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<crate::alert::Alert>, ClientError> {
+        let mut params = url::form_urlencoded::Serializer::new(String::new());
+        if let Some(status) = status {
+            params.append_pair("status", status);
+        }
+        if let Some(job) = job {
+            params.append_pair("job", job);
+        }
+        params.append_pair("limit", &limit.to_string());
+        let path = format!("/api/v1/alerts?{}", params.finish());
+        self.call(Method::GET, &path, None::<&()>).await
+    }
+
     pub(crate) async fn call<T: DeserializeOwned>(
         &self,
         method: Method,
@@ -252,6 +300,11 @@ pub struct InstanceQuery {
     pub job: Option<String>,
     pub state: Option<String>,
     pub limit: Option<usize>,
+}
+
+fn channel_path(name: &str) -> String {
+    let name: String = url::form_urlencoded::byte_serialize(name.as_bytes()).collect();
+    format!("/api/v1/channels/{name}")
 }
 
 fn job_path(key: &str, suffix: &str) -> String {

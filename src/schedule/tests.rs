@@ -27,6 +27,8 @@ fn job(schedule: Schedule, timezone: &str, misfire: MisfirePolicy) -> JobDefinit
         timing: Default::default(),
         overlap: Default::default(),
         pause_after_failures: None,
+        alerts: None,
+        chain: Default::default(),
     }
 }
 

@@ -13,6 +13,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::alert::{AlertId, ChannelDefinition, Delivery};
 use crate::model::{InstanceId, JobDefinition, JobId, UnixMs};
 use crate::reason::QueueReason;
 use crate::wire::TaskEvent;
@@ -80,6 +81,16 @@ pub enum Command {
     /// The wall clock stepped (or the server started): bring back every next fire that lies
     /// implausibly far ahead of `at` for its schedule (see `schedule::clock_corrected_fire`).
     Reschedule { at: UnixMs },
+    /// Create or replace an alert channel.
+    PutChannel { def: ChannelDefinition },
+    /// Delete an alert channel; refused while a job's alerts name it.
+    DeleteChannel { name: String },
+    /// The delivery loop's result of one try at sending an alert.
+    AlertDelivered {
+        alert: AlertId,
+        at: UnixMs,
+        delivery: Delivery,
+    },
 }
 
 /// One decision of the dispatcher about one instance.
@@ -180,6 +191,9 @@ impl Command {
             Command::Report { .. } => "report",
             Command::Forget { .. } => "forget",
             Command::Reschedule { .. } => "reschedule",
+            Command::PutChannel { .. } => "put-channel",
+            Command::DeleteChannel { .. } => "delete-channel",
+            Command::AlertDelivered { .. } => "alert-delivered",
         }
     }
 }
@@ -247,6 +261,25 @@ mod tests {
                 instances: vec![(1, 2)],
             },
             Command::Reschedule { at: 7 },
+            Command::PutChannel {
+                def: crate::alert::spec::ChannelSpec {
+                    name: "ops".into(),
+                    kind: "webhook".into(),
+                    url: Some("http://127.0.0.1:1/hook".into()),
+                    hmac_key: Some("0123456789abcdef".into()),
+                    ..Default::default()
+                }
+                .validate()
+                .unwrap(),
+            },
+            Command::DeleteChannel { name: "ops".into() },
+            Command::AlertDelivered {
+                alert: 3,
+                at: 11,
+                delivery: Delivery::Refused {
+                    answer: "HTTP 503".into(),
+                },
+            },
         ];
         for command in commands {
             let bytes = command.encode();

@@ -31,6 +31,8 @@ pub struct Effects {
     /// A job's definition or next fire changed by an operator (created, updated, paused,
     /// resumed, deleted): the scheduler must look at the due index again.
     pub timing_changed: bool,
+    /// An alert was raised or is to be tried again: the delivery loop has work.
+    pub alerts: bool,
 }
 
 impl Effects {
@@ -45,6 +47,7 @@ impl Effects {
         self.freed |= later.freed;
         self.ended |= later.ended;
         self.timing_changed |= later.timing_changed;
+        self.alerts |= later.alerts;
     }
 
     fn wakes_dispatcher(&self) -> bool {
@@ -65,6 +68,8 @@ pub struct Feed {
     dispatcher: Notify,
     /// Rung when timings changed or an instance ended (the scheduler loop waits on it).
     scheduler: Notify,
+    /// Rung when alerts were raised or rescheduled (the alert delivery loop waits on it).
+    alerts: Notify,
     /// Where applied commands are appended, when recording (see `engine::LocalEngine`).
     recording: Mutex<Option<std::io::BufWriter<std::fs::File>>>,
     is_recording: std::sync::atomic::AtomicBool,
@@ -98,6 +103,9 @@ impl Feed {
         }
         if scheduler {
             self.scheduler.notify_one();
+        }
+        if effects.alerts {
+            self.alerts.notify_one();
         }
     }
 
@@ -173,6 +181,11 @@ impl Feed {
     /// dispatcher new room (a worker's poll).
     pub fn dispatcher_bell(&self) -> &Notify {
         &self.dispatcher
+    }
+
+    /// The alert delivery loop's bell.
+    pub fn alerts_bell(&self) -> &Notify {
+        &self.alerts
     }
 
     /// The scheduler loop's bell.

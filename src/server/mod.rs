@@ -5,12 +5,14 @@
 //!  scheduler ─┼─ propose(Command) ─▶ engine ─▶ machine::apply(tx, command) ─▶ store (redb)
 //!  dispatcher ┤                         │ durable, in order
 //!  retention ─┘                         └─▶ effects feed ─▶ wakes scheduler and dispatcher
+//!  alerts ────┘ (records deliveries)                          and the alert delivery loop
 //! ```
 //!
 //! Everything that changes a job or an instance is a [`command::Command`], applied by
 //! [`machine::apply`] alone; everything else reads the store. This file wires the pieces to
 //! membership and the HTTP listener and takes them down in order.
 
+pub(crate) mod alerts;
 pub(crate) mod api;
 pub(crate) mod command;
 pub mod dispatch;
@@ -142,6 +144,11 @@ impl RunningServer {
             )),
             tokio::spawn(scheduler.run(trigger.subscribe())),
             tokio::spawn(dispatcher.clone().run(trigger.subscribe())),
+            tokio::spawn(alerts::run(
+                engine.clone(),
+                format!("http://{api_addr}"),
+                trigger.subscribe(),
+            )),
             tokio::spawn(retention::run(
                 engine,
                 config.retention,

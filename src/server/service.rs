@@ -33,6 +33,10 @@ impl Service {
         self.engine.store()
     }
 
+    pub(crate) fn engine(&self) -> &Arc<dyn Engine> {
+        &self.engine
+    }
+
     fn job_response(&self, command: Command) -> Result<Job> {
         match self.engine.propose(command)? {
             Response::Job(job) => Ok(*job),
@@ -212,7 +216,7 @@ impl Service {
 }
 
 /// A response of the wrong kind: a bug between a command and its handler, not a user error.
-fn unexpected(response: Response) -> ServiceError {
+pub(crate) fn unexpected(response: Response) -> ServiceError {
     ServiceError::Store(crate::server::store::StoreError::Corrupt {
         table: "commands",
         reason: format!("unexpected response to a command: {response:?}"),

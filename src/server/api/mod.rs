@@ -2,6 +2,7 @@
 //! `/rpc/v1`. Handlers validate, call into the store/dispatcher, and map errors in one place
 //! ([`ApiError`]). Nothing here decides *what* runs where; that is the dispatcher's job.
 
+mod alerts;
 mod auth;
 mod error;
 mod extract;
@@ -71,6 +72,9 @@ pub fn router(state: ApiState, tokens: Tokens) -> Router {
         .route("/instances/{id}", get(instances::get))
         .route("/instances/{id}/cancel", post(instances::cancel))
         .route("/instances/{id}/retry", post(instances::retry))
+        .route("/channels", get(alerts::list).put(alerts::put))
+        .route("/channels/{name}", get(alerts::get).delete(alerts::delete))
+        .route("/alerts", get(alerts::alerts))
         .layer(axum::middleware::from_fn_with_state(
             tokens.clone(),
             auth::require_scope,

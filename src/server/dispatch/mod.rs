@@ -689,9 +689,22 @@ fn assignment(instance: &Instance, job: &Job, attempt: u32, lease_until_ms: Unix
         instance: instance.id,
         attempt,
         job: job.def.name.clone(),
-        task: job.def.http.clone(),
+        task: with_parent(&job.def.http, instance.parent),
         lease_until_ms,
     }
+}
+
+/// A chained instance's task carries its parent's id, so that the target can trace the chain.
+fn with_parent(
+    task: &crate::model::HttpTask,
+    parent: Option<crate::model::InstanceId>,
+) -> crate::model::HttpTask {
+    let mut task = task.clone();
+    if let Some(parent) = parent {
+        task.headers
+            .push((crate::spec::PARENT_HEADER.to_string(), parent.to_string()));
+    }
+    task
 }
 
 #[cfg(test)]

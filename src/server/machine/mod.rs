@@ -11,6 +11,8 @@
 //! Instance transitions are pure functions in [`transitions`]; this module finds the records,
 //! checks what only the store can tell (names, concurrency, the job's retry policy), and writes.
 
+mod ended;
+mod links;
 mod reschedule;
 pub mod transitions;
 
@@ -69,6 +71,10 @@ pub enum Response {
     Forgot(u64),
     /// The jobs whose next fire a `Reschedule` brought back: (name, stored, new).
     Rescheduled(Vec<(String, UnixMs, Option<UnixMs>)>),
+    /// The channel as stored (as it was, for a delete).
+    Channel(crate::alert::ChannelDefinition),
+    /// The alert after a delivery try (`None`: no such alert).
+    Alert(Option<crate::alert::Alert>),
 }
 
 /// What one `Fire` command did.
@@ -143,6 +149,13 @@ pub fn apply(tx: &mut WriteTx, command: &Command) -> Result<Applied> {
         Command::Reschedule { at } => {
             Response::Rescheduled(reschedule::apply(tx, &mut effects, *at)?)
         }
+        Command::PutChannel { def } => Response::Channel(links::put_channel(tx, def)?),
+        Command::DeleteChannel { name } => Response::Channel(links::delete_channel(tx, name)?),
+        Command::AlertDelivered {
+            alert,
+            at,
+            delivery,
+        } => Response::Alert(ended::delivered(tx, &mut effects, *alert, delivery, *at)?),
     };
     effects.written = tx.take_written();
     Ok(Applied { response, effects })
@@ -175,6 +188,7 @@ fn create_job(
             def.name
         )));
     }
+    links::check_job(tx, None, def)?;
     let job = Job {
         id: tx.next_job_id()?,
         next_fire_ms: if def.paused {
@@ -209,6 +223,10 @@ fn update_job(
             "cannot rename to {:?}: job {other} has that name",
             def.name
         )));
+    }
+    links::check_job(tx, Some(job.id), def)?;
+    if def.name != job.def.name {
+        links::check_job_unreferenced(tx, job.id, &job.def.name)?;
     }
     let timing_changed = def.schedule != job.def.schedule
         || def.timezone != job.def.timezone
@@ -245,6 +263,7 @@ fn update_job(
 
 fn delete_job(tx: &mut WriteTx, effects: &mut Effects, key: &str, at: UnixMs) -> Result<Job> {
     let job = find_job(tx, key)?;
+    links::check_job_unreferenced(tx, job.id, &job.def.name)?;
     // Fires created ahead whose time has not come are cancelled like any other.
     for instance in tx.active_of_job(job.id)? {
         let reason = if instance.is_fired_ahead(at) {
@@ -260,6 +279,7 @@ fn delete_job(tx: &mut WriteTx, effects: &mut Effects, key: &str, at: UnixMs) ->
         )?;
     }
     tx.delete_job(job.id)?;
+    tx.put_job_health(job.id, &crate::alert::JobHealth::default())?;
     effects.timing_changed = true;
     Ok(job)
 }
@@ -536,9 +556,13 @@ fn dispatch(
                 continue;
             }
         };
-        let Ok(next) = next else {
+        let Ok(mut next) = next else {
             continue;
         };
+        if next.state.is_terminal() {
+            let expired = matches!(step, DispatchStep::Expire { .. });
+            ended::on_end(tx, effects, &mut next, expired, at)?;
+        }
         tx.replace_instance(Some(&instance.state), &next)?;
         note_moved(effects, &instance, &next);
         if next.state.is_terminal() {
@@ -615,7 +639,10 @@ fn report(
             }
         };
         match next {
-            Ok(next) => {
+            Ok(mut next) => {
+                if next.state.is_terminal() {
+                    ended::on_end(tx, effects, &mut next, false, at)?;
+                }
                 tx.replace_instance(Some(&instance.state), &next)?;
                 note_moved(effects, &instance, &next);
                 if next.state.is_terminal() {
@@ -730,7 +757,7 @@ fn new_instance(
     // (a hash of the job and the fire: the same on every server and after every restart).
     let run_at = match trigger {
         Trigger::Schedule => crate::schedule::run_at(job.id, &job.def, fire_at),
-        Trigger::Manual | Trigger::Backfill => fire_at,
+        Trigger::Manual | Trigger::Backfill | Trigger::Chain => fire_at,
     };
     Ok(Instance {
         id: tx.next_instance_id()?,
@@ -754,6 +781,8 @@ fn new_instance(
         },
         attempts: Vec::new(),
         pinned_worker: None,
+        parent: None,
+        children: Vec::new(),
     })
 }
 
@@ -766,6 +795,21 @@ pub(crate) fn create_instance(
     now: UnixMs,
 ) -> Result<Instance, StoreError> {
     let instance = new_instance(tx, job, trigger, fire_at, now)?;
+    // A fresh id: nothing is stored under it yet.
+    tx.replace_instance(None, &instance)?;
+    Ok(instance)
+}
+
+/// Creates and writes a new queued instance of `job` whose `parent` ended and queued it.
+fn create_instance_with_parent(
+    tx: &mut WriteTx,
+    job: &Job,
+    trigger: Trigger,
+    parent: InstanceId,
+    now: UnixMs,
+) -> Result<Instance, StoreError> {
+    let mut instance = new_instance(tx, job, trigger, now, now)?;
+    instance.parent = Some(parent);
     // A fresh id: nothing is stored under it yet.
     tx.replace_instance(None, &instance)?;
     Ok(instance)

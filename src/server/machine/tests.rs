@@ -177,7 +177,76 @@ fn script() -> Vec<Command> {
         Command::Reschedule {
             at: t + 60_600 - 3_600_000,
         },
+        // Alerts and chains: a failure raises an alert into the outbox and queues the chained
+        // job, in the same command; a refused delivery is pending again.
+        Command::PutChannel {
+            def: channel("ops"),
+        },
+        Command::PutChannel {
+            def: channel("spare"),
+        },
+        Command::DeleteChannel {
+            name: "spare".into(),
+        },
+        Command::CreateJob {
+            def: test_support::on_demand("load"),
+            at: t + 61_000,
+        },
+        Command::CreateJob {
+            def: JobSpec {
+                on_demand: true,
+                on_complete: vec!["load".into()],
+                alerts: Some(crate::alert::spec::AlertSpec {
+                    channels: vec!["ops".into()],
+                    ..Default::default()
+                }),
+                ..test_support::spec("extract")
+            }
+            .validate()
+            .unwrap(),
+            at: t + 61_000,
+        },
+        Command::RunNow {
+            job: "extract".into(),
+            at: t + 61_100,
+        },
+        Command::Dispatch {
+            at: t + 61_200,
+            steps: vec![DispatchStep::Assign {
+                instance: EXTRACT,
+                attempt: 1,
+                worker: "w1".into(),
+                lease_until_ms: t + 90_000,
+            }],
+        },
+        Command::Report {
+            worker: "w1".into(),
+            at: t + 61_300,
+            events: vec![finished(EXTRACT, 1, false, t + 61_300)],
+        },
+        Command::AlertDelivered {
+            alert: 1,
+            at: t + 61_400,
+            delivery: crate::alert::Delivery::Refused {
+                answer: "HTTP 503: busy".into(),
+            },
+        },
     ]
+}
+
+/// The instance id the script's `extract` run gets (the script is deterministic).
+const EXTRACT: u64 = 10;
+
+fn channel(name: &str) -> crate::alert::ChannelDefinition {
+    crate::alert::spec::ChannelSpec {
+        name: name.into(),
+        kind: "webhook".into(),
+        url: Some("http://127.0.0.1:9/hook".into()),
+        hmac_key: Some("0123456789abcdef".into()),
+        ..Default::default()
+    }
+    .validate()
+    .unwrap()
 }
 
 fn export(engine: &LocalEngine) -> Vec<(&'static str, crate::server::store::TableExport)> {
@@ -201,6 +270,23 @@ fn the_same_commands_in_the_same_order_give_identical_stores() {
     }
     // The script did what it says: a refusal, and real changes in every table.
     assert!(matches!(outcomes[2], Err(ApplyError::Conflict(_))));
+    // The failure raised its alert (pending again after a refused try) and queued its chain.
+    let read = first.store().read().unwrap();
+    let alert = read.alert(1).unwrap().unwrap();
+    assert_eq!(
+        (alert.event, alert.tries),
+        (crate::alert::AlertEvent::Failure, 1)
+    );
+    assert!(matches!(
+        alert.status,
+        crate::alert::AlertStatus::Pending { .. }
+    ));
+    let extract = read.instance(EXTRACT).unwrap().unwrap();
+    let child = read.instance(extract.children[0]).unwrap().unwrap();
+    assert_eq!(
+        (child.job_name.as_str(), child.parent),
+        ("load", Some(EXTRACT))
+    );
     assert!(
         one.iter()
             // (`raft_applied` is the replicated engine's log position: none here.)
@@ -518,4 +604,117 @@ fn reschedule_brings_back_only_next_fires_a_backward_step_left_far_ahead() {
     let tick = read.job(1).unwrap().unwrap();
     assert_eq!(tick.next_fire_ms, Some(back + 1_000));
     assert_eq!(read.earliest_due_after(back).unwrap(), Some(back + 1_000));
+}
+
+fn chained(name: &str, on_success: &[&str]) -> JobDefinition {
+    JobSpec {
+        on_demand: true,
+        on_success: on_success.iter().map(|s| s.to_string()).collect(),
+        ..test_support::spec(name)
+    }
+    .validate()
+    .unwrap()
+}
+
+#[test]
+fn chains_refuse_unknown_jobs_and_cycles_naming_the_field_and_the_cycle() {
+    let (_dir, engine) = engine();
+    let create = |def| engine.propose(Command::CreateJob { def, at: 5 });
+    let refused = create(chained("a", &["nope"])).unwrap_err().to_string();
+    assert!(
+        refused.starts_with("on_success: no job named \"nope\""),
+        "{refused}"
+    );
+    create(chained("c", &[])).unwrap();
+    create(chained("b", &["c"])).unwrap();
+    create(chained("a", &["b"])).unwrap();
+    let cycle = engine
+        .propose(Command::UpdateJob {
+            job: "c".into(),
+            def: chained("c", &["a"]),
+            at: 6,
+        })
+        .unwrap_err()
+        .to_string();
+    assert!(cycle.contains("c → a → b → c"), "{cycle}");
+    let in_use = engine
+        .propose(Command::DeleteJob {
+            job: "b".into(),
+            at: 7,
+        })
+        .unwrap_err()
+        .to_string();
+    assert!(in_use.contains("chained from a"), "{in_use}");
+    let no_channel = create(
+        JobSpec {
+            on_demand: true,
+            alerts: Some(crate::alert::spec::AlertSpec {
+                channels: vec!["pager".into()],
+                ..Default::default()
+            }),
+            ..test_support::spec("d")
+        }
+        .validate()
+        .unwrap(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        no_channel.starts_with("alerts.channels: no channel named \"pager\""),
+        "{no_channel}"
+    );
+}
+
+#[test]
+fn a_job_failing_ten_times_raises_one_alert_then_one_recovery() {
+    let (_dir, engine) = engine();
+    engine
+        .propose(Command::PutChannel {
+            def: channel("ops"),
+        })
+        .unwrap();
+    // A default channel: a job without [alerts] alerts there.
+    let mut def = channel("ops");
+    def.default = true;
+    engine.propose(Command::PutChannel { def }).unwrap();
+    engine
+        .propose(Command::CreateJob {
+            def: test_support::on_demand("flaky"),
+            at: 1,
+        })
+        .unwrap();
+    let mut at = 10;
+    for n in 0..11 {
+        let Ok(Response::Instance(instance)) = engine.propose(Command::RunNow {
+            job: "flaky".into(),
+            at,
+        }) else {
+            panic!("run {n}")
+        };
+        let steps = vec![DispatchStep::Assign {
+            instance: instance.id,
+            attempt: 1,
+            worker: "w".into(),
+            lease_until_ms: at + 1000,
+        }];
+        engine.propose(Command::Dispatch { at, steps }).unwrap();
+        let events = vec![finished(instance.id, 1, n == 10, at + 5)];
+        engine
+            .propose(Command::Report {
+                worker: "w".into(),
+                at: at + 5,
+                events,
+            })
+            .unwrap();
+        at += 60_000;
+    }
+    let alerts = engine
+        .store()
+        .read()
+        .unwrap()
+        .alerts(&crate::server::store::AlertFilter::default())
+        .unwrap();
+    let events: Vec<_> = alerts.iter().rev().map(|a| (a.event, a.instance)).collect();
+    use crate::alert::AlertEvent::{Failure, Recovery};
+    assert_eq!(events, vec![(Failure, 1), (Recovery, 11)]);
 }

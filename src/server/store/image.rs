@@ -52,6 +52,10 @@ macro_rules! every_table {
         $each!(ACTIVE, false, false);
         $each!(ACTIVE_COUNTS, false, false);
         $each!(RAFT_APPLIED, true, false);
+        $each!(CHANNELS, true, false);
+        $each!(JOB_HEALTH, false, false);
+        $each!(ALERTS, false, false);
+        $each!(ALERTS_DUE, false, false);
     };
 }
 

@@ -8,6 +8,7 @@
 //! file of an unknown schema version is refused, never rewritten; a second process opening the
 //! same data dir is refused.
 
+mod alerts;
 mod group_commit;
 pub mod health;
 mod image;
@@ -25,6 +26,7 @@ use crate::model::{Instance, InstanceId, InstanceState, Job, JobId, StateKind, U
 use crate::server::effects::{Effects, Feed};
 use tables::*;
 
+pub use alerts::AlertFilter;
 use health::Classified;
 pub use health::{StorageUnavailable, WriteOutcome};
 pub use image::{Row, StoreImage, TableImage};
@@ -273,6 +275,7 @@ fn check_schema(db: &Database, path: &Path) -> Result<()> {
         txn.open_table(JOB_INSTANCES).map_err(db_error)?;
         txn.open_table(ACTIVE).map_err(db_error)?;
         txn.open_table(RAFT_APPLIED).map_err(db_error)?;
+        alerts::create_tables(&txn)?;
         rebuild_active_counts(&txn)?;
     }
     txn.commit().map_err(db_error)
@@ -448,6 +451,10 @@ impl ReadTx {
                 "raft_applied",
                 rows(txn, RAFT_APPLIED, |v: &[u8]| v.to_vec())?,
             ),
+            ("channels", rows(txn, CHANNELS, |v: &[u8]| v.to_vec())?),
+            ("job_health", rows(txn, JOB_HEALTH, |v: &[u8]| v.to_vec())?),
+            ("alerts", rows(txn, ALERTS, |v: &[u8]| v.to_vec())?),
+            ("alerts_due", rows(txn, ALERTS_DUE, unit)?),
         ])
     }
 

@@ -3,6 +3,7 @@
 
 use redb::TableDefinition;
 
+use crate::alert::AlertId;
 use crate::model::{InstanceId, JobId};
 
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
@@ -29,3 +30,13 @@ pub const ACTIVE_COUNTS: TableDefinition<JobId, u64> = TableDefinition::new("act
 /// group's membership), by name, encoded by the engine. Written in the same transaction as the
 /// commands it covers, so the store and this record never disagree after a crash.
 pub const RAFT_APPLIED: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_applied");
+
+pub const NEXT_ALERT_KEY: &str = "next_alert_id";
+/// Alert channels by name (JSON `ChannelDefinition`, secrets included: the server sends with them).
+pub const CHANNELS: TableDefinition<&str, &[u8]> = TableDefinition::new("channels");
+/// What the alert rule remembers per job (JSON `JobHealth`); absent: nothing yet.
+pub const JOB_HEALTH: TableDefinition<JobId, &[u8]> = TableDefinition::new("job_health");
+/// The alert outbox: every alert raised, with its delivery status (JSON `Alert`).
+pub const ALERTS: TableDefinition<AlertId, &[u8]> = TableDefinition::new("alerts");
+/// `(next try ms, alert id)` of every pending alert: the delivery loop reads its head.
+pub const ALERTS_DUE: TableDefinition<(u64, AlertId), ()> = TableDefinition::new("alerts_due");

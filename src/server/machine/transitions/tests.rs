@@ -18,6 +18,8 @@ fn queued() -> Instance {
         state: InstanceState::queued(500),
         attempts: Vec::new(),
         pinned_worker: None,
+        parent: None,
+        children: Vec::new(),
     }
 }
 

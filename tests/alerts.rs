@@ -1,0 +1,439 @@
+//! Alerts and chains end to end, with real receivers on 127.0.0.1: a webhook receiver that
+//! counts and verifies signatures, a real SMTP server (Python's aiosmtpd), a receiver that is
+//! down then up, a server SIGKILLed before its alert was delivered, and a chain of three jobs.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use common::{Server, TestTarget, eventually, free_tcp_port};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+const KEY: &str = "test-hmac-key-0123456789";
+
+/// One request the receiver got: lower-cased headers and the body.
+#[derive(Debug, Clone)]
+struct Got {
+    headers: HashMap<String, String>,
+    body: String,
+}
+
+impl Got {
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_default()
+    }
+
+    /// Whether `X-Shoal-Signature` is the HMAC-SHA256 of the body under [`KEY`].
+    fn signed(&self) -> bool {
+        let Some(given) = self.headers.get("x-shoal-signature") else {
+            return false;
+        };
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(KEY.as_bytes()).unwrap();
+        mac.update(self.body.as_bytes());
+        *given == format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    }
+}
+
+/// A minimal HTTP receiver: answers 200 to everything and keeps what it got.
+#[derive(Clone)]
+struct Receiver {
+    addr: SocketAddr,
+    got: Arc<Mutex<Vec<Got>>>,
+}
+
+impl Receiver {
+    fn start(addr: SocketAddr) -> Receiver {
+        let listener = TcpListener::bind(addr).expect("bind the receiver");
+        let receiver = Receiver {
+            addr: listener.local_addr().unwrap(),
+            got: Arc::default(),
+        };
+        let got = receiver.got.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                if let Some(request) = read_request(stream) {
+                    got.lock().unwrap().push(request);
+                }
+            }
+        });
+        receiver
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    fn got(&self) -> Vec<Got> {
+        self.got.lock().unwrap().clone()
+    }
+}
+
+fn read_request(mut stream: std::net::TcpStream) -> Option<Got> {
+    let mut buffer = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let (head, mut body) = loop {
+        let n = stream.read(&mut chunk).ok()?;
+        if n == 0 {
+            return None;
+        }
+        buffer.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&buffer).to_string();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            break (head.to_string(), body.as_bytes().to_vec());
+        }
+    };
+    let headers: HashMap<String, String> = head
+        .lines()
+        .skip(1)
+        .filter_map(|line| line.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let length: usize = headers
+        .get("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    while body.len() < length {
+        let n = stream.read(&mut chunk).ok()?;
+        if n == 0 {
+            break;
+        }
+        body.extend_from_slice(&chunk[..n]);
+    }
+    let _ =
+        stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
+    Some(Got {
+        headers,
+        body: String::from_utf8_lossy(&body).to_string(),
+    })
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+fn ok(server: &Server, args: &[&str]) -> String {
+    let out = server.cli(args);
+    assert!(
+        out.status.success(),
+        "shoal {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+fn webhook_channel(dir: &Path, server: &Server, url: &str) {
+    let file = write(
+        dir,
+        "ops.toml",
+        &format!(
+            "name = \"ops\"\nkind = \"webhook\"\nurl = \"{url}\"\nhmac_key = \"{KEY}\"\n\
+             headers = {{ Authorization = \"Bearer header-secret\" }}\n"
+        ),
+    );
+    ok(server, &["channel", "add", "--file", &file]);
+}
+
+fn alerts(server: &Server, status: &str) -> Vec<serde_json::Value> {
+    server
+        .cli_json(&["alert", "list", "--status", status])
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn instances(server: &Server, job: &str, state: &str) -> Vec<serde_json::Value> {
+    server
+        .cli_json(&[
+            "instance", "list", "--job", job, "--state", state, "--limit", "1000",
+        ])
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_job_failing_again_and_again_alerts_once_signed_then_once_on_recovery() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = TestTarget::start();
+    let receiver = Receiver::start("127.0.0.1:0".parse().unwrap());
+    let server = Server::start_up(dir.path(), &["--workers", "1"]);
+    webhook_channel(dir.path(), &server, &receiver.url("/hook"));
+    // Secrets go in, never out.
+    let shown =
+        ok(&server, &["channel", "show", "ops"]) + &ok(&server, &["channel", "list", "-o", "json"]);
+    assert!(
+        !shown.contains(KEY) && !shown.contains("header-secret"),
+        "{shown}"
+    );
+    let job = write(
+        dir.path(),
+        "flaky.toml",
+        &format!(
+            "name = \"flaky\"\nevery = \"200ms\"\n[http]\nurl = \"{}\"\n[alerts]\nchannels = [\"ops\"]\n",
+            target.url("/fail")
+        ),
+    );
+    ok(&server, &["job", "add", "--file", &job]);
+    eventually("ten failures", || {
+        (instances(&server, "flaky", "failed").len() >= 10).then_some(())
+    });
+    ok(
+        &server,
+        &["job", "update", "flaky", "--url", &target.url("/ok")],
+    );
+    eventually("the recovery alert", || {
+        (receiver.got().len() >= 2).then_some(())
+    });
+    eventually("more successes", || {
+        (instances(&server, "flaky", "succeeded").len() >= 3).then_some(())
+    });
+    ok(&server, &["job", "pause", "flaky"]);
+    let got = receiver.got();
+    let events: Vec<String> = got.iter().map(|g| g.json()["event"].to_string()).collect();
+    assert_eq!(events, ["\"failure\"", "\"recovery\""], "{got:?}");
+    assert!(got.iter().all(Got::signed), "signatures: {got:?}");
+    assert!(
+        got.iter()
+            .all(|g| g.headers["authorization"] == "Bearer header-secret")
+    );
+    let failure = got[0].json();
+    assert_eq!(failure["job"], "flaky");
+    assert!(
+        failure["reason"].as_str().unwrap().contains("500"),
+        "{failure}"
+    );
+    assert!(failure["attempts"].as_u64() >= Some(1));
+    let command = failure["command"].as_str().unwrap();
+    assert!(command.starts_with(&format!("shoal instance show {}", failure["instance"])));
+    assert_eq!(alerts(&server, "sent").len(), 2);
+    let logs = server.node.log_text();
+    assert!(!logs.contains(KEY) && !logs.contains("header-secret"));
+}
+
+#[test]
+fn a_receiver_down_gets_the_alert_once_up_and_scheduling_goes_on_meanwhile() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = TestTarget::start();
+    let port = free_tcp_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let server = Server::start_up(dir.path(), &["--workers", "1"]);
+    webhook_channel(dir.path(), &server, &format!("http://{addr}/hook"));
+    let job = write(
+        dir.path(),
+        "once.toml",
+        &format!(
+            "name = \"broken\"\non_demand = true\n[http]\nurl = \"{}\"\n[alerts]\nchannels = [\"ops\"]\n",
+            target.url("/fail")
+        ),
+    );
+    ok(&server, &["job", "add", "--file", &job]);
+    ok(
+        &server,
+        &[
+            "job",
+            "add",
+            "--name",
+            "tick",
+            "--every",
+            "200ms",
+            "--url",
+            &target.url("/ok"),
+        ],
+    );
+    ok(&server, &["job", "run", "broken"]);
+    let pending = eventually("a refused try", || {
+        alerts(&server, "pending")
+            .into_iter()
+            .find(|a| a["tries"].as_u64() >= Some(1))
+    });
+    assert!(
+        pending["answer"].as_str().unwrap().contains("connect"),
+        "{pending}"
+    );
+    // The receiver is down; the scheduler and the dispatcher are not held up by it.
+    let before = instances(&server, "tick", "succeeded").len();
+    eventually("ticks while the receiver is down", || {
+        (instances(&server, "tick", "succeeded").len() >= before + 5).then_some(())
+    });
+    let receiver = Receiver::start(addr);
+    eventually("the alert, once the receiver is up", || {
+        (receiver.got().len() == 1).then_some(())
+    });
+    eventually("it recorded as sent", || {
+        (alerts(&server, "sent").len() == 1).then_some(())
+    });
+    assert!(receiver.got()[0].signed());
+}
+
+#[test]
+fn an_alert_raised_before_a_sigkill_is_delivered_after_the_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = TestTarget::start();
+    let port = free_tcp_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let server = Server::start_up(dir.path(), &["--workers", "1"]);
+    webhook_channel(dir.path(), &server, &format!("http://{addr}/hook"));
+    let job = write(
+        dir.path(),
+        "once.toml",
+        &format!(
+            "name = \"broken\"\non_demand = true\n[http]\nurl = \"{}\"\n[alerts]\nchannels = [\"ops\"]\n",
+            target.url("/fail")
+        ),
+    );
+    ok(&server, &["job", "add", "--file", &job]);
+    ok(&server, &["job", "run", "broken"]);
+    eventually("the alert in the outbox", || {
+        (alerts(&server, "pending").len() == 1).then_some(())
+    });
+    server.node.signal("KILL");
+    drop(server);
+    let receiver = Receiver::start(addr);
+    let server = Server::start_up(dir.path(), &["--workers", "1"]);
+    eventually("the alert, after the restart", || {
+        (receiver.got().len() == 1).then_some(())
+    });
+    assert_eq!(receiver.got()[0].json()["job"], "broken");
+    eventually("it recorded as sent", || {
+        (alerts(&server, "sent").len() == 1).then_some(())
+    });
+}
+
+#[test]
+fn a_failure_mails_through_a_real_smtp_server() {
+    let python = std::process::Command::new("python3")
+        .args(["-c", "import aiosmtpd"])
+        .status();
+    if !python.is_ok_and(|s| s.success()) {
+        eprintln!("SKIPPED: python3 with aiosmtpd is not installed (.ci/run installs it with pip)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let target = TestTarget::start();
+    let port = free_tcp_port();
+    let maildir = dir.path().join("mail");
+    let mut smtp = std::process::Command::new("python3")
+        .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")])
+        .args([
+            "-c",
+            "aiosmtpd.handlers.Mailbox",
+            &maildir.display().to_string(),
+        ])
+        .spawn()
+        .expect("start aiosmtpd");
+    let server = Server::start_up(dir.path(), &["--workers", "1"]);
+    let channel = write(
+        dir.path(),
+        "mail.toml",
+        &format!(
+            "name = \"mail\"\nkind = \"email\"\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\n\
+             from = \"shoal@example.com\"\nto = [\"oncall@example.com\"]\ndefault = true\n"
+        ),
+    );
+    ok(&server, &["channel", "add", "--file", &channel]);
+    // No [alerts] table: the default channel.
+    ok(
+        &server,
+        &[
+            "job",
+            "add",
+            "--name",
+            "nightly",
+            "--on-demand",
+            "--url",
+            &target.url("/fail"),
+        ],
+    );
+    ok(&server, &["job", "run", "nightly"]);
+    let mail = eventually("the mail", || {
+        let entry = std::fs::read_dir(maildir.join("new"))
+            .ok()?
+            .flatten()
+            .next()?;
+        std::fs::read_to_string(entry.path()).ok()
+    });
+    let _ = smtp.kill();
+    let _ = smtp.wait();
+    assert!(mail.contains("To: oncall@example.com"), "{mail}");
+    assert!(mail.contains("job nightly failed"), "{mail}");
+    assert!(mail.contains("shoal instance show"), "{mail}");
+    eventually("recorded as sent", || {
+        alerts(&server, "sent")
+            .first()
+            .filter(|a| {
+                a["answer"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .starts_with("SMTP 250")
+            })
+            .cloned()
+    });
+}
+
+#[test]
+fn a_chain_of_three_passes_parents_along_and_a_cycle_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start("127.0.0.1:0".parse().unwrap());
+    let server = Server::start_up(dir.path(), &["--workers", "1"]);
+    let url = receiver.url("/step");
+    let file = |name: &str, next: &str| {
+        write(
+            dir.path(),
+            &format!("{name}.toml"),
+            &format!(
+                "name = \"{name}\"\non_demand = true\non_success = [{next}]\n[http]\nurl = \"{url}\"\n"
+            ),
+        )
+    };
+    let add = |name: &str, next: &str| server.cli(&["job", "add", "--file", &file(name, next)]);
+    let unknown = add("extract", "\"nope\"");
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("on_success: no job named \"nope\""));
+    assert!(add("report", "").status.success());
+    assert!(add("load", "\"report\"").status.success());
+    assert!(add("extract", "\"load\"").status.success());
+    let cycle = server.cli(&[
+        "job",
+        "update",
+        "report",
+        "--file",
+        &file("report", "\"extract\""),
+    ]);
+    let refusal = String::from_utf8_lossy(&cycle.stderr).to_string();
+    assert!(
+        refusal.contains("report → extract → load → report"),
+        "{refusal}"
+    );
+    let first = server.cli_json(&["job", "run", "extract"]);
+    let last = eventually("the chain's end", || {
+        instances(&server, "report", "succeeded").into_iter().next()
+    });
+    let middle = server.cli_json(&["instance", "show", &last["parent"].to_string()]);
+    assert_eq!(middle["job_name"], "load");
+    assert_eq!(middle["parent"], first["id"]);
+    assert_eq!(middle["children"][0], last["id"]);
+    let parents: Vec<Option<String>> = receiver
+        .got()
+        .iter()
+        .map(|g| g.headers.get("x-shoal-parent").cloned())
+        .collect();
+    assert_eq!(
+        parents,
+        [
+            None,
+            Some(first["id"].to_string()),
+            Some(middle["id"].to_string())
+        ]
+    );
+    let detail = ok(&server, &["instance", "show", &middle["id"].to_string()]);
+    assert!(
+        detail.contains(&format!("parent:   instance {}", first["id"])),
+        "{detail}"
+    );
+}
