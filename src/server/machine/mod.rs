@@ -294,29 +294,35 @@ fn set_paused(
     let mut job = find_job(tx, key)?;
     if job.def.paused != paused {
         if paused {
-            cancel_fired_ahead(
-                tx,
-                effects,
-                job.id,
-                "job paused before this fire was due",
-                at,
-            )?;
-        }
-        job.def.paused = paused;
-        job.updated_ms = at;
-        if !paused {
+            pause(tx, effects, &mut job, at)?;
+        } else {
+            job.def.paused = false;
+            job.updated_ms = at;
             // A resumed job starts its failure count afresh.
             job.health = JobHealth::default();
+            job.next_fire_ms = initial_fire(&job.def, at);
+            effects.timing_changed = true;
         }
-        job.next_fire_ms = if paused {
-            None
-        } else {
-            initial_fire(&job.def, at)
-        };
         tx.put_job(&job)?;
-        effects.timing_changed = true;
     }
     Ok(job)
+}
+
+/// Pauses `job` (the caller writes it): fires created ahead whose time has not come are
+/// cancelled, and it has no next fire until resumed.
+fn pause(tx: &mut WriteTx, effects: &mut Effects, job: &mut Job, at: UnixMs) -> Result<()> {
+    cancel_fired_ahead(
+        tx,
+        effects,
+        job.id,
+        "job paused before this fire was due",
+        at,
+    )?;
+    job.def.paused = true;
+    job.next_fire_ms = None;
+    job.updated_ms = at;
+    effects.timing_changed = true;
+    Ok(())
 }
 
 /// Queues a manual run of `job`; `pinned_worker` keeps a retried broadcast copy on its worker.
@@ -698,18 +704,8 @@ fn track_failures(
                     job.health.consecutive_failures, ended.id, job.def.name
                 );
                 tracing::warn!(job = %job.def.name, %why, "job paused on failures");
-                cancel_fired_ahead(
-                    tx,
-                    effects,
-                    job.id,
-                    "job paused before this fire was due",
-                    at,
-                )?;
-                job.def.paused = true;
-                job.next_fire_ms = None;
-                job.updated_ms = at;
+                pause(tx, effects, &mut job, at)?;
                 job.health.paused_by = Some(why);
-                effects.timing_changed = true;
             }
         }
     }
