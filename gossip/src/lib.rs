@@ -9,6 +9,7 @@
 //! It must never know about jobs, instances or storage: everything here is about nodes.
 
 mod config;
+mod group_status;
 mod membership;
 mod node_info;
 
@@ -17,5 +18,6 @@ pub use config::{
     DEFAULT_DEAD_NODE_GRACE_PERIOD, DEFAULT_GOSSIP_INTERVAL, DEFAULT_PHI_THRESHOLD, GossipConfig,
     GossipError,
 };
+pub use group_status::{GroupRole, GroupStatus};
 pub use membership::{Member, MemberState, Membership, MembershipView};
 pub use node_info::{NodeInfo, Role, validate_tag};

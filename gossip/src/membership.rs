@@ -15,6 +15,7 @@ use tokio::sync::{Mutex, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::{GossipConfig, GossipError};
+use crate::group_status::{GroupRole, GroupStatus};
 use crate::node_info::{NodeInfo, keys, validate_tag};
 
 /// How a member is seen from this node.
@@ -49,6 +50,9 @@ pub struct Member {
     pub gossip_addr: SocketAddr,
     /// Wall-clock time (ms since the epoch) this node last saw the member's heartbeat advance.
     pub last_seen_ms: u64,
+    /// A server's place in its replicated group, when it publishes one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<GroupStatus>,
 }
 
 impl Member {
@@ -62,6 +66,10 @@ impl Member {
             && self.state == other.state
             && self.generation == other.generation
             && self.gossip_addr == other.gossip_addr
+            && match (&self.group, &other.group) {
+                (Some(a), Some(b)) => a.same_place(b),
+                (a, b) => a.is_none() && b.is_none(),
+            }
     }
 }
 
@@ -82,11 +90,30 @@ impl MembershipView {
             .filter(|m| m.is_live() && m.info.role == crate::Role::Worker)
     }
 
-    /// The live server, if any. (There is one server per cluster.)
+    /// The live server to talk to, if any: the leader of the highest term among servers that
+    /// publish a group status, else the first live server (a single server, not in a group).
     pub fn live_server(&self) -> Option<&Member> {
-        self.members
-            .iter()
-            .find(|m| m.is_live() && m.info.role == crate::Role::Server)
+        let servers = || {
+            self.members
+                .iter()
+                .filter(|m| m.is_live() && m.info.role == crate::Role::Server)
+        };
+        servers()
+            .filter(|m| m.group.is_some_and(|g| g.role == GroupRole::Leader))
+            .max_by_key(|m| m.group.map(|g| g.term))
+            .or_else(|| servers().find(|m| m.group.is_none()))
+    }
+
+    /// The live servers, the leader (by [`MembershipView::live_server`]) first.
+    pub fn live_servers(&self) -> Vec<&Member> {
+        let leader = self.live_server();
+        let mut servers: Vec<&Member> = leader.into_iter().collect();
+        servers.extend(self.members.iter().filter(|m| {
+            m.is_live()
+                && m.info.role == crate::Role::Server
+                && leader.is_none_or(|l| l.info.id != m.info.id)
+        }));
+        servers
     }
 
     fn same_membership(&self, other: &MembershipView) -> bool {
@@ -212,6 +239,11 @@ impl Membership {
         }
     }
 
+    /// Publishes this server's place in its replicated group.
+    pub async fn set_group(&self, status: GroupStatus) {
+        self.publish(keys::GROUP, status.encode()).await;
+    }
+
     pub async fn info(&self) -> NodeInfo {
         self.info.lock().await.clone()
     }
@@ -322,6 +354,7 @@ fn compute_view(
                 generation: id.generation_id,
                 gossip_addr: id.gossip_advertise_addr,
                 last_seen_ms: entry.1,
+                group: state.get(keys::GROUP).and_then(GroupStatus::decode),
             })
         })
         .collect();

@@ -61,6 +61,8 @@ pub(crate) mod keys {
     pub const VERSION: &str = "version";
     /// Set just before a graceful shutdown so that peers drop the node at once.
     pub const LEAVING: &str = "leaving";
+    /// A server's place in its replicated group (`GroupStatus`), when it is in one.
+    pub const GROUP: &str = "group";
 }
 
 impl NodeInfo {

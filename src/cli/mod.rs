@@ -202,9 +202,23 @@ struct ServerArgs {
         value_name = "HOST:PORT"
     )]
     gossip: String,
-    /// Node id (stable across restarts).
+    /// Node id (stable across restarts; unique among the servers of a group).
     #[arg(long, default_value = "server")]
     id: String,
+    /// Gossip address of another server (or any node) of the cluster, for servers forming a
+    /// group. Repeatable.
+    #[arg(
+        long = "join",
+        env = "SHOAL_SERVER_JOIN",
+        value_name = "HOST:PORT",
+        value_delimiter = ','
+    )]
+    server_join: Vec<String>,
+    /// Run as one server of a replicated group (Raft) of N servers, 3 or 5 for high
+    /// availability: the group forms once N servers with this flag see each other in gossip.
+    /// Without it the server runs alone.
+    #[arg(long, env = "SHOAL_BOOTSTRAP_EXPECT", value_name = "N")]
+    bootstrap_expect: Option<usize>,
     /// Delete finished instances whose last change is older than this (`forever` keeps them).
     #[arg(
         long,
@@ -543,11 +557,40 @@ fn gossip_settings(
 }
 
 fn server_config(args: ServerArgs) -> anyhow::Result<ServerConfig> {
+    let seeds = args
+        .server_join
+        .iter()
+        .map(|s| crate::net::check_seed(s))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let group = match args.bootstrap_expect {
+        None => None,
+        Some(0) => anyhow::bail!(
+            "--bootstrap-expect must be at least 1 (the number of servers in the group: 3 or 5 \
+             for high availability)"
+        ),
+        Some(n) if n > 9 => anyhow::bail!(
+            "--bootstrap-expect {n}: a group of more than 9 servers commits slower and survives \
+             no more than it needs to; use 3 or 5"
+        ),
+        Some(n) => {
+            if n % 2 == 0 {
+                tracing::warn!(
+                    "--bootstrap-expect {n}: an even group survives no more failures than one \
+                     server fewer ({} of {n} may fail); 3 or 5 is the usual choice",
+                    (n - 1) / 2
+                );
+            }
+            Some(crate::server::GroupSettings {
+                bootstrap_expect: n,
+            })
+        }
+    };
     Ok(ServerConfig {
         id: args.id,
         data_dir: args.data_dir,
         api_addr: crate::net::parse_addr("--api", &args.api)?,
-        gossip: gossip_settings(&args.daemon, &args.gossip, Vec::new())?,
+        gossip: gossip_settings(&args.daemon, &args.gossip, seeds)?,
+        group,
         tokens: crate::server::api::TokenSettings {
             all: args.daemon.token,
             read: args.token_read,

@@ -391,6 +391,8 @@ mod tests {
             version: "0.1.0".into(),
             generation: 1,
             last_seen_ms: (NOW - 500) as u64,
+            group: None,
+            lag: None,
         }
     }
 
@@ -485,6 +487,7 @@ mod tests {
             version: "0.1.0".into(),
             gossip_addr: "127.0.0.1:7946".into(),
             storage_degraded: None,
+            group: None,
         };
         use shoal_gossip::MemberState as M;
         let members = [

@@ -62,6 +62,7 @@ pub async fn run(config: DemoConfig) -> anyhow::Result<()> {
         limits: crate::server::serve::ConnectionLimits::default(),
         ssh: None,
         metrics_job_labels: Vec::new(),
+        group: None,
     };
     let cluster = LocalCluster::start(server, &demo_workers(), Duration::from_secs(2)).await?;
     let outcome = match create_sample_jobs(cluster.server().service(), &target) {

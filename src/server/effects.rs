@@ -168,6 +168,12 @@ impl Feed {
         lock(&self.written).get_or_insert_with(Vec::new);
     }
 
+    /// Stops keeping written instances (a server that stopped leading has no dispatcher to take
+    /// them, and they would pile up).
+    pub fn unfollow_written(&self) {
+        *lock(&self.written) = None;
+    }
+
     /// Instances written since the last call, in apply order (repeats possible); empty unless
     /// [`Feed::follow_written`] was called.
     pub fn take_written(&self) -> Vec<Instance> {

@@ -24,6 +24,42 @@ pub trait Engine: Send + Sync {
     fn store(&self) -> &Arc<Store>;
 }
 
+/// Why a replicated engine could not commit a command. Typed, so the API answers each with its
+/// own code and the CLI and console can say what to do.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
+pub enum GroupUnavailable {
+    /// No server leads right now: nothing was written.
+    #[error(
+        "no leader: {reachable} of {members} servers reachable, {quorum} needed for a quorum; nothing was written. An election may be under way (try again in a moment); if servers are down, bring them back. Reads still work"
+    )]
+    NoLeader {
+        reachable: usize,
+        members: usize,
+        quorum: usize,
+    },
+    /// The leader could not reach a quorum. `outcome_unknown`: the command entered the leader's
+    /// log before the quorum was lost, and will take effect if the group commits it later.
+    #[error(
+        "no quorum: {reachable} of {members} servers reachable, {quorum} needed; {}. Bring servers back up; reads still work",
+        if *outcome_unknown {
+            "the change was not confirmed and may still take effect once a quorum is back: check before retrying"
+        } else {
+            "nothing was written"
+        }
+    )]
+    NoQuorum {
+        reachable: usize,
+        members: usize,
+        quorum: usize,
+        outcome_unknown: bool,
+    },
+    /// This server is a follower and could not hand the command to the leader.
+    #[error(
+        "the leader ({leader}) could not be reached from this server: {cause}; the change may or may not have been made: check before retrying, or send it to the leader directly"
+    )]
+    LeaderUnreachable { leader: String, cause: String },
+}
+
 /// The single-server engine: commands are applied in the proposer's thread, in a write
 /// transaction shared with concurrent proposers (group commit), and answered once that commit is
 /// durable.

@@ -291,7 +291,7 @@ impl Metrics {
     ) {
         let outcome = match result {
             Ok(_) => "applied",
-            Err(ApplyError::Store(_)) => "failed",
+            Err(ApplyError::Store(_) | ApplyError::Group(_)) => "failed",
             Err(_) => "refused",
         };
         self.commands

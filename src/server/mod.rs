@@ -18,6 +18,7 @@ pub(crate) mod command;
 pub mod dispatch;
 pub(crate) mod effects;
 pub mod engine;
+pub mod group;
 pub(crate) mod machine;
 pub mod metrics;
 pub mod raft;
@@ -67,6 +68,36 @@ pub struct ServerConfig {
     pub ssh: Option<ssh::SshConfig>,
     /// Jobs whose attempts `/metrics` counts under their own name (others: `_other`).
     pub metrics_job_labels: Vec<String>,
+    /// Run as a member of a replicated group of servers (`--bootstrap-expect`); `None`: alone.
+    pub group: Option<GroupSettings>,
+}
+
+/// How this server takes part in a group of servers.
+#[derive(Debug, Clone)]
+pub struct GroupSettings {
+    /// Form the group once this many servers (this one included) are seen in gossip.
+    pub bootstrap_expect: usize,
+}
+
+impl GroupSettings {
+    /// The Raft timings: heartbeats every 100 ms, an election after 0.5–1 s of silence — slower
+    /// than openraft's defaults (50 ms, 150–300 ms), which a loaded two-core machine misses,
+    /// electing without need; a dead leader is still replaced in about a second.
+    fn raft_config(&self) -> openraft::Config {
+        openraft::Config {
+            cluster_name: "shoal".into(),
+            heartbeat_interval: 100,
+            election_timeout_min: 500,
+            election_timeout_max: 1_000,
+            install_snapshot_timeout: 10_000,
+            // A snapshot is an image of the whole store: taken every 20,000 entries, with the
+            // last 5,000 kept so that a briefly absent server catches up from the log.
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(20_000),
+            max_in_snapshot_log_to_keep: 5_000,
+            snapshot_max_chunk_size: 1024 * 1024,
+            ..Default::default()
+        }
+    }
 }
 
 /// A started server. Dropping it does not stop it; call [`RunningServer::stop`].
@@ -78,6 +109,7 @@ pub struct RunningServer {
     background: Vec<JoinHandle<()>>,
     service: Service,
     ssh: Option<ssh::SshServer>,
+    raft: Option<openraft::Raft<raft::types::TypeConfig>>,
 }
 
 impl RunningServer {
@@ -115,52 +147,114 @@ impl RunningServer {
         );
 
         let (trigger, shutdown) = shutdown::channel();
-        let local = LocalEngine::new(store);
-        if let Some(path) = &config.record_commands {
-            local
-                .record_commands(path)
-                .with_context(|| format!("cannot record commands to {}", path.display()))?;
-        }
         let metrics = Arc::new(metrics::Metrics::new(config.metrics_job_labels.clone()));
-        let engine: Arc<dyn Engine> = Arc::new(metrics::ObservedEngine::new(
-            Arc::new(local),
-            metrics.clone(),
-        ));
+        let mut raft_node = None;
+        let mut group_engine = None;
+        let inner: Arc<dyn Engine> = match &config.group {
+            None => {
+                let local = LocalEngine::new(store.clone());
+                if let Some(path) = &config.record_commands {
+                    local
+                        .record_commands(path)
+                        .with_context(|| format!("cannot record commands to {}", path.display()))?;
+                }
+                Arc::new(local)
+            }
+            Some(settings) => {
+                if config.record_commands.is_some() {
+                    bail!(
+                        "--record-commands records a single server's commands; a group's are in its Raft log"
+                    );
+                }
+                let wire = raft::network::PeerWire::new(config.tokens.server_token())?;
+                let id = group::node_id(&config.id);
+                let node = raft::engine::start_node(
+                    id,
+                    &config.data_dir,
+                    store.clone(),
+                    settings.raft_config(),
+                    raft::network::PeerNetwork::new(wire.clone()),
+                )
+                .await?;
+                let engine = Arc::new(raft::engine::RaftEngine::new(
+                    id,
+                    node.clone(),
+                    store.clone(),
+                    wire,
+                    Arc::new(group::GossipReachability(membership.clone())),
+                    tokio::runtime::Handle::current(),
+                ));
+                raft_node = Some(node);
+                group_engine = Some(engine.clone());
+                engine
+            }
+        };
+        let engine: Arc<dyn Engine> =
+            Arc::new(metrics::ObservedEngine::new(inner, metrics.clone()));
         let service = Service::new(engine.clone());
-        let dispatcher = Dispatcher::new(
-            engine.clone(),
-            membership.clone(),
-            dispatch::placement::join_hint(
+        let start_work: group::StartLeaderWork = {
+            let engine = engine.clone();
+            let membership = membership.clone();
+            let join_hint = dispatch::placement::join_hint(
                 membership.gossip_addr(),
                 &config.gossip.cluster,
                 config.tokens.worker_token().is_some(),
-            ),
-        );
-        let scheduler = Scheduler::new(engine.clone());
-        let background = vec![
-            tokio::spawn(storage_watch::run(
-                engine.store().clone(),
-                trigger.subscribe(),
-            )),
-            tokio::spawn(scheduler.run(trigger.subscribe())),
-            tokio::spawn(dispatcher.clone().run(trigger.subscribe())),
-            tokio::spawn(alerts::run(
-                engine.clone(),
-                format!("http://{api_addr}"),
-                trigger.subscribe(),
-            )),
-            tokio::spawn(retention::run(
-                engine,
-                config.retention,
-                config.retention_interval,
-                trigger.subscribe(),
-            )),
-        ];
+            );
+            let retention = config.retention;
+            let retention_interval = config.retention_interval;
+            Arc::new(move |term, shutdown: shutdown::Shutdown| {
+                let dispatcher =
+                    Dispatcher::new(engine.clone(), membership.clone(), join_hint.clone(), term);
+                let scheduler = Scheduler::new(engine.clone());
+                let tasks = vec![
+                    tokio::spawn(scheduler.run(shutdown.clone())),
+                    tokio::spawn(dispatcher.clone().run(shutdown.clone())),
+                    tokio::spawn(alerts::run(
+                        engine.clone(),
+                        format!("http://{api_addr}"),
+                        shutdown.clone(),
+                    )),
+                    tokio::spawn(retention::run(
+                        engine.clone(),
+                        retention,
+                        retention_interval,
+                        shutdown,
+                    )),
+                ];
+                (dispatcher, tasks)
+            })
+        };
+        let mut background = vec![tokio::spawn(storage_watch::run(
+            engine.store().clone(),
+            trigger.subscribe(),
+        ))];
+        let leader = match (&config.group, &raft_node) {
+            (Some(settings), Some(node)) => {
+                let slot = group::LeaderSlot::default();
+                let member = group::GroupMember {
+                    raft: node.clone(),
+                    self_id: group::node_id(&config.id),
+                    bootstrap_expect: settings.bootstrap_expect,
+                    membership: membership.clone(),
+                    slot: slot.clone(),
+                    start_work,
+                    feed: engine.store().feed().clone(),
+                };
+                background.push(tokio::spawn(member.run(trigger.subscribe())));
+                slot
+            }
+            _ => {
+                let (dispatcher, tasks) = start_work(0, trigger.subscribe());
+                background.extend(tasks);
+                group::LeaderSlot::single(dispatcher)
+            }
+        };
         let state = ApiState {
             cluster: config.gossip.cluster.clone(),
             membership: membership.clone(),
             service: service.clone(),
-            dispatcher,
+            leader,
+            group: group_engine,
             metrics,
             shutdown: trigger.subscribe(),
         };
@@ -217,6 +311,7 @@ impl RunningServer {
             background,
             service,
             ssh,
+            raft: raft_node,
         })
     }
 
@@ -250,6 +345,11 @@ impl RunningServer {
         let api_result = self.api_task.await;
         for task in self.background {
             let _ = task.await;
+        }
+        if let Some(raft) = self.raft
+            && let Err(error) = raft.shutdown().await
+        {
+            tracing::warn!(%error, "stopping the Raft node");
         }
         drop(self.service);
         self.membership.leave().await;

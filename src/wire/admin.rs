@@ -2,7 +2,7 @@
 //! console). Plain data.
 
 use serde::{Deserialize, Serialize};
-use shoal_gossip::{Member, MemberState, Role};
+use shoal_gossip::{GroupRole, GroupStatus, Member, MemberState, Role};
 
 use crate::model::{Job, StateKind};
 
@@ -21,6 +21,63 @@ pub struct MemberRow {
     pub version: String,
     pub generation: u64,
     pub last_seen_ms: u64,
+    /// A server's place in its group (role, term, applied index), when servers form one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<GroupStatus>,
+    /// How many log entries a server has yet to apply to catch up with the leader.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag: Option<u64>,
+}
+
+impl MemberRow {
+    /// The rows of `view`, each server's lag measured against the leader's applied index.
+    pub fn all(view: &shoal_gossip::MembershipView) -> Vec<MemberRow> {
+        let leader_applied = view
+            .members
+            .iter()
+            .filter(|m| m.is_live())
+            .filter_map(|m| m.group)
+            .filter(|g| g.role == GroupRole::Leader)
+            .max_by_key(|g| g.term)
+            .map(|g| g.applied);
+        view.members
+            .iter()
+            .map(|m| {
+                let mut row = MemberRow::from(m);
+                row.lag = match (leader_applied, m.group) {
+                    (Some(leader), Some(own)) => Some(leader.saturating_sub(own.applied)),
+                    _ => None,
+                };
+                row
+            })
+            .collect()
+    }
+}
+
+/// One server of a group, as `GET /api/v1/servers` lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServerRow {
+    /// The server's Raft id (derived from its `--id`).
+    pub raft_id: u64,
+    /// Its `--id`, when gossip knows it.
+    pub server_id: Option<String>,
+    /// Its API address, as the group's membership holds it.
+    pub api: String,
+    /// Whether it votes (else it is a learner, catching up).
+    pub voter: bool,
+    pub leader: bool,
+    /// How gossip sees it (live, dead, left), when it does.
+    pub state: Option<String>,
+    pub role: Option<String>,
+    pub term: Option<u64>,
+    pub applied: Option<u64>,
+    pub lag: Option<u64>,
+}
+
+/// `POST /api/v1/servers`: the server (its `--id`) to add to the group.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServerChange {
+    pub id: String,
 }
 
 impl From<&Member> for MemberRow {
@@ -42,6 +99,8 @@ impl From<&Member> for MemberRow {
             version: member.info.version.clone(),
             generation: member.generation,
             last_seen_ms: member.last_seen_ms,
+            group: member.group,
+            lag: None,
         }
     }
 }
@@ -58,6 +117,33 @@ pub struct ClusterInfo {
     /// healthy. Reads keep answering meanwhile, and the server recovers by itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage_degraded: Option<StorageDegraded>,
+    /// The answering server's place in its group, when servers form one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<ClusterGroup>,
+}
+
+/// The group as the answering server sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterGroup {
+    pub role: GroupRole,
+    pub term: u64,
+    /// The index of the last log entry the answering server applied (its reads reflect it).
+    pub applied: u64,
+    /// The leader's API address, when one is known.
+    pub leader_api: Option<String>,
+    /// Voting servers reachable from the answering one (itself included), of how many.
+    pub reachable: usize,
+    pub members: usize,
+    /// How many voting servers a write needs.
+    pub quorum: usize,
+}
+
+impl ClusterGroup {
+    /// Whether writes can be committed as far as the answering server can tell.
+    pub fn has_quorum(&self) -> bool {
+        self.reachable >= self.quorum
+            && (self.role == GroupRole::Leader || self.leader_api.is_some())
+    }
 }
 
 /// Why the server's storage refuses writes.

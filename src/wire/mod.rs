@@ -62,6 +62,8 @@ pub struct PollRequest {
 }
 
 /// One task handed to a worker. `attempt` fences it: a report for an older attempt is refused.
+/// `term` fences the server that handed it out: a worker that has seen a newer term of the
+/// server group refuses it (0: a single server, not in a group).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Assignment {
     pub instance: InstanceId,
@@ -69,6 +71,8 @@ pub struct Assignment {
     pub job: String,
     pub task: HttpTask,
     pub lease_until_ms: UnixMs,
+    #[serde(default)]
+    pub term: u64,
 }
 
 /// `POST /rpc/v1/report`: what happened to a worker's tasks since its last report.

@@ -99,13 +99,14 @@ impl ServerLink {
         }
     }
 
-    /// The server to use now: the current one while gossip still announces it, else the first
-    /// candidate (by id) that proves itself. `None` when no candidate does.
+    /// The server to use now: the current one while gossip still announces it (and, for a group
+    /// of servers, as its leader), else the first candidate that proves itself — the group's
+    /// leader first, then the others by id. `None` when no candidate does.
     pub async fn connect(&self, view: &MembershipView) -> Option<Connection> {
         let candidates: Vec<Candidate> = view
-            .members
-            .iter()
-            .filter(|m| m.is_live() && m.info.role == Role::Server && !m.info.api_addr.is_empty())
+            .live_servers()
+            .into_iter()
+            .filter(|m| m.info.role == Role::Server && !m.info.api_addr.is_empty())
             .map(|m| Candidate {
                 id: m.info.id.clone(),
                 generation: m.generation,
@@ -114,11 +115,17 @@ impl ServerLink {
             .collect();
         let mut state = self.state.lock().await;
         if let Some(current) = &state.current {
-            if candidates.iter().any(|c| c.is(current)) {
+            let led_elsewhere = led_by_another(view, &current.server_id);
+            if !led_elsewhere && candidates.iter().any(|c| c.is(current)) {
                 return Some(current.clone());
             }
-            tracing::info!(server = %current.server_id, api = %current.api,
-                "server no longer live in gossip; looking for another");
+            if led_elsewhere {
+                tracing::info!(server = %current.server_id, api = %current.api,
+                    "the server group has another leader; switching to it");
+            } else {
+                tracing::info!(server = %current.server_id, api = %current.api,
+                    "server no longer live in gossip; looking for another");
+            }
             state.current = None;
         }
         // Forget incarnations gossip no longer knows, so neither set grows without end.
@@ -172,6 +179,12 @@ impl ServerLink {
             }
         }
         None
+    }
+
+    /// Whether gossip names a leader of the server group other than `server`: then the worker
+    /// moves to it (and gives up a poll in flight to `server`).
+    pub fn should_leave(&self, view: &MembershipView, server: &Connection) -> bool {
+        led_by_another(view, &server.server_id)
     }
 
     /// Drops `connection` after the server refused its session: the next `connect` handshakes
@@ -313,4 +326,14 @@ impl Candidate {
             session,
         }
     }
+}
+
+/// Whether gossip names a live leader of the server group other than `server`.
+fn led_by_another(view: &MembershipView, server: &str) -> bool {
+    view.live_server().is_some_and(|leader| {
+        leader.info.id != server
+            && leader
+                .group
+                .is_some_and(|g| g.role == shoal_gossip::GroupRole::Leader)
+    })
 }

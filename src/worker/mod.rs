@@ -66,6 +66,9 @@ struct Context {
     slots: Arc<Semaphore>,
     running: AtomicU32,
     taken: taken::Taken,
+    /// The newest term of the server group seen in an assignment: an assignment of an older
+    /// term comes from a deposed leader and is refused (0 while servers form no group).
+    newest_term: std::sync::atomic::AtomicU64,
 }
 
 impl RunningWorker {
@@ -111,6 +114,7 @@ impl RunningWorker {
             slots: slots.clone(),
             running: AtomicU32::new(0),
             taken: taken::Taken::default(),
+            newest_term: std::sync::atomic::AtomicU64::new(0),
         });
         let poller = tokio::spawn(poll_loop(
             context.clone(),
@@ -221,17 +225,48 @@ async fn poll_loop(
             continue;
         }
         let free = context.slots.available_permits() as u32;
-        let polled = tokio::select! {
-            _ = shutdown.wait() => return,
-            polled = context.rpc.poll(
-                &server.api, server.session.as_deref(), &context.id, free, POLL_WAIT,
-            ) => polled,
+        let poll = context.rpc.poll(
+            &server.api,
+            server.session.as_deref(),
+            &context.id,
+            free,
+            POLL_WAIT,
+        );
+        tokio::pin!(poll);
+        let polled = loop {
+            tokio::select! {
+                _ = shutdown.wait() => return,
+                polled = &mut poll => break Some(polled),
+                // A new leader of the server group: give up this poll (its late answer, from a
+                // deposed leader, must not run) and poll the new one.
+                changed = members.changed() => {
+                    if changed.is_err() || context.link.should_leave(&members.borrow(), &server) {
+                        break None;
+                    }
+                }
+            }
+        };
+        let Some(polled) = polled else {
+            continue;
         };
         match polled {
             Ok(assignments) => {
                 backoff = Duration::from_millis(200);
                 for assignment in assignments {
+                    if fenced_by_term(&context, &assignment) {
+                        continue;
+                    }
                     start_task(&context, &events, assignment);
+                }
+            }
+            Err(RpcError::NotLeader(message)) => {
+                tracing::info!(server = %server.server_id, api = %server.api, %message,
+                    "server no longer leads its group; looking for the leader");
+                context.link.forget(&server).await;
+                tokio::select! {
+                    _ = shutdown.wait() => return,
+                    _ = members.changed() => {}
+                    _ = tokio::time::sleep(Duration::from_millis(200)) => {}
                 }
             }
             Err(RpcError::SessionRefused) => {
@@ -250,6 +285,26 @@ async fn poll_loop(
             }
         }
     }
+}
+
+/// Whether `assignment` comes from a term older than one already seen (a deposed leader's: the
+/// new leader may have handed the same instance to another worker). Records a newer term.
+fn fenced_by_term(context: &Context, assignment: &Assignment) -> bool {
+    let newest = context
+        .newest_term
+        .fetch_max(assignment.term, Ordering::SeqCst);
+    if assignment.term < newest {
+        tracing::warn!(
+            instance = assignment.instance,
+            attempt = assignment.attempt,
+            term = assignment.term,
+            newest_term = newest,
+            "refused an assignment of an older term (from a deposed leader); the current leader \
+             hands the instance out again"
+        );
+        return true;
+    }
+    false
 }
 
 /// Runs one assignment in its own task. It holds a sender of the report queue, so the reporter
@@ -357,7 +412,9 @@ async fn report_loop(context: Arc<Context>, mut events: mpsc::UnboundedReceiver<
                     break;
                 }
                 Err(error) => {
-                    if let (RpcError::SessionRefused, Some(server)) = (&error, &server) {
+                    if let (RpcError::SessionRefused | RpcError::NotLeader(_), Some(server)) =
+                        (&error, &server)
+                    {
                         context.link.forget(server).await;
                     }
                     tracing::warn!(%error, events = batch.len(), retry_in = ?backoff,

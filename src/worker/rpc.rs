@@ -30,6 +30,9 @@ pub enum RpcError {
         "the server refused our token: start the worker with the cluster's --token (or SHOAL_TOKEN)"
     )]
     TokenRequired,
+    /// 503 `not_leader`: the server does not lead its group (any more); poll the leader.
+    #[error("{0}")]
+    NotLeader(String),
     #[error("{0:#}")]
     Other(#[from] anyhow::Error),
 }
@@ -89,6 +92,11 @@ impl ServerRpc {
         }
         if !status.is_success() {
             let text = response.text().await.unwrap_or_default();
+            if let Ok(body) = serde_json::from_str::<crate::wire::admin::ErrorBody>(&text)
+                && body.error == "not_leader"
+            {
+                return Err(RpcError::NotLeader(body.message));
+            }
             return Err(anyhow::anyhow!("{path} answered {status}: {text}").into());
         }
         Ok(response

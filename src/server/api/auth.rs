@@ -103,6 +103,16 @@ impl TokenSettings {
             .cloned()
     }
 
+    /// The token this server sends to the other servers of its group (`--token`, else the first
+    /// `--token-admin`): the group's wire needs the admin scope on every server.
+    pub fn server_token(&self) -> Option<String> {
+        self.all
+            .iter()
+            .chain(&self.admin)
+            .find(|t| !t.is_empty())
+            .cloned()
+    }
+
     /// Refuses a token given for two scopes (it would hold the wider one, surprisingly) and
     /// tokens too short to resist guessing offline.
     pub fn validate(&self) -> anyhow::Result<()> {

@@ -40,6 +40,16 @@ pub enum ApiError {
     /// what became of the change and what to do.
     #[error("{0}")]
     Storage(crate::server::store::StorageUnavailable),
+    /// The server group cannot commit now (no leader, no quorum): 503, typed by its code.
+    #[error("{0}")]
+    Group(crate::server::engine::GroupUnavailable),
+    /// The worker RPC reached a server that does not lead its group.
+    #[error(
+        "this server does not lead its group{}: workers poll the leader (they find it through \
+         gossip and switch by themselves)",
+        match leader { Some(leader) => format!("; {leader} does"), None => String::new() }
+    )]
+    NotLeader { leader: Option<String> },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -69,6 +79,7 @@ impl ApiError {
                 StorageFault::NoSpace => StatusCode::INSUFFICIENT_STORAGE,
                 StorageFault::Io => StatusCode::SERVICE_UNAVAILABLE,
             },
+            ApiError::Group(_) | ApiError::NotLeader { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -87,6 +98,18 @@ impl ApiError {
                 (StorageFault::NoSpace, _) => "storage_full",
                 (StorageFault::Io, _) => "storage_failed",
             },
+            ApiError::Group(error) => match error {
+                crate::server::engine::GroupUnavailable::NoLeader { .. } => "no_leader",
+                crate::server::engine::GroupUnavailable::NoQuorum {
+                    outcome_unknown: true,
+                    ..
+                } => "no_quorum_outcome_unknown",
+                crate::server::engine::GroupUnavailable::NoQuorum { .. } => "no_quorum",
+                crate::server::engine::GroupUnavailable::LeaderUnreachable { .. } => {
+                    "leader_unreachable"
+                }
+            },
+            ApiError::NotLeader { .. } => "not_leader",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -122,6 +145,7 @@ impl From<crate::server::service::ServiceError> for ApiError {
             ServiceError::NotFound(what) => ApiError::NotFound { what },
             ServiceError::Conflict(message) => ApiError::Conflict(message),
             ServiceError::Store(error) => error.into(),
+            ServiceError::Group(error) => ApiError::Group(error),
         }
     }
 }

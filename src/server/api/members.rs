@@ -7,8 +7,7 @@ use super::ApiState;
 use crate::wire::admin::{ClusterInfo, MemberRow};
 
 pub async fn list(State(state): State<ApiState>) -> Json<Vec<MemberRow>> {
-    let view = state.membership.view();
-    Json(view.members.iter().map(MemberRow::from).collect())
+    Json(MemberRow::all(&state.membership.view()))
 }
 
 pub async fn cluster(State(state): State<ApiState>) -> Json<ClusterInfo> {
@@ -18,6 +17,7 @@ pub async fn cluster(State(state): State<ApiState>) -> Json<ClusterInfo> {
         version: crate::VERSION.to_string(),
         gossip_addr: state.membership.gossip_addr().to_string(),
         storage_degraded: state.service.store().degraded(),
+        group: state.group.as_ref().map(|engine| engine.view()),
     })
 }
 

@@ -11,6 +11,7 @@ mod jobs;
 mod json;
 mod members;
 mod metrics;
+mod raft;
 mod rpc;
 mod schedules;
 mod session;
@@ -34,7 +35,10 @@ pub struct ApiState {
     pub cluster: String,
     pub membership: Arc<Membership>,
     pub service: crate::server::service::Service,
-    pub dispatcher: crate::server::dispatch::Dispatcher,
+    /// The dispatcher, while this server leads (always, for a single server).
+    pub leader: crate::server::group::LeaderSlot,
+    /// The Raft engine, when servers form a group.
+    pub group: Option<Arc<crate::server::raft::engine::RaftEngine>>,
     pub metrics: Arc<crate::server::metrics::Metrics>,
     /// Ends long-polls when the server stops.
     pub shutdown: crate::shutdown::Shutdown,
@@ -75,12 +79,25 @@ pub fn router(state: ApiState, tokens: Tokens) -> Router {
         .route("/channels", get(alerts::list).put(alerts::put))
         .route("/channels/{name}", get(alerts::get).delete(alerts::delete))
         .route("/alerts", get(alerts::alerts))
+        .route("/servers", get(raft::list).post(raft::add))
+        .route("/servers/{id}", axum::routing::delete(raft::remove))
+        .layer(axum::middleware::from_fn_with_state(
+            tokens.clone(),
+            auth::require_scope,
+        ));
+    let group = Router::new()
+        .route("/append", post(raft::append))
+        .route("/vote", post(raft::vote))
+        .route("/snapshot", post(raft::snapshot))
+        .route("/propose", post(raft::propose))
+        .layer(DefaultBodyLimit::max(raft::MAX_RAFT_BODY))
         .layer(axum::middleware::from_fn_with_state(
             tokens.clone(),
             auth::require_scope,
         ));
     Router::new()
         .nest("/api/v1", api)
+        .nest("/raft/v1", group)
         .nest("/rpc/v1", rpc)
         .merge(Router::new().route("/metrics", get(metrics::scrape)).layer(
             axum::middleware::from_fn_with_state(tokens, auth::require_scope),

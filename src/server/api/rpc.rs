@@ -29,8 +29,7 @@ pub async fn poll(
     }
     check_worker(session.as_deref(), &request.worker)?;
     let wait = Duration::from_millis(request.wait_ms).min(MAX_POLL_WAIT);
-    let assignments = state
-        .dispatcher
+    let assignments = leader_dispatcher(&state)?
         .poll(&request.worker, request.free, wait, state.shutdown.clone())
         .await;
     Ok(Json(assignments))
@@ -48,7 +47,7 @@ pub async fn report(
             format!("at most {MAX_REPORT_EVENTS} per report"),
         ));
     }
-    let dispatcher = state.dispatcher.clone();
+    let dispatcher = leader_dispatcher(&state)?;
     let ack =
         tokio::task::spawn_blocking(move || dispatcher.report(&report.worker, &report.events))
             .await
@@ -56,4 +55,14 @@ pub async fn report(
             // A full disk answers 507: the worker keeps the report and sends it again.
             .map_err(ApiError::from)?;
     Ok(Json(ack))
+}
+
+/// The dispatcher of the term this server leads; workers are told to go to the leader otherwise.
+fn leader_dispatcher(state: &ApiState) -> Result<crate::server::dispatch::Dispatcher, ApiError> {
+    state
+        .leader
+        .dispatcher()
+        .ok_or_else(|| ApiError::NotLeader {
+            leader: state.leader.leader_api(),
+        })
 }

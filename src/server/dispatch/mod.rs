@@ -71,6 +71,9 @@ struct Inner {
     started_wall_ms: UnixMs,
     /// The gossip address a new worker should join, for "start one with: …" hints.
     join_hint: String,
+    /// The group term this dispatcher serves (0 for a single server): every assignment carries
+    /// it, so that workers refuse a deposed leader's.
+    term: u64,
 }
 
 #[derive(Default)]
@@ -86,6 +89,7 @@ impl Dispatcher {
         engine: Arc<dyn Engine>,
         membership: Arc<Membership>,
         join_hint: String,
+        term: u64,
     ) -> Dispatcher {
         // Before any read of the working set, so that no later change is missed.
         engine.store().feed().follow_written();
@@ -101,6 +105,7 @@ impl Dispatcher {
                 started: Instant::now(),
                 started_wall_ms: now_ms(),
                 join_hint,
+                term,
             }),
         }
     }
@@ -528,7 +533,8 @@ impl Dispatcher {
         }
     }
 
-    fn deliver(&self, worker: &str, assignment: Assignment) {
+    fn deliver(&self, worker: &str, mut assignment: Assignment) {
+        assignment.term = self.inner.term;
         let mut outboxes = locked(&self.inner.outboxes);
         let outbox = outboxes.entry(worker.to_string()).or_default();
         outbox.pending.push(assignment);
@@ -691,6 +697,8 @@ fn assignment(instance: &Instance, job: &Job, attempt: u32, lease_until_ms: Unix
         job: job.def.name.clone(),
         task: with_parent(&job.def.http, instance.parent),
         lease_until_ms,
+        // Set by `deliver`, which knows the term this dispatcher serves.
+        term: 0,
     }
 }
 

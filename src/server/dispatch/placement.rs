@@ -274,6 +274,7 @@ mod tests {
             generation: 1,
             gossip_addr: "127.0.0.1:1".parse().unwrap(),
             last_seen_ms: 0,
+            group: None,
         }
     }
 

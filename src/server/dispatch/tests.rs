@@ -33,6 +33,7 @@ async fn dispatcher(store: &Arc<Store>) -> Dispatcher {
         Arc::new(test_support::engine(store)),
         Arc::new(membership),
         "127.0.0.1:1".into(),
+        0,
     )
 }
 

@@ -40,12 +40,20 @@ pub enum ApplyError {
     Conflict(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The replicated engine could not commit (never an answer of `apply` itself).
+    #[error(transparent)]
+    Group(#[from] crate::server::engine::GroupUnavailable),
 }
 
 impl ApplyError {
-    /// The storage refused (see `StoreError::is_storage_fault`): retried loops log it quietly.
+    /// The storage or the group refuses for now (see `StoreError::is_storage_fault`), and
+    /// recovers by itself: retried loops log it quietly.
     pub fn is_storage_fault(&self) -> bool {
-        matches!(self, ApplyError::Store(error) if error.is_storage_fault())
+        match self {
+            ApplyError::Store(error) => error.is_storage_fault(),
+            ApplyError::Group(_) => true,
+            _ => false,
+        }
     }
 }
 

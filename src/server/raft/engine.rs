@@ -3,23 +3,36 @@
 //! server's state machine has applied it — durably, in its store — so an answer is never given
 //! for a command the group could still lose.
 //!
-//! Only the leader accepts proposals; on a follower `propose` fails with the leader's id (the
-//! API's forwarding comes with the network). This module must never write the store itself:
-//! the state machine does, for every server of the group alike.
+//! On a follower, `propose` forwards the command to the leader (`/raft/v1/propose`) and, once the
+//! leader answers, waits until this server has applied it too — so a client that wrote through a
+//! follower reads its own write there. Without a leader, or without a quorum, a proposal fails
+//! at once with [`GroupUnavailable`], naming how many servers are reachable of how many; a
+//! proposal that entered the log but was not committed in time is said to have an unknown
+//! outcome. This module must never write the store itself: the state machine does, for every
+//! server of the group alike.
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use openraft::error::{ClientWriteError, RaftError};
-use openraft::{Config, Raft, RaftNetworkFactory};
+use openraft::{Config, Raft, RaftNetworkFactory, ServerState};
 
 use super::log_store::LogStore;
+use super::network::{PeerWire, WireError, base_url};
 use super::state_machine::StateMachine;
-use super::types::{Answer, NodeId, TypeConfig};
+use super::types::{Answer, Forwarded, NodeId, TypeConfig};
 use crate::server::command::Command;
-use crate::server::engine::Engine;
+use crate::server::engine::{Engine, GroupUnavailable};
 use crate::server::machine::{ApplyError, Response};
 use crate::server::store::{Store, StoreError};
+
+/// How long the leader waits for a quorum to commit a command before saying it could not.
+const COMMIT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a forwarded command may take, the leader's commit included.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(8);
+/// How long a follower waits to apply what the leader committed for it before answering anyway.
+const READ_OWN_WRITE_WAIT: Duration = Duration::from_secs(3);
 
 /// Starts this server's Raft node over its data dir: the log in `raft-log.redb`, the state
 /// machine on `store` (opened from the same dir), the current snapshot beside them. A pristine
@@ -38,10 +51,20 @@ pub async fn start_node<N: RaftNetworkFactory<TypeConfig>>(
     Ok(Raft::new(id, config, network, log, machine).await?)
 }
 
+/// Which servers of the group are reachable, as far as this server can tell: a way to count them
+/// for the errors that name how many are (gossip's live servers, in a real server).
+pub trait Reachability: Send + Sync {
+    /// Whether the server whose API is at `addr` (its membership address) is reachable.
+    fn is_reachable(&self, addr: &str) -> bool;
+}
+
 /// The replicated engine of one server.
 pub struct RaftEngine {
+    id: NodeId,
     raft: Raft<TypeConfig>,
     store: Arc<Store>,
+    wire: PeerWire,
+    reachability: Arc<dyn Reachability>,
     /// The runtime the Raft node runs on; `propose` is called from blocking threads and waits
     /// on it.
     runtime: tokio::runtime::Handle,
@@ -50,13 +73,19 @@ pub struct RaftEngine {
 impl RaftEngine {
     /// `store` must be the store the node's state machine applies to.
     pub fn new(
+        id: NodeId,
         raft: Raft<TypeConfig>,
         store: Arc<Store>,
+        wire: PeerWire,
+        reachability: Arc<dyn Reachability>,
         runtime: tokio::runtime::Handle,
     ) -> RaftEngine {
         RaftEngine {
+            id,
             raft,
             store,
+            wire,
+            reachability,
             runtime,
         }
     }
@@ -64,42 +93,176 @@ impl RaftEngine {
     pub fn raft(&self) -> &Raft<TypeConfig> {
         &self.raft
     }
+
+    /// The group as this server sees it, for `/api/v1/cluster` and the console's header.
+    pub fn view(&self) -> crate::wire::admin::ClusterGroup {
+        let metrics = self.raft.metrics().borrow().clone();
+        let (reachable, members, quorum) = self.counts();
+        let membership = metrics.membership_config.membership();
+        let in_group = membership.voter_ids().next().is_some();
+        crate::wire::admin::ClusterGroup {
+            role: match metrics.state {
+                _ if !in_group => shoal_gossip::GroupRole::Forming,
+                ServerState::Leader => shoal_gossip::GroupRole::Leader,
+                ServerState::Follower => shoal_gossip::GroupRole::Follower,
+                ServerState::Candidate => shoal_gossip::GroupRole::Candidate,
+                ServerState::Learner => shoal_gossip::GroupRole::Learner,
+                ServerState::Shutdown => shoal_gossip::GroupRole::Forming,
+            },
+            term: metrics.current_term,
+            applied: metrics.last_applied.map(|id| id.index).unwrap_or(0),
+            leader_api: metrics
+                .current_leader
+                .and_then(|id| membership.get_node(&id))
+                .map(|node| node.addr.clone()),
+            reachable,
+            members,
+            quorum,
+        }
+    }
+
+    /// Voters of the group, those reachable, and a quorum.
+    fn counts(&self) -> (usize, usize, usize) {
+        let metrics = self.raft.metrics().borrow().clone();
+        let membership = metrics.membership_config.membership();
+        let voters: Vec<NodeId> = membership.voter_ids().collect();
+        let reachable = voters
+            .iter()
+            .filter(|id| {
+                **id == self.id
+                    || membership
+                        .get_node(id)
+                        .is_some_and(|node| self.reachability.is_reachable(&node.addr))
+            })
+            .count();
+        (reachable, voters.len().max(1), voters.len() / 2 + 1)
+    }
+
+    fn no_leader(&self) -> GroupUnavailable {
+        let (reachable, members, quorum) = self.counts();
+        GroupUnavailable::NoLeader {
+            reachable,
+            members,
+            quorum,
+        }
+    }
+
+    /// Commits `command` as the leader. `NotLeader` when this server does not lead (any more).
+    pub async fn propose_as_leader(&self, command: Command) -> Forwarded {
+        let (reachable, members, quorum) = self.counts();
+        // Refused before it enters the log: a command appended without a quorum would take effect
+        // whenever servers came back, long after its caller was told it failed.
+        if reachable < quorum {
+            return Forwarded::Unavailable(GroupUnavailable::NoQuorum {
+                reachable,
+                members,
+                quorum,
+                outcome_unknown: false,
+            });
+        }
+        match tokio::time::timeout(COMMIT_TIMEOUT, self.raft.client_write(command)).await {
+            Ok(Ok(written)) => Forwarded::Answered {
+                answer: written.data,
+                index: written.log_id.index,
+            },
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward)))) => {
+                Forwarded::NotLeader {
+                    leader: forward.leader_id,
+                }
+            }
+            Ok(Err(error)) => Forwarded::Unavailable(GroupUnavailable::NoQuorum {
+                reachable,
+                members,
+                quorum,
+                outcome_unknown: !matches!(error, RaftError::APIError(_)),
+            }),
+            Err(_elapsed) => {
+                let (reachable, members, quorum) = self.counts();
+                Forwarded::Unavailable(GroupUnavailable::NoQuorum {
+                    reachable,
+                    members,
+                    quorum,
+                    outcome_unknown: true,
+                })
+            }
+        }
+    }
+
+    /// Hands `command` to the leader `leader` and waits to apply what it committed.
+    async fn forward(&self, leader: NodeId, command: &Command) -> Result<Answer, ApplyError> {
+        let metrics = self.raft.metrics().borrow().clone();
+        let Some(node) = metrics
+            .membership_config
+            .membership()
+            .get_node(&leader)
+            .cloned()
+        else {
+            return Err(self.no_leader().into());
+        };
+        let answer: Forwarded = self
+            .wire
+            .call(&base_url(&node.addr), "propose", command, FORWARD_TIMEOUT)
+            .await
+            .map_err(|error| {
+                let cause = match &error {
+                    WireError::Unreachable { cause, .. } | WireError::Refused { cause, .. } => {
+                        cause.clone()
+                    }
+                };
+                GroupUnavailable::LeaderUnreachable {
+                    leader: node.addr.clone(),
+                    cause,
+                }
+            })?;
+        match answer {
+            Forwarded::Answered { answer, index } => {
+                // Read-your-writes on this server; the answer stands even if applying lags.
+                let _ = self
+                    .raft
+                    .wait(Some(READ_OWN_WRITE_WAIT))
+                    .applied_index_at_least(Some(index), "the forwarded command is applied here")
+                    .await;
+                Ok(answer)
+            }
+            Forwarded::NotLeader { .. } => Err(self.no_leader().into()),
+            Forwarded::Unavailable(error) => Err(error.into()),
+        }
+    }
+
+    async fn propose_async(&self, command: Command) -> Result<Response, ApplyError> {
+        let metrics = self.raft.metrics().borrow().clone();
+        let answer = match metrics.current_leader {
+            Some(leader) if leader == self.id && metrics.state == ServerState::Leader => {
+                match self.propose_as_leader(command.clone()).await {
+                    Forwarded::Answered { answer, .. } => answer,
+                    // Deposed meanwhile: hand it to the new leader, if there is one.
+                    Forwarded::NotLeader {
+                        leader: Some(leader),
+                    } if leader != self.id => self.forward(leader, &command).await?,
+                    Forwarded::NotLeader { .. } => return Err(self.no_leader().into()),
+                    Forwarded::Unavailable(error) => return Err(error.into()),
+                }
+            }
+            Some(leader) if leader != self.id => self.forward(leader, &command).await?,
+            _ => return Err(self.no_leader().into()),
+        };
+        match answer {
+            Answer::Applied(response) => Ok(response),
+            Answer::Refused(refusal) => Err(refusal.into_apply_error()),
+            Answer::NoCommand => Err(ApplyError::Store(StoreError::Commit(
+                "the log answered a command with an entry that carries none".into(),
+            ))),
+        }
+    }
 }
 
 impl Engine for RaftEngine {
     /// Blocking, like every engine's: never call it on a runtime thread.
     fn propose(&self, command: Command) -> Result<Response, ApplyError> {
-        match self.runtime.block_on(self.raft.client_write(command)) {
-            Ok(written) => match written.data {
-                Answer::Applied(response) => Ok(response),
-                Answer::Refused(refusal) => Err(refusal.into_apply_error()),
-                Answer::NoCommand => Err(not_committed(
-                    "the log answered a command with an entry that carries none",
-                )),
-            },
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => {
-                Err(not_committed(&match forward.leader_id {
-                    Some(leader) => format!(
-                        "this server is not the group's leader; server {leader} is: send the \
-                         write there"
-                    ),
-                    None => "the group has no leader right now (an election is under way, or \
-                             too few servers are reachable for a quorum): try again shortly"
-                        .to_string(),
-                }))
-            }
-            Err(error) => Err(not_committed(&error.to_string())),
-        }
+        self.runtime.block_on(self.propose_async(command))
     }
 
     fn store(&self) -> &Arc<Store> {
         &self.store
     }
-}
-
-/// A proposal the group did not commit: nothing of it was applied.
-fn not_committed(why: &str) -> ApplyError {
-    ApplyError::Store(StoreError::Commit(format!(
-        "not committed by the group: {why}"
-    )))
 }

@@ -65,6 +65,15 @@ impl RaftNetwork<TypeConfig> for NoPeers {
 
 const SERVER: NodeId = 1;
 
+/// A group of one reaches itself.
+struct AllReachable;
+
+impl super::engine::Reachability for AllReachable {
+    fn is_reachable(&self, _addr: &str) -> bool {
+        true
+    }
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -112,7 +121,14 @@ fn start(rt: &tokio::runtime::Runtime, dir: &std::path::Path, initialize: bool) 
             .current_leader(SERVER, "the only server leads"),
     )
     .unwrap();
-    RaftEngine::new(raft, store, rt.handle().clone())
+    RaftEngine::new(
+        SERVER,
+        raft,
+        store,
+        super::network::PeerWire::new(None).unwrap(),
+        Arc::new(AllReachable),
+        rt.handle().clone(),
+    )
 }
 
 #[test]

@@ -21,6 +21,7 @@
 
 pub mod engine;
 pub mod log_store;
+pub mod network;
 pub mod snapshot;
 pub mod state_machine;
 pub mod types;

@@ -49,6 +49,18 @@ pub enum Answer {
     NoCommand,
 }
 
+/// The leader's answer to a command forwarded by a follower (`/raft/v1/propose`).
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum Forwarded {
+    /// Committed and applied on the leader at log `index`.
+    Answered { answer: Answer, index: u64 },
+    /// The receiver does not lead (any more); `leader` if it knows who does.
+    NotLeader { leader: Option<NodeId> },
+    /// The leader could not commit it.
+    Unavailable(crate::server::engine::GroupUnavailable),
+}
+
 /// Why a command was refused, typed as [`ApplyError`] is (so the API maps it to the same status
 /// on every engine), minus the store failure — which is never an answer but a failure of the
 /// replica that met it.
@@ -71,6 +83,10 @@ impl Refusal {
             ApplyError::NotFound(what) => Ok(Refusal::NotFound(what)),
             ApplyError::Conflict(why) => Ok(Refusal::Conflict(why)),
             ApplyError::Store(error) => Err(error),
+            // `apply` never answers this; were it to, it is this replica's failure, not an answer.
+            ApplyError::Group(error) => {
+                Err(crate::server::store::StoreError::Commit(error.to_string()))
+            }
         }
     }
 
