@@ -21,11 +21,12 @@ mod common;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::group::*;
 use common::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -37,101 +38,6 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-/// A server process, restartable on the same data dir and ports.
-struct Crashable {
-    name: String,
-    dir: PathBuf,
-    data: PathBuf,
-    api: SocketAddr,
-    gossip: SocketAddr,
-    /// Flags beyond the common ones (a group's, or the command recording).
-    extra: Vec<String>,
-    node: Option<Node>,
-    starts: usize,
-}
-
-impl Crashable {
-    fn new(dir: &Path, name: &str) -> Crashable {
-        Crashable {
-            name: name.to_string(),
-            dir: dir.to_path_buf(),
-            data: dir.join(format!("data-{name}")),
-            api: format!("127.0.0.1:{}", free_tcp_port()).parse().unwrap(),
-            gossip: format!("127.0.0.1:{}", free_udp_port()).parse().unwrap(),
-            extra: Vec::new(),
-            node: None,
-            starts: 0,
-        }
-    }
-
-    /// Starts the server and waits until its API answers; returns when it did (ms).
-    fn start(&mut self) -> i64 {
-        self.starts += 1;
-        let (data, api, gossip) = (
-            self.data.display().to_string(),
-            self.api.to_string(),
-            self.gossip.to_string(),
-        );
-        let name = format!("{}-{}", self.name, self.starts);
-        let mut args = vec![
-            "server",
-            "--data-dir",
-            &data,
-            "--api",
-            &api,
-            "--gossip",
-            &gossip,
-            "--retain-age",
-            "forever",
-            "--retain-per-job",
-            "0",
-        ];
-        args.extend(self.extra.iter().map(String::as_str));
-        let node = Node::spawn(&name, &self.dir, &args);
-        self.node = Some(node);
-        let api = self.api;
-        let started = Instant::now();
-        loop {
-            if http(api, "GET", "/healthz", None).is_some_and(|(status, _)| status == 200) {
-                return now_ms();
-            }
-            if let Some(node) = self.node.as_mut()
-                && let Ok(Some(status)) = node.child.try_wait()
-            {
-                panic!(
-                    "server start {} exited with {status}:\n{}",
-                    self.starts,
-                    node.log_text()
-                );
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "server start {} never answered",
-                self.starts
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut node) = self.node.take() {
-            node.signal("KILL");
-            let _ = node.child.wait();
-        }
-    }
-
-    fn call(&self, method: &str, path: &str, body: Option<&str>) -> Value {
-        call_at(self.api, method, path, body)
-    }
-}
-
-fn call_at(api: SocketAddr, method: &str, path: &str, body: Option<&str>) -> Value {
-    let (status, text) =
-        http(api, method, path, body).unwrap_or_else(|| panic!("{method} {path}: no answer"));
-    assert!(status < 300, "{method} {path}: {status} {text}");
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{method} {path}: {e}: {text}"))
 }
 
 /// What the crash loop runs against: one server, or a group of servers.
@@ -182,86 +88,9 @@ impl System for Crashable {
     }
 }
 
-/// Three servers forming a Raft group.
-struct Group {
-    servers: Vec<Crashable>,
-}
-
-impl Group {
-    fn start(dir: &Path) -> Group {
-        let mut servers: Vec<Crashable> = ["s1", "s2", "s3"]
-            .iter()
-            .map(|name| Crashable::new(dir, name))
-            .collect();
-        let seed = servers[0].gossip.to_string();
-        for server in &mut servers {
-            server.extra = vec![
-                "--id".into(),
-                server.name.clone(),
-                "--bootstrap-expect".into(),
-                "3".into(),
-                "--join".into(),
-                seed.clone(),
-            ];
-        }
-        for server in &mut servers {
-            server.start();
-        }
-        let group = Group { servers };
-        group.leader();
-        group
-    }
-
-    /// Each live server's view of the group (`/api/v1/cluster`'s `group`).
-    fn views(&self) -> Vec<(usize, Value)> {
-        self.servers
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| s.node.is_some())
-            .filter_map(|(k, s)| {
-                let (status, body) = http(s.api, "GET", "/api/v1/cluster", None)?;
-                (status == 200).then_some(())?;
-                let cluster: Value = serde_json::from_str(&body).ok()?;
-                Some((k, cluster["group"].clone()))
-            })
-            .collect()
-    }
-
-    /// The leader, once it has applied at least what every live server has, and every live
-    /// server agrees it leads (so no stale read is taken for the truth).
-    fn leader(&self) -> usize {
-        eventually("a leader that has applied everything", || {
-            let views = self.views();
-            let leaders: Vec<&(usize, Value)> = views
-                .iter()
-                .filter(|(_, g)| g["role"] == "leader")
-                .collect();
-            let [(leader, view)] = leaders.as_slice() else {
-                return None;
-            };
-            let applied = view["applied"].as_u64()?;
-            let agreed = views.iter().all(|(_, g)| {
-                g["term"] == view["term"] && g["applied"].as_u64().is_some_and(|a| a <= applied)
-            });
-            agreed.then_some(*leader)
-        })
-    }
-}
-
 impl System for Group {
     fn call(&self, method: &str, path: &str, body: Option<&str>) -> Value {
-        eventually(&format!("{method} {path} answered by the leader"), || {
-            let leader = &self.servers[self.leader()];
-            let (status, text) = http(leader.api, method, path, body)?;
-            if status == 503 {
-                return None;
-            }
-            assert!(status < 300, "{method} {path}: {status} {text}");
-            Some(
-                serde_json::from_str(&text)
-                    .unwrap_or_else(|e| panic!("{method} {path}: {e}: {text}")),
-            )
-        })
+        Group::call(self, method, path, body)
     }
 
     fn apis(&self) -> Vec<SocketAddr> {
@@ -289,9 +118,7 @@ impl System for Group {
     }
 
     fn kill_all(&mut self) {
-        for server in &mut self.servers {
-            server.kill();
-        }
+        self.kill_all_servers();
     }
 
     fn start_all(&mut self) {

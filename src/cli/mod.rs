@@ -7,6 +7,7 @@ mod config;
 mod jobs;
 mod output;
 pub mod remote;
+mod servers;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -49,6 +50,13 @@ enum Command {
     Demo(DemoArgs),
     /// List the cluster's members as the server sees them.
     Members(MembersArgs),
+    /// The servers of a replicated group: list them (role, term, lag), add one, remove one.
+    Servers {
+        #[command(subcommand)]
+        command: servers::ServersCommand,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Create, change and run jobs.
     Job {
         #[command(subcommand)]
@@ -219,6 +227,9 @@ struct ServerArgs {
     /// Without it the server runs alone.
     #[arg(long, env = "SHOAL_BOOTSTRAP_EXPECT", value_name = "N")]
     bootstrap_expect: Option<usize>,
+    /// In a group, snapshot the store every N log entries and compact the log behind it.
+    #[arg(long, default_value_t = crate::server::DEFAULT_SNAPSHOT_EVERY, value_name = "N", hide = true)]
+    raft_snapshot_every: u64,
     /// Delete finished instances whose last change is older than this (`forever` keeps them).
     #[arg(
         long,
@@ -411,7 +422,8 @@ struct DemoArgs {
 /// How a client command reaches the server.
 #[derive(Debug, Args)]
 pub struct ClientArgs {
-    /// The server's API URL.
+    /// The server's API URL; for a group of servers, several, comma-separated (each is tried in
+    /// turn until one answers).
     #[arg(long, env = "SHOAL_SERVER", default_value = DEFAULT_SERVER, global = true)]
     server: String,
     /// Cluster token, if the server requires one.
@@ -499,6 +511,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             crate::local::demo::run(demo_config(args)?).await
         }
         Command::Members(args) => members(&args.client).await,
+        Command::Servers { command, client } => servers::servers(command, &client).await,
         Command::Job { command, client } => jobs::job(command, &client).await,
         Command::Instance { command, client } => jobs::instance(command, &client).await,
         Command::Completions { shell } => {
@@ -580,8 +593,12 @@ fn server_config(args: ServerArgs) -> anyhow::Result<ServerConfig> {
                     (n - 1) / 2
                 );
             }
+            if args.raft_snapshot_every < 8 {
+                anyhow::bail!("--raft-snapshot-every must be at least 8 log entries");
+            }
             Some(crate::server::GroupSettings {
                 bootstrap_expect: n,
+                snapshot_every: args.raft_snapshot_every,
             })
         }
     };
@@ -701,7 +718,10 @@ async fn members(args: &ClientArgs) -> anyhow::Result<()> {
                 .map(|m| {
                     vec![
                         m.id.clone(),
-                        m.role.to_string(),
+                        match m.group {
+                            Some(group) => format!("server ({} t{})", group.role, group.term),
+                            None => m.role.to_string(),
+                        },
                         m.state.to_string(),
                         m.addr.clone(),
                         if m.tags.is_empty() {
@@ -711,6 +731,9 @@ async fn members(args: &ClientArgs) -> anyhow::Result<()> {
                         },
                         format!("{}/{}", m.running, m.capacity),
                         output::ago(m.last_seen_ms),
+                        m.lag
+                            .map(|lag| lag.to_string())
+                            .unwrap_or_else(|| "-".into()),
                         m.version.clone(),
                     ]
                 })
@@ -724,6 +747,7 @@ async fn members(args: &ClientArgs) -> anyhow::Result<()> {
                     "TAGS",
                     "RUNNING",
                     "LAST SEEN",
+                    "LAG",
                     "VERSION",
                 ],
                 &rows,

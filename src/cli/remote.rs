@@ -33,8 +33,8 @@ pub enum RemoteCommand {
 pub struct Refusal(pub String);
 
 /// What the commands that only read are, for the refusal of a read-only key.
-pub const READING_COMMANDS: &str =
-    "members, job list, job show, job next, job backfill --dry-run, instance list, instance show";
+pub const READING_COMMANDS: &str = "members, servers list, job list, job show, job next, job backfill --dry-run, instance list, \
+     instance show";
 
 /// Splits `line` as a shell would and checks it with the CLI's parser.
 pub fn parse(line: &str) -> Result<RemoteCommand, Refusal> {
@@ -81,6 +81,9 @@ pub fn parse(line: &str) -> Result<RemoteCommand, Refusal> {
         .map_err(|error| Refusal(error.render().to_string().trim_end().to_string()))?;
     let reads_only = match cli.command {
         Command::Members(_) => true,
+        Command::Servers { command, .. } => {
+            matches!(command, super::servers::ServersCommand::List)
+        }
         Command::Job { command, .. } => match command {
             JobCommand::List | JobCommand::Show { .. } | JobCommand::Next { .. } => true,
             JobCommand::Backfill { dry_run, .. } => dry_run,

@@ -3,6 +3,8 @@
 
 pub mod console;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
@@ -14,13 +16,20 @@ use crate::model::{Instance, InstanceId, Job};
 use crate::spec::JobSpec;
 use crate::wire::admin::{
     BackfillRequest, BackfillResult, ClusterInfo, ErrorBody, JobSummary, MemberRow, NextFires,
+    ServerChange, ServerRow,
 };
 
 pub const DEFAULT_SERVER: &str = "http://127.0.0.1:7070";
 
+/// A client of one server, or of the servers of a group (`--server` with several URLs,
+/// comma-separated): a call goes to the server that answered last, and moves to the next one
+/// only when a connection cannot be made — never after a request was sent, so that no write is
+/// made twice.
 #[derive(Clone)]
 pub struct ApiClient {
-    base: url::Url,
+    bases: Arc<Vec<url::Url>>,
+    /// Which of `bases` answered last.
+    current: Arc<AtomicUsize>,
     http: reqwest::Client,
     token: Option<String>,
 }
@@ -45,30 +54,72 @@ pub enum ClientError {
 
 impl ApiClient {
     pub fn new(server: &str, token: Option<String>) -> anyhow::Result<ApiClient> {
-        let base = url::Url::parse(server)
-            .ok()
-            .filter(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
-            .ok_or_else(|| {
-                anyhow!("--server {server:?} is not a URL: expected e.g. {DEFAULT_SERVER}")
-            })?;
+        let bases = server
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|one| {
+                url::Url::parse(one)
+                    .ok()
+                    .filter(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
+                    .ok_or_else(|| {
+                        anyhow!(
+                            "--server {one:?} is not a URL: expected e.g. {DEFAULT_SERVER} (several \
+                             servers of a group: comma-separated URLs)"
+                        )
+                    })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        if bases.is_empty() {
+            anyhow::bail!("--server is empty: expected e.g. {DEFAULT_SERVER}");
+        }
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(3))
             .timeout(Duration::from_secs(30))
             .build()
             .context("building the HTTP client")?;
         Ok(ApiClient {
-            base,
+            bases: Arc::new(bases),
+            current: Arc::new(AtomicUsize::new(0)),
             http,
             token: token.filter(|t| !t.is_empty()),
         })
     }
 
+    /// The URL of the server that answered last (the first given, before any call).
     pub fn server_url(&self) -> &str {
-        self.base.as_str().trim_end_matches('/')
+        self.url_of(self.current.load(Ordering::Relaxed))
+    }
+
+    fn url_of(&self, index: usize) -> &str {
+        self.bases[index % self.bases.len()]
+            .as_str()
+            .trim_end_matches('/')
     }
 
     pub async fn members(&self) -> Result<Vec<MemberRow>, ClientError> {
         self.call(Method::GET, "/api/v1/members", None::<&()>).await
+    }
+
+    /// The servers of the group (`/api/v1/servers`).
+    pub async fn servers(&self) -> Result<Vec<ServerRow>, ClientError> {
+        self.call(Method::GET, "/api/v1/servers", None::<&()>).await
+    }
+
+    pub async fn add_server(&self, id: &str) -> Result<Vec<ServerRow>, ClientError> {
+        let change = ServerChange { id: id.to_string() };
+        self.call(Method::POST, "/api/v1/servers", Some(&change))
+            .await
+    }
+
+    pub async fn remove_server(&self, id: &str) -> Result<Vec<ServerRow>, ClientError> {
+        let id: String = url::form_urlencoded::byte_serialize(id.as_bytes()).collect();
+        self.call(
+            Method::DELETE,
+            &format!("/api/v1/servers/{id}"),
+            None::<&()>,
+        )
+        .await
     }
 
     pub async fn cluster(&self) -> Result<ClusterInfo, ClientError> {
@@ -230,7 +281,34 @@ impl ApiClient {
         path: &str,
         body: Option<&impl Serialize>,
     ) -> Result<T, ClientError> {
-        let url = format!("{}{}", self.server_url(), path);
+        let first = self.current.load(Ordering::Relaxed);
+        let mut tried = 0;
+        loop {
+            let index = (first + tried) % self.bases.len();
+            match self.call_one(index, method.clone(), path, body).await {
+                // Not connected: nothing was sent, so another server of the group may take it.
+                Err(Attempt::NotConnected(error)) if tried + 1 < self.bases.len() => {
+                    tracing::debug!(%error, "server unreachable; trying the next --server");
+                    tried += 1;
+                }
+                Err(Attempt::NotConnected(error) | Attempt::Failed(error)) => return Err(error),
+                Ok(answer) => {
+                    self.current.store(index, Ordering::Relaxed);
+                    return Ok(answer);
+                }
+            }
+        }
+    }
+
+    async fn call_one<T: DeserializeOwned>(
+        &self,
+        index: usize,
+        method: Method,
+        path: &str,
+        body: Option<&impl Serialize>,
+    ) -> Result<T, Attempt> {
+        let server_url = self.url_of(index);
+        let url = format!("{server_url}{path}");
         let mut request = self.http.request(method, &url);
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
@@ -238,29 +316,40 @@ impl ApiClient {
         if let Some(body) = body {
             request = request.json(body);
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|error| ClientError::Unreachable {
-                url: self.server_url().to_string(),
+        let response = request.send().await.map_err(|error| {
+            let unreachable = ClientError::Unreachable {
+                url: server_url.to_string(),
                 reason: describe(&error),
-            })?;
+            };
+            if error.is_connect() {
+                Attempt::NotConnected(unreachable)
+            } else {
+                Attempt::Failed(unreachable)
+            }
+        })?;
         let status = response.status();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|error| ClientError::Unreachable {
+        let bytes = response.bytes().await.map_err(|error| {
+            Attempt::Failed(ClientError::Unreachable {
                 url: url.clone(),
                 reason: describe(&error),
-            })?;
+            })
+        })?;
         if status.is_success() {
-            return serde_json::from_slice(&bytes).map_err(|error| ClientError::Protocol {
-                url,
-                reason: error.to_string(),
+            return serde_json::from_slice(&bytes).map_err(|error| {
+                Attempt::Failed(ClientError::Protocol {
+                    url,
+                    reason: error.to_string(),
+                })
             });
         }
-        Err(refusal(status, &bytes))
+        Err(Attempt::Failed(refusal(status, &bytes)))
     }
+}
+
+/// How one server's call went wrong: before anything was sent, or after.
+enum Attempt {
+    NotConnected(ClientError),
+    Failed(ClientError),
 }
 
 fn refusal(status: StatusCode, bytes: &[u8]) -> ClientError {

@@ -353,7 +353,16 @@ async fn lead(
         }
         tokio::select! {
             _ = shutdown.wait() => break,
-            changed = metrics.changed() => if changed.is_err() { break },
+            changed = metrics.changed() => if changed.is_err() {
+                // The Raft node stopped by itself: a fatal error (a storage failure, a bug). A
+                // server without its node serves nothing true; exit for a supervisor to restart
+                // it, from what is durable.
+                tracing::error!(
+                    "this server's Raft node stopped (see the error above); exiting so that it \
+                     is restarted from its data dir"
+                );
+                std::process::exit(70);
+            },
         }
     }
     if let Some(term) = current.take() {

@@ -77,7 +77,12 @@ pub struct ServerConfig {
 pub struct GroupSettings {
     /// Form the group once this many servers (this one included) are seen in gossip.
     pub bootstrap_expect: usize,
+    /// Take a snapshot of the store every this many log entries (and compact the log behind it).
+    pub snapshot_every: u64,
 }
+
+/// Log entries between snapshots unless `--raft-snapshot-every` says otherwise.
+pub const DEFAULT_SNAPSHOT_EVERY: u64 = 20_000;
 
 impl GroupSettings {
     /// The Raft timings: heartbeats every 100 ms, an election after 0.5–1 s of silence — slower
@@ -90,10 +95,11 @@ impl GroupSettings {
             election_timeout_min: 500,
             election_timeout_max: 1_000,
             install_snapshot_timeout: 10_000,
-            // A snapshot is an image of the whole store: taken every 20,000 entries, with the
-            // last 5,000 kept so that a briefly absent server catches up from the log.
-            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(20_000),
-            max_in_snapshot_log_to_keep: 5_000,
+            // A snapshot is an image of the whole store: taken every `snapshot_every` entries,
+            // with the last quarter of that kept so that a briefly absent server catches up from
+            // the log rather than from a whole image.
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(self.snapshot_every),
+            max_in_snapshot_log_to_keep: self.snapshot_every / 4,
             snapshot_max_chunk_size: 1024 * 1024,
             ..Default::default()
         }

@@ -3,6 +3,8 @@
 //! goals live in the benchmarks).
 #![allow(dead_code)]
 
+pub mod group;
+
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -229,11 +231,21 @@ pub fn http(
     path: &str,
     body: Option<&str>,
 ) -> Option<(u16, String)> {
+    http_within(addr, method, path, body, Duration::from_secs(60))
+}
+
+/// [`http`], giving up on an answer after `within` (a stopped process accepts connections but
+/// never answers).
+pub fn http_within(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    within: Duration,
+) -> Option<(u16, String)> {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(60)))
-        .ok()?;
+    stream.set_read_timeout(Some(within)).ok()?;
     let body = body.unwrap_or("");
     let request = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\

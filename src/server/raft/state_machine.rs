@@ -162,6 +162,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let mut image = decode_image(&data).map_err(|e| failed(&e))?;
             set_applied_in_image(&mut image, &meta).map_err(|e| failed(&e))?;
             store.install_image(&image).map_err(|e| failed(&e))?;
+            tracing::info!(
+                snapshot = %meta.snapshot_id,
+                last_log_index = meta.last_log_id.map(|id| id.index).unwrap_or(0),
+                "installed a snapshot of the group's state from the leader"
+            );
             // Kept as the current snapshot only once the store holds it.
             file.save(&meta, &data).map_err(|e| {
                 StorageIOError::write_snapshot(
