@@ -180,6 +180,28 @@ fn without_a_quorum_writes_are_refused_saying_how_many_servers_are_reachable() {
     assert_eq!(cluster["group"]["reachable"], 1, "{cluster}");
     let (status, _) = http(api, "GET", "/api/v1/instances", None).unwrap();
     assert_eq!(status, 200, "reads still work without a leader");
+    // The console (its data source, as `shoal tui` and the SSH console use it) says so in its
+    // header.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let client = shoal::client::ApiClient::new(&format!("http://{api}"), None).unwrap();
+    let mut source = shoal::client::console::ApiSource::new(client, runtime.handle().clone());
+    let snapshot = shoal_tui::DataSource::refresh(&mut source).unwrap();
+    assert!(
+        snapshot
+            .group_trouble
+            .as_deref()
+            .is_some_and(|t| t.starts_with("NO LEADER: 1 of 3 servers reachable")),
+        "{:?}",
+        snapshot.group_trouble
+    );
+    assert!(
+        snapshot
+            .group
+            .as_deref()
+            .is_some_and(|g| !g.starts_with("leader")),
+        "{:?}",
+        snapshot.group
+    );
     for k in (0..3).filter(|k| *k != survivor) {
         group.servers[k].start();
     }

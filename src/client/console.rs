@@ -194,13 +194,43 @@ pub fn snapshot(
             .storage_degraded
             .as_ref()
             .map(|degraded| degraded.fault.label().to_string()),
+        group: cluster.group.as_ref().map(group_label),
+        group_trouble: cluster.group.as_ref().and_then(|group| {
+            (!group.has_quorum()).then(|| {
+                format!(
+                    "{}: {} of {} servers reachable, {} needed — writes refused",
+                    if group.leader_api.is_some() {
+                        "NO QUORUM"
+                    } else {
+                        "NO LEADER"
+                    },
+                    group.reachable,
+                    group.members,
+                    group.quorum
+                )
+            })
+        }),
+    }
+}
+
+/// "leader · term 3", or "follower · leader at 10.0.0.5:7070 · term 3".
+fn group_label(group: &crate::wire::admin::ClusterGroup) -> String {
+    use shoal_gossip::GroupRole;
+    match (&group.role, &group.leader_api) {
+        (GroupRole::Leader, _) => format!("leader · term {}", group.term),
+        (role, Some(leader)) => format!("{role} · leader at {leader} · term {}", group.term),
+        (role, None) => format!("{role} · no leader · term {}", group.term),
     }
 }
 
 fn worker_row(member: &MemberRow) -> WorkerRow {
     WorkerRow {
         id: member.id.clone(),
-        role: member.role.to_string(),
+        // A server of a group shows its role in it: "server (leader)".
+        role: match member.group {
+            Some(group) => format!("{} ({})", member.role, group.role),
+            None => member.role.to_string(),
+        },
         state: match member.state {
             shoal_gossip::MemberState::Live => MemberState::Live,
             shoal_gossip::MemberState::Dead => MemberState::Dead,

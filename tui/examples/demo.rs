@@ -172,5 +172,7 @@ fn cluster() -> Snapshot {
             fix: "shoal worker --join 127.0.0.1:7946 --tag billing".into(),
         }],
         degraded: None,
+        group: None,
+        group_trouble: None,
     }
 }

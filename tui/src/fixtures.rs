@@ -132,5 +132,7 @@ pub fn big_snapshot(worker_count: usize, instance_count: usize) -> Snapshot {
             fix: "shoal worker --join 127.0.0.1:7946 --tag billing-eu".into(),
         }],
         degraded: None,
+        group: None,
+        group_trouble: None,
     }
 }

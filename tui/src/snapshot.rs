@@ -25,6 +25,12 @@ pub struct Snapshot {
     /// Set while the server is degraded (it refuses writes), with the reason in a few words,
     /// e.g. "disk full": the header shows it in red.
     pub degraded: Option<String>,
+    /// The answering server's place in its group of servers, e.g. "follower · leader at
+    /// 10.0.0.5:7070 · term 3", when servers form one.
+    pub group: Option<String>,
+    /// Set while the group cannot take writes (no leader, no quorum), in a few words: the header
+    /// shows it in red.
+    pub group_trouble: Option<String>,
 }
 
 /// Gossip membership state of a node.

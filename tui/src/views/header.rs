@@ -93,6 +93,18 @@ fn identity(app: &App, theme: Theme) -> Line<'_> {
     if app.options.readonly {
         spans.push(Span::styled("  [read-only]", theme.warn()));
     }
+    if let Some(group) = app.snapshot.as_ref().and_then(|s| s.group.as_deref()) {
+        spans.push(Span::raw("  "));
+        spans.push(Span::styled(group, theme.dim()));
+    }
+    if let Some(trouble) = app
+        .snapshot
+        .as_ref()
+        .and_then(|s| s.group_trouble.as_deref())
+    {
+        spans.push(Span::raw("  "));
+        spans.push(Span::styled(trouble, theme.bad()));
+    }
     if let Some(reason) = app.snapshot.as_ref().and_then(|s| s.degraded.as_deref()) {
         spans.push(Span::raw("  "));
         spans.push(Span::styled(format!("DEGRADED: {reason}"), theme.bad()));
@@ -254,6 +266,24 @@ mod tests {
         assert!(lines[0].contains("DEGRADED: disk full"), "{}", lines[0]);
         let healthy = render_lines(&app_with(healthy()), 100, 24);
         assert!(!screen(&healthy).contains("DEGRADED"));
+    }
+
+    #[test]
+    fn the_header_says_which_server_of_the_group_answers_and_when_writes_are_refused() {
+        let app = app_with(crate::Snapshot {
+            group: Some("follower · leader at 10.0.0.5:7070 · term 3".into()),
+            group_trouble: Some("NO QUORUM: 1 of 3 servers reachable".into()),
+            ..healthy()
+        });
+        let lines = render_lines(&app, 160, 24);
+        assert!(
+            lines[0].contains("follower · leader at 10.0.0.5:7070"),
+            "{}",
+            lines[0]
+        );
+        assert!(lines[0].contains("NO QUORUM: 1 of 3"), "{}", lines[0]);
+        let alone = render_lines(&app_with(healthy()), 160, 24);
+        assert!(!alone[0].contains("term"), "{}", alone[0]);
     }
 
     #[test]

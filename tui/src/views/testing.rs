@@ -149,6 +149,8 @@ pub(crate) fn healthy() -> Snapshot {
         },
         unplaceable: Vec::new(),
         degraded: None,
+        group: None,
+        group_trouble: None,
     }
 }
 
