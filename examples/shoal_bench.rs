@@ -94,13 +94,14 @@ impl Row {
     }
 }
 
-const MODES: [&str; 6] = [
+const MODES: [&str; 7] = [
     "throughput",
     "fire",
     "failover",
     "scale",
     "gossip",
     "console",
+    "group",
 ];
 
 #[tokio::main]
@@ -138,6 +139,7 @@ async fn main() -> anyhow::Result<()> {
             "scale" => scale(&sizes).await,
             "gossip" => gossip(&sizes).await,
             "console" => console(&sizes),
+            "group" => group(&sizes).await,
             _ => unreachable!("modes are checked above"),
         };
         match result {
@@ -325,13 +327,6 @@ impl Cluster {
         }
     }
 
-    async fn open_instances(&self, job: &str) -> anyhow::Result<usize> {
-        Ok(self
-            .instances_of(job, Some("queued,assigned,running"), 1_000)
-            .await?
-            .len())
-    }
-
     /// The newest `limit` instances of `job`, in the given states (all when `None`).
     async fn instances_of(
         &self,
@@ -381,16 +376,52 @@ fn sorted(mut samples: Vec<f64>) -> Vec<f64> {
 // ---------------------------------------------------------------------------------------------
 // 1. End-to-end throughput
 
-async fn throughput(sizes: &Sizes) -> anyhow::Result<Vec<Row>> {
-    let n = sizes.throughput_instances;
-    let target = shoal::local::target::Target::start("127.0.0.1:0".parse()?).await?;
-    let cluster = Cluster::start().await?;
-    let _w1 = cluster.worker("w1")?;
-    let _w2 = cluster.worker("w2")?;
-    cluster.wait_live("w1").await?;
-    cluster.wait_live("w2").await?;
-    cluster
-        .client
+/// What one throughput run measured.
+struct RunRate {
+    /// Instances per second from the first run request to the last instance finished.
+    end_to_end: f64,
+    /// Instances per second once every run request was answered (the API quiet).
+    drain: f64,
+    succeeded: usize,
+}
+
+/// Runs `n` no-op instances of a fresh on-demand job through `client` (any server of the
+/// cluster whose gossip `gossip` two new workers join) and times them to the end.
+async fn run_rate(
+    client: &ApiClient,
+    gossip: &str,
+    target: &shoal::local::target::Target,
+    n: usize,
+) -> anyhow::Result<RunRate> {
+    let spawn_worker = |id: &str| -> anyhow::Result<Proc> {
+        Ok(Proc(
+            Command::new(shoal_binary()?)
+                .args(["worker", "--join", gossip, "--id", id])
+                .args(["--capacity", &WORKER_CAPACITY.to_string()])
+                .env("SHOAL_LOG", "warn")
+                .stdout(Stdio::null())
+                .spawn()?,
+        ))
+    };
+    let _w1 = spawn_worker("w1")?;
+    let _w2 = spawn_worker("w2")?;
+    for id in ["w1", "w2"] {
+        let start = Instant::now();
+        while !client
+            .members()
+            .await
+            .unwrap_or_default()
+            .iter()
+            .any(|m| m.id == id && m.state.to_string() == "live")
+        {
+            if start.elapsed() > Duration::from_secs(60) {
+                bail!("worker {id} never became live");
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    let received_before = target.received_count();
+    client
         .create_job(&on_demand_job("noop", target.url("/ok")))
         .await?;
     // Let both workers' first polls arrive, so the run starts with the cluster ready.
@@ -401,7 +432,7 @@ async fn throughput(sizes: &Sizes) -> anyhow::Result<Vec<Row>> {
     let start = Instant::now();
     let mut submits = tokio::task::JoinSet::new();
     for first in 0..submitters {
-        let client = cluster.client.clone();
+        let client = client.clone();
         submits.spawn(async move {
             for _ in (first..n).step_by(submitters) {
                 client.run_job("noop").await?;
@@ -413,27 +444,60 @@ async fn throughput(sizes: &Sizes) -> anyhow::Result<Vec<Row>> {
         done??;
     }
     let enqueued = start.elapsed();
-    let done_at_enqueued = target.received_count();
+    let received = || target.received_count() - received_before;
+    let done_at_enqueued = received();
     eprintln!("throughput: all {n} enqueued, {done_at_enqueued} done");
-    while target.received_count() < n {
+    while received() < n {
         if start.elapsed() > Duration::from_secs(600) {
-            bail!("only {} of {n} requests arrived", target.received_count());
+            bail!("only {} of {n} requests arrived", received());
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    while cluster.open_instances("noop").await? > 0 {
+    let open = InstanceQuery {
+        job: Some("noop".into()),
+        state: Some("queued,assigned,running".into()),
+        limit: Some(1),
+    };
+    while !client.instances(&open).await?.is_empty() {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let elapsed = start.elapsed();
     // With the queue full and the API quiet, the rate is the dispatcher's and workers' alone.
-    let drain_rate = (n - done_at_enqueued.min(n)) as f64 / (elapsed - enqueued).as_secs_f64();
+    let drain = (n - done_at_enqueued.min(n)) as f64 / (elapsed - enqueued).as_secs_f64();
     // Every run request was answered, so n instances exist; none is open any more.
-    let unsuccessful = cluster
-        .instances_of("noop", Some("failed,cancelled"), 10_000)
+    let unsuccessful = client
+        .instances(&InstanceQuery {
+            job: Some("noop".into()),
+            state: Some("failed,cancelled".into()),
+            limit: Some(10_000),
+        })
         .await?
         .len();
     let succeeded = n - unsuccessful;
-    let shoal_rate = succeeded as f64 / elapsed.as_secs_f64();
+    let end_to_end = succeeded as f64 / elapsed.as_secs_f64();
+    eprintln!(
+        "throughput: {succeeded}/{n} succeeded in {:.2} s (all enqueued after {:.2} s, {} done \
+         by then): {end_to_end:.0}/s, {drain:.0}/s after enqueueing",
+        elapsed.as_secs_f64(),
+        enqueued.as_secs_f64(),
+        done_at_enqueued
+    );
+    Ok(RunRate {
+        end_to_end,
+        drain,
+        succeeded,
+    })
+}
+
+async fn throughput(sizes: &Sizes) -> anyhow::Result<Vec<Row>> {
+    let n = sizes.throughput_instances;
+    let target = shoal::local::target::Target::start("127.0.0.1:0".parse()?).await?;
+    let cluster = Cluster::start().await?;
+    let RunRate {
+        end_to_end: shoal_rate,
+        drain: drain_rate,
+        succeeded,
+    } = run_rate(&cluster.client, &cluster.gossip, &target, n).await?;
     drop(cluster);
 
     // The raw limit: a pooled reqwest loop with the two workers' total concurrency.
@@ -458,14 +522,7 @@ async fn throughput(sizes: &Sizes) -> anyhow::Result<Vec<Row>> {
     let raw_rate = n as f64 / raw_start.elapsed().as_secs_f64();
     let ratio = shoal_rate / raw_rate;
     let drain_ratio = drain_rate / raw_rate;
-    eprintln!(
-        "throughput: {succeeded}/{n} succeeded in {:.2} s (all enqueued after {:.2} s, {} done \
-         by then): {shoal_rate:.0}/s, {drain_rate:.0}/s after enqueueing; raw reqwest, \
-         concurrency {concurrency}: {raw_rate:.0}/s",
-        elapsed.as_secs_f64(),
-        enqueued.as_secs_f64(),
-        done_at_enqueued
-    );
+    eprintln!("throughput: raw reqwest, concurrency {concurrency}: {raw_rate:.0}/s");
     Ok(vec![
         Row::new(
             1,
@@ -1043,4 +1100,210 @@ fn console(sizes: &Sizes) -> anyhow::Result<Vec<Row>> {
         ),
         Some(worst_p99 < 16.0),
     )])
+}
+
+// ---------------------------------------------------------------------------------------------
+// 7. A group of three servers
+
+/// Three servers forming a Raft group on loopback, each its own process.
+struct Group {
+    _dir: tempfile::TempDir,
+    servers: Vec<Option<Proc>>,
+    apis: Vec<String>,
+    gossip: String,
+    /// A client of all three (it moves to the next when one does not answer).
+    client: ApiClient,
+}
+
+impl Group {
+    async fn start() -> anyhow::Result<Group> {
+        let dir = tempfile::tempdir()?;
+        let apis: Vec<String> = (0..3)
+            .map(|_| Ok(format!("127.0.0.1:{}", free_tcp_port()?)))
+            .collect::<anyhow::Result<_>>()?;
+        let gossips: Vec<String> = (0..3)
+            .map(|_| Ok(format!("127.0.0.1:{}", free_udp_port()?)))
+            .collect::<anyhow::Result<_>>()?;
+        let mut servers = Vec::new();
+        for k in 0..3 {
+            let data = dir.path().join(format!("data-{k}"));
+            servers.push(Some(Proc(
+                Command::new(shoal_binary()?)
+                    .args(["server", "--id", &format!("s{k}"), "--api", &apis[k]])
+                    .args(["--gossip", &gossips[k], "--join", &gossips[0]])
+                    .args(["--bootstrap-expect", "3", "--data-dir"])
+                    .arg(&data)
+                    .env("SHOAL_LOG", "warn")
+                    .stdout(Stdio::null())
+                    .spawn()?,
+            )));
+        }
+        let urls: Vec<String> = apis.iter().map(|a| format!("http://{a}")).collect();
+        let client = ApiClient::new(&urls.join(","), None)?;
+        let group = Group {
+            _dir: dir,
+            servers,
+            apis,
+            gossip: gossips[0].clone(),
+            client,
+        };
+        group.leader(Duration::from_secs(120)).await?;
+        Ok(group)
+    }
+
+    /// The index of the server that leads, once one does.
+    async fn leader(&self, within: Duration) -> anyhow::Result<usize> {
+        let start = Instant::now();
+        loop {
+            for (k, api) in self.apis.iter().enumerate() {
+                if self.servers[k].is_none() {
+                    continue;
+                }
+                let client = ApiClient::new(&format!("http://{api}"), None)?;
+                if let Ok(Ok(cluster)) =
+                    tokio::time::timeout(Duration::from_millis(500), client.cluster()).await
+                    && cluster
+                        .group
+                        .is_some_and(|g| g.role == shoal_gossip::GroupRole::Leader)
+                {
+                    return Ok(k);
+                }
+            }
+            if start.elapsed() > within {
+                bail!("no leader within {within:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+async fn group(sizes: &Sizes) -> anyhow::Result<Vec<Row>> {
+    let n = sizes.throughput_instances;
+    let target = shoal::local::target::Target::start("127.0.0.1:0".parse()?).await?;
+
+    // Throughput of one server and of a group of three, in this run, the same way.
+    let single = {
+        let cluster = Cluster::start().await?;
+        run_rate(&cluster.client, &cluster.gossip, &target, n).await?
+    };
+    let replicated = {
+        let group = Group::start().await?;
+        run_rate(&group.client, &group.gossip, &target, n).await?
+    };
+    let ratio = replicated.end_to_end / single.end_to_end;
+    let drain_ratio = replicated.drain / single.drain;
+
+    // Leader SIGKILL → the first fire the new leader hands out.
+    let mut group = Group::start().await?;
+    let _worker = Proc(
+        Command::new(shoal_binary()?)
+            .args(["worker", "--join", &group.gossip, "--id", "w1"])
+            .env("SHOAL_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()?,
+    );
+    group
+        .client
+        .create_job(&JobSpec {
+            name: "tick".into(),
+            cron: Some("* * * * * *".into()),
+            max_concurrent: Some(100),
+            http: HttpSpec {
+                url: target.url("/ok"),
+                ..HttpSpec::default()
+            },
+            ..JobSpec::default()
+        })
+        .await?;
+    let ticks = |client: ApiClient| async move {
+        client
+            .instances(&InstanceQuery {
+                job: Some("tick".into()),
+                state: None,
+                limit: Some(1_000),
+            })
+            .await
+    };
+    // Steady state: fires running for a few seconds.
+    let start = Instant::now();
+    while ticks(group.client.clone())
+        .await?
+        .iter()
+        .filter(|i| i.attempts.iter().any(|a| a.started_ms.is_some()))
+        .count()
+        < 3
+    {
+        if start.elapsed() > Duration::from_secs(60) {
+            bail!("the per-second job never ran");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let leader = group.leader(Duration::from_secs(10)).await?;
+    let killed_at = now_ms();
+    if let Some(server) = group.servers[leader].take() {
+        server.signal("KILL");
+    }
+    let new_leader = group.leader(Duration::from_secs(60)).await?;
+    let elected_in = now_ms() - killed_at;
+    let start = Instant::now();
+    let first_assigned = loop {
+        let assigned_after: Option<i64> = ticks(group.client.clone())
+            .await
+            .unwrap_or_default()
+            .iter()
+            .flat_map(|i| &i.attempts)
+            .map(|a| a.assigned_ms)
+            .filter(|at| *at > killed_at)
+            .min();
+        if let Some(at) = assigned_after {
+            break at;
+        }
+        if start.elapsed() > Duration::from_secs(60) {
+            bail!("the new leader dispatched nothing within 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let takeover_ms = first_assigned - killed_at;
+    eprintln!(
+        "group: server s{leader} killed; s{new_leader} led after {elected_in} ms (as seen by \
+         polling), first fire dispatched {takeover_ms} ms after the kill"
+    );
+    Ok(vec![
+        Row::new(
+            7,
+            "group of 3: leader SIGKILL → first fire dispatched by the new leader (per-second \
+             cron, 1 worker)",
+            "< 2 s",
+            format!("{takeover_ms} ms (a new leader answered after {elected_in} ms)"),
+            Some(takeover_ms < 2_000),
+        ),
+        Row::new(
+            7,
+            &format!(
+                "group of 3: throughput of {n} no-op tasks through the group vs one server, \
+                 same run, enqueued through the API meanwhile"
+            ),
+            "≥ 50 % of one server",
+            format!(
+                "{:.1} % ({:.0} vs {:.0} instances/s; {}/{n} succeeded)",
+                ratio * 100.0,
+                replicated.end_to_end,
+                single.end_to_end,
+                replicated.succeeded
+            ),
+            Some(ratio >= 0.5 && replicated.succeeded == n),
+        ),
+        Row::new(
+            7,
+            "group of 3: throughput once all are enqueued, vs one server",
+            "≥ 50 % of one server",
+            format!(
+                "{:.1} % ({:.0} vs {:.0} instances/s)",
+                drain_ratio * 100.0,
+                replicated.drain,
+                single.drain
+            ),
+            Some(drain_ratio >= 0.5),
+        ),
+    ])
 }

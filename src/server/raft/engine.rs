@@ -31,6 +31,8 @@ use crate::server::store::{Store, StoreError};
 const COMMIT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a forwarded command may take, the leader's commit included.
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(8);
+/// How long a proposal waits for a leader to be known (an election takes about a second).
+const LEADER_WAIT: Duration = Duration::from_secs(3);
 /// How long a follower waits to apply what the leader committed for it before answering anyway.
 const READ_OWN_WRITE_WAIT: Duration = Duration::from_secs(3);
 
@@ -230,6 +232,13 @@ impl RaftEngine {
     }
 
     async fn propose_async(&self, command: Command) -> Result<Response, ApplyError> {
+        // During an election (or before a new server hears from the group) there is briefly no
+        // leader: wait for one rather than refuse at once.
+        let _ = self
+            .raft
+            .wait(Some(LEADER_WAIT))
+            .metrics(|m| m.current_leader.is_some(), "a leader is known")
+            .await;
         let metrics = self.raft.metrics().borrow().clone();
         let answer = match metrics.current_leader {
             Some(leader) if leader == self.id && metrics.state == ServerState::Leader => {
