@@ -276,7 +276,11 @@ impl Cluster {
                 .stdout(Stdio::null())
                 .spawn()?,
         );
-        let client = ApiClient::new(&format!("http://{api}"), None)?;
+        let client = ApiClient::new(
+            &format!("http://{api}"),
+            None,
+            &shoal::tls::ClientTls::system(),
+        )?;
         let one = InstanceQuery {
             limit: Some(1),
             ..InstanceQuery::default()

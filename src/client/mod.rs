@@ -12,6 +12,7 @@ use serde::de::DeserializeOwned;
 
 use crate::model::{Instance, InstanceId, Job};
 use crate::spec::JobSpec;
+use crate::tls::{ClientTls, HTTPS_REQUIRED_HEADER, TlsFailure};
 use crate::wire::admin::{
     BackfillRequest, BackfillResult, ClusterInfo, ErrorBody, JobSummary, MemberRow, NextFires,
 };
@@ -41,18 +42,37 @@ pub enum ClientError {
     },
     #[error("unexpected answer from {url}: {reason}")]
     Protocol { url: String, reason: String },
+    /// An https:// URL, and the server answered in plain HTTP.
+    #[error(
+        "the server at {url} answered in plain HTTP: use --server {http_url} (SHOAL_SERVER), or \
+         enable TLS on the server (--tls-cert and --tls-key)"
+    )]
+    PlainHttpServer { url: String, http_url: String },
+    /// An http:// URL, and the server speaks HTTPS.
+    #[error(
+        "the server at {url} speaks HTTPS: use --server {https_url} (SHOAL_SERVER), with --ca \
+         FILE if a private CA signed its certificate"
+    )]
+    HttpsRequired { url: String, https_url: String },
+    /// Any other TLS failure (an untrusted certificate, most often).
+    #[error("cannot talk to the Shoal server at {url} over TLS: {failure}")]
+    Tls { url: String, failure: TlsFailure },
 }
 
 impl ApiClient {
-    pub fn new(server: &str, token: Option<String>) -> anyhow::Result<ApiClient> {
+    /// A client of the server at `server` (an `http://` or `https://` URL), trusting as `tls`
+    /// says; a client given a CA refuses an `http://` URL.
+    pub fn new(server: &str, token: Option<String>, tls: &ClientTls) -> anyhow::Result<ApiClient> {
         let base = url::Url::parse(server)
             .ok()
             .filter(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
             .ok_or_else(|| {
                 anyhow!("--server {server:?} is not a URL: expected e.g. {DEFAULT_SERVER}")
             })?;
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(3))
+        tls.check_scheme(&base)
+            .map_err(|reason| anyhow!("--server {reason}"))?;
+        let http = tls
+            .http_client(Duration::from_secs(3))?
             .timeout(Duration::from_secs(30))
             .build()
             .context("building the HTTP client")?;
@@ -241,10 +261,17 @@ impl ApiClient {
         let response = request
             .send()
             .await
-            .map_err(|error| ClientError::Unreachable {
+            .map_err(|error| self.transport_error(&error))?;
+        if let Some(https_url) = response
+            .headers()
+            .get(HTTPS_REQUIRED_HEADER)
+            .and_then(|value| value.to_str().ok())
+        {
+            return Err(ClientError::HttpsRequired {
                 url: self.server_url().to_string(),
-                reason: describe(&error),
-            })?;
+                https_url: https_url.to_string(),
+            });
+        }
         let status = response.status();
         let bytes = response
             .bytes()
@@ -260,6 +287,30 @@ impl ApiClient {
             });
         }
         Err(refusal(status, &bytes))
+    }
+}
+
+impl ApiClient {
+    /// Why a request got no answer: a TLS mismatch named as such, else the root cause.
+    fn transport_error(&self, error: &reqwest::Error) -> ClientError {
+        let url = self.server_url().to_string();
+        match TlsFailure::of(error) {
+            Some(TlsFailure::PlainHttpAnswer) => {
+                let mut http_url = self.base.clone();
+                // Only the scheme changes; http and https are both "special" schemes, so this
+                // cannot fail.
+                let _ = http_url.set_scheme("http");
+                ClientError::PlainHttpServer {
+                    url,
+                    http_url: http_url.as_str().trim_end_matches('/').to_string(),
+                }
+            }
+            Some(failure) => ClientError::Tls { url, failure },
+            None => ClientError::Unreachable {
+                url,
+                reason: describe(error),
+            },
+        }
     }
 }
 

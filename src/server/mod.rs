@@ -40,6 +40,7 @@ use tokio::task::JoinHandle;
 
 use crate::node::GossipSettings;
 use crate::shutdown::{self, ShutdownTrigger};
+use crate::tls::{ClientTls, ServerTls};
 use api::{ApiState, TokenSettings, Tokens};
 use dispatch::Dispatcher;
 use engine::{Engine, LocalEngine};
@@ -67,11 +68,14 @@ pub struct ServerConfig {
     pub ssh: Option<ssh::SshConfig>,
     /// Jobs whose attempts `/metrics` counts under their own name (others: `_other`).
     pub metrics_job_labels: Vec<String>,
+    /// Serve the API and the worker RPC over TLS with this certificate and key.
+    pub tls: Option<crate::tls::TlsFiles>,
 }
 
 /// A started server. Dropping it does not stop it; call [`RunningServer::stop`].
 pub struct RunningServer {
     api_addr: SocketAddr,
+    tls: Option<ServerTls>,
     membership: Arc<Membership>,
     trigger: ShutdownTrigger,
     api_task: JoinHandle<std::io::Result<()>>,
@@ -84,6 +88,7 @@ impl RunningServer {
     pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         check_token_for_exposed_api(&config)?;
         config.limits.validate()?;
+        let tls = config.tls.as_ref().map(ServerTls::load).transpose()?;
         ensure_writable_dir(&config.data_dir)?;
         let store = Arc::new(Store::open(&config.data_dir)?);
         let listener = TcpListener::bind(config.api_addr).await.with_context(|| {
@@ -94,10 +99,14 @@ impl RunningServer {
             )
         })?;
         let api_addr = listener.local_addr()?;
+        let api_url = api_url(api_addr, tls.is_some());
         let info = NodeInfo {
             id: config.id.clone(),
             role: Role::Server,
-            api_addr: api_addr.to_string(),
+            api_addr: crate::net::advertised_api(
+                announced_api(api_addr, &config.gossip),
+                tls.is_some(),
+            ),
             tags: Vec::new(),
             capacity: 0,
             running: 0,
@@ -106,7 +115,7 @@ impl RunningServer {
         let membership = Arc::new(config.gossip.join(info).await?);
         tracing::info!(
             id = %config.id,
-            api = %api_addr,
+            api = %api_url,
             gossip = %membership.gossip_addr(),
             cluster = %config.gossip.cluster,
             data_dir = %config.data_dir.display(),
@@ -134,6 +143,7 @@ impl RunningServer {
                 membership.gossip_addr(),
                 &config.gossip.cluster,
                 config.tokens.worker_token().is_some(),
+                tls.is_some(),
             ),
         );
         let scheduler = Scheduler::new(engine.clone());
@@ -146,7 +156,7 @@ impl RunningServer {
             tokio::spawn(dispatcher.clone().run(trigger.subscribe())),
             tokio::spawn(alerts::run(
                 engine.clone(),
-                format!("http://{api_addr}"),
+                api_url.clone(),
                 trigger.subscribe(),
             )),
             tokio::spawn(retention::run(
@@ -174,6 +184,7 @@ impl RunningServer {
             listener,
             router,
             config.limits.clone(),
+            tls.as_ref().map(|tls| tls.acceptor().clone()),
             shutdown,
         ));
         let ssh = match config.ssh {
@@ -181,7 +192,10 @@ impl RunningServer {
                 let started = ssh::SshServer::start(
                     ssh_config,
                     config.data_dir.clone(),
-                    api_addr,
+                    ssh::OwnApi {
+                        addr: api_addr,
+                        tls: tls.clone(),
+                    },
                     // The consoles act for operators: the broadest token the server holds.
                     config
                         .tokens
@@ -211,6 +225,7 @@ impl RunningServer {
         };
         Ok(RunningServer {
             api_addr,
+            tls,
             membership,
             trigger,
             api_task,
@@ -227,6 +242,20 @@ impl RunningServer {
 
     pub fn api_addr(&self) -> SocketAddr {
         self.api_addr
+    }
+
+    /// The API's URL: `https://` when it is served over TLS.
+    pub fn api_url(&self) -> String {
+        api_url(self.api_addr, self.tls.is_some())
+    }
+
+    /// The trust of a client in this process (`shoal up`'s workers, the demo's console): this
+    /// server's own certificate when it serves TLS.
+    pub fn own_client_tls(&self) -> ClientTls {
+        self.tls
+            .as_ref()
+            .map(ServerTls::own_certificate)
+            .unwrap_or_default()
     }
 
     pub fn gossip_addr(&self) -> SocketAddr {
@@ -268,15 +297,47 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     server.stop().await
 }
 
+/// The API address other nodes are told: the bound one, or — bound to every interface — this
+/// host's gossip address with the API's port (an address of 0.0.0.0 would send a worker on
+/// another machine to itself).
+fn announced_api(api_addr: SocketAddr, gossip: &GossipSettings) -> SocketAddr {
+    if !api_addr.ip().is_unspecified() {
+        return api_addr;
+    }
+    let host = gossip.advertise.unwrap_or(gossip.listen).ip();
+    if host.is_unspecified() {
+        return crate::net::reachable(api_addr);
+    }
+    SocketAddr::new(host, api_addr.port())
+}
+
+/// The API's URL for clients: its address as `http://` or, with TLS, `https://`, with an
+/// unspecified bind address (0.0.0.0) read as loopback.
+fn api_url(addr: SocketAddr, tls: bool) -> String {
+    let scheme = if tls { "https" } else { "http" };
+    format!("{scheme}://{}", crate::net::reachable(addr))
+}
+
 fn check_token_for_exposed_api(config: &ServerConfig) -> anyhow::Result<()> {
     config.tokens.validate()?;
     let has_token = config.tokens.any();
-    if !config.api_addr.ip().is_loopback() && !has_token {
+    if config.api_addr.ip().is_loopback() {
+        return Ok(());
+    }
+    if !has_token {
         bail!(
             "refusing to serve the API on {} without a token: anyone who reaches it could run \
              HTTP requests from your workers. Pass --token (or set SHOAL_TOKEN), or bind to \
              127.0.0.1",
             config.api_addr
+        );
+    }
+    if config.tls.is_none() {
+        tracing::warn!(
+            api = %config.api_addr,
+            "!!! the API is served beyond loopback in plain HTTP: clients' tokens travel in \
+             clear, readable by anyone on the path. Serve it over TLS with --tls-cert and \
+             --tls-key (see README, Production: TLS) !!!"
         );
     }
     Ok(())
@@ -298,4 +359,33 @@ fn ensure_writable_dir(dir: &Path) -> anyhow::Result<()> {
     })?;
     let _ = std::fs::remove_file(probe);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_api_bound_to_every_interface_is_announced_at_the_gossip_host() {
+        let addr = |text: &str| text.parse::<SocketAddr>().unwrap();
+        let mut gossip = GossipSettings::new("shoal", addr("0.0.0.0:7946"));
+        gossip.advertise = Some(addr("10.0.0.5:7946"));
+        assert_eq!(
+            announced_api(addr("0.0.0.0:7070"), &gossip),
+            addr("10.0.0.5:7070")
+        );
+        assert_eq!(
+            announced_api(addr("10.0.0.9:7070"), &gossip),
+            addr("10.0.0.9:7070")
+        );
+        let local = GossipSettings::new("shoal", addr("127.0.0.1:7946"));
+        assert_eq!(
+            announced_api(addr("0.0.0.0:7070"), &local),
+            addr("127.0.0.1:7070")
+        );
+        assert_eq!(
+            api_url(addr("0.0.0.0:7070"), true),
+            "https://127.0.0.1:7070"
+        );
+    }
 }
