@@ -211,6 +211,19 @@ fn server_worker_cli_and_console_over_tls() {
     assert!(snapshot.workers.iter().any(|w| w.id == "w1"));
     assert!(!snapshot.instances.is_empty());
 
+    // The trust of the server's own clients (its SSH console, `shoal up`'s workers): exactly
+    // its certificate, pinned; any other certificate is refused.
+    let members = |tls: &shoal::tls::ClientTls| {
+        let client =
+            shoal::client::ApiClient::new(&server.url, Some(TOKEN.to_string()), tls).unwrap();
+        runtime.block_on(client.members())
+    };
+    let own = shoal::tls::ClientTls::pinned_file("pin", &pem.cert).unwrap();
+    assert!(members(&own).is_ok());
+    let other = shoal::tls::ClientTls::pinned_file("pin", &stranger.cert).unwrap();
+    let error = members(&other).unwrap_err().to_string();
+    assert!(error.contains("certificate is not trusted"), "{error}");
+
     // Without the CA, the CLI names the certificate and the fix.
     let out = cli(&["members", "--server", &server.url, "--token", TOKEN]);
     assert!(!out.status.success());

@@ -237,8 +237,8 @@ struct ServerArgs {
     /// Most API connections that have not sent a request yet; past it the oldest is closed.
     #[arg(long, default_value_t = 256, value_name = "N")]
     max_pending_connections: usize,
-    /// A client must send its request head within this, and an idle keep-alive connection is
-    /// closed after it.
+    /// A client must send its request head within this (with TLS, finish its handshake within
+    /// it first), and an idle keep-alive connection is closed after it.
     #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
     header_timeout: Duration,
     /// Most admin API (/api/v1) requests in flight; the worker RPC and /healthz are not counted.
