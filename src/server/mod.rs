@@ -321,10 +321,7 @@ fn api_url(addr: SocketAddr, tls: bool) -> String {
 fn check_token_for_exposed_api(config: &ServerConfig) -> anyhow::Result<()> {
     config.tokens.validate()?;
     let has_token = config.tokens.any();
-    if config.api_addr.ip().is_loopback() {
-        return Ok(());
-    }
-    if !has_token {
+    if !config.api_addr.ip().is_loopback() && !has_token {
         bail!(
             "refusing to serve the API on {} without a token: anyone who reaches it could run \
              HTTP requests from your workers. Pass --token (or set SHOAL_TOKEN), or bind to \
@@ -332,15 +329,25 @@ fn check_token_for_exposed_api(config: &ServerConfig) -> anyhow::Result<()> {
             config.api_addr
         );
     }
-    if config.tls.is_none() {
-        tracing::warn!(
-            api = %config.api_addr,
-            "!!! the API is served beyond loopback in plain HTTP: clients' tokens travel in \
-             clear, readable by anyone on the path. Serve it over TLS with --tls-cert and \
-             --tls-key (see README, Production: TLS) !!!"
-        );
+    if let Some(warning) = tokens_in_clear(config) {
+        tracing::warn!(api = %config.api_addr, "{warning}");
     }
     Ok(())
+}
+
+/// The start-up warning of a server whose token would cross the network in clear: its API is
+/// bound beyond loopback, with a token, without TLS.
+fn tokens_in_clear(config: &ServerConfig) -> Option<String> {
+    (!config.api_addr.ip().is_loopback() && config.tokens.any() && config.tls.is_none()).then(
+        || {
+            format!(
+                "!!! the API on {} is served beyond loopback in plain HTTP: every client's token \
+             travels in clear, readable by anyone on the path. Serve it over TLS with \
+             --tls-cert and --tls-key (README: Production, TLS) !!!",
+                config.api_addr
+            )
+        },
+    )
 }
 
 fn ensure_writable_dir(dir: &Path) -> anyhow::Result<()> {
@@ -387,5 +394,35 @@ mod tests {
             api_url(addr("0.0.0.0:7070"), true),
             "https://127.0.0.1:7070"
         );
+    }
+
+    #[test]
+    fn a_token_beyond_loopback_without_tls_is_warned_about() {
+        let config = |api: &str, token: Option<&str>, tls: bool| ServerConfig {
+            id: "server".into(),
+            data_dir: PathBuf::from("unused"),
+            api_addr: api.parse().unwrap(),
+            gossip: GossipSettings::new("shoal", "127.0.0.1:7946".parse().unwrap()),
+            tokens: TokenSettings {
+                all: token.map(str::to_string),
+                ..TokenSettings::default()
+            },
+            retention: Retention::default(),
+            retention_interval: std::time::Duration::from_secs(60),
+            record_commands: None,
+            limits: serve::ConnectionLimits::default(),
+            ssh: None,
+            metrics_job_labels: Vec::new(),
+            tls: tls.then(|| crate::tls::TlsFiles {
+                cert: "cert.pem".into(),
+                key: "key.pem".into(),
+            }),
+        };
+        let warning = tokens_in_clear(&config("0.0.0.0:7070", Some("t"), false))
+            .expect("a token in clear beyond loopback");
+        assert!(warning.contains("--tls-cert"), "{warning}");
+        assert!(tokens_in_clear(&config("0.0.0.0:7070", Some("t"), true)).is_none());
+        assert!(tokens_in_clear(&config("127.0.0.1:7070", Some("t"), false)).is_none());
+        assert!(check_token_for_exposed_api(&config("0.0.0.0:7070", None, false)).is_err());
     }
 }

@@ -317,9 +317,12 @@ fn https_required(request: &Request<Incoming>, local: Option<SocketAddr>) -> Res
         .get(axum::http::header::HOST)
         .and_then(|host| host.to_str().ok())
         .and_then(|host| host.parse::<Authority>().ok())
-        .map(|host| match (host.port_u16(), local) {
-            (None, Some(local)) => format!("{}:{}", host.host(), local.port()),
-            _ => host.to_string(),
+        .map(|host| {
+            // The host the client named, with the port it connected to when it named none.
+            match host.port_u16().or(local.map(|local| local.port())) {
+                Some(port) => format!("{}:{port}", host.host()),
+                None => host.host().to_string(),
+            }
         })
         .or_else(|| local.map(|local| local.to_string()))
         .unwrap_or_else(|| "HOST:PORT".to_string());
