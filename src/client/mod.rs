@@ -1,5 +1,7 @@
 //! A typed client of the server's HTTP API, shared by the CLI and the console, and the console's
-//! data source over it ([`console`]).
+//! data source over it ([`console`]). It speaks `http://` or `https://` with the trust of a
+//! [`ClientTls`] (built by `crate::tls`, the one place for that), and names a TLS mismatch
+//! either way as such ([`ClientError::PlainHttpServer`], [`ClientError::HttpsRequired`]).
 
 pub mod console;
 
