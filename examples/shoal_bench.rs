@@ -278,7 +278,11 @@ impl Cluster {
                 .stdout(Stdio::null())
                 .spawn()?,
         );
-        let client = ApiClient::new(&format!("http://{api}"), None)?;
+        let client = ApiClient::new(
+            &format!("http://{api}"),
+            None,
+            &shoal::tls::ClientTls::system(),
+        )?;
         let one = InstanceQuery {
             limit: Some(1),
             ..InstanceQuery::default()
@@ -1139,7 +1143,7 @@ impl Group {
             )));
         }
         let urls: Vec<String> = apis.iter().map(|a| format!("http://{a}")).collect();
-        let client = ApiClient::new(&urls.join(","), None)?;
+        let client = ApiClient::new(&urls.join(","), None, &Default::default())?;
         let group = Group {
             _dir: dir,
             servers,
@@ -1159,7 +1163,7 @@ impl Group {
                 if self.servers[k].is_none() {
                     continue;
                 }
-                let client = ApiClient::new(&format!("http://{api}"), None)?;
+                let client = ApiClient::new(&format!("http://{api}"), None, &Default::default())?;
                 if let Ok(Ok(cluster)) =
                     tokio::time::timeout(Duration::from_millis(500), client.cluster()).await
                     && cluster

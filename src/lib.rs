@@ -17,7 +17,9 @@
 //!   options and the HTTP client built from them.
 //! - `alert` — alert channels, job alert policies and chains, and the pure rule that decides
 //!   whether an instance's end alerts.
-//! - `handshake` — the proofs by which a worker and a server know each other holds the token.
+//! - `handshake` — the proofs by which a worker and a server know each other holds the token;
+//!   `tls` — the API's TLS: the server's certificate, the clients' trust, the one builder of a
+//!   client for a Shoal server, and the refusals when one side speaks HTTP and the other HTTPS.
 //! - `node`, `net`, `shutdown`, `telemetry` — what every daemon needs.
 //!
 //! Membership lives in the `shoal-gossip` crate, the console's screens in `shoal-tui`.
@@ -38,7 +40,10 @@ pub mod shutdown;
 pub mod spec;
 pub(crate) mod telemetry;
 #[cfg(test)]
+mod test_pki;
+#[cfg(test)]
 mod test_support;
+pub mod tls;
 pub(crate) mod wire;
 pub mod worker;
 

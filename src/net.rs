@@ -1,6 +1,7 @@
-//! Address parsing and port picking with errors a person can act on.
+//! Address parsing and port picking with errors a person can act on, and the form of a server's
+//! API address in gossip.
 
-use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs, UdpSocket};
 
 use anyhow::{Context, bail};
 
@@ -44,6 +45,53 @@ pub fn pick_free_udp_port(addr: SocketAddr) -> anyhow::Result<SocketAddr> {
     Ok(socket.local_addr()?)
 }
 
+/// A server's API address as it announces it in gossip (`NodeInfo::api_addr`): bare `HOST:PORT`
+/// for plain HTTP, as every version has read it, and `https://HOST:PORT` when served over TLS.
+pub fn advertised_api(addr: SocketAddr, tls: bool) -> String {
+    if tls {
+        format!("https://{addr}")
+    } else {
+        addr.to_string()
+    }
+}
+
+/// The base URL of a server's API from its gossip announcement: `HOST:PORT` means
+/// `http://HOST:PORT`; a URL must be `http://` or `https://` with a host and nothing after the
+/// port. The error says what is wrong, for the caller to log with the member it came from.
+pub fn api_url_from_gossip(advertised: &str) -> Result<url::Url, String> {
+    let text = if advertised.contains("://") {
+        advertised.to_string()
+    } else {
+        format!("http://{advertised}")
+    };
+    let url = url::Url::parse(&text).map_err(|error| format!("{advertised:?}: {error}"))?;
+    if !matches!(url.scheme(), "http" | "https") || !url.has_host() {
+        return Err(format!(
+            "{advertised:?} is neither HOST:PORT nor an http(s):// URL"
+        ));
+    }
+    if url.path() != "/" || url.query().is_some() || !url.username().is_empty() {
+        return Err(format!(
+            "{advertised:?} has more than a scheme, host and port"
+        ));
+    }
+    Ok(url)
+}
+
+/// An address a client on this host can connect to: an unspecified bind address (0.0.0.0, ::)
+/// read as loopback.
+pub fn reachable(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => {
+            SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), addr.port())
+        }
+        IpAddr::V6(ip) if ip.is_unspecified() => {
+            SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), addr.port())
+        }
+        _ => addr,
+    }
+}
+
 /// The host's name, for default node ids.
 pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -71,6 +119,36 @@ mod tests {
         assert!(check_seed("localhost").is_err());
         assert!(check_seed("host:0").is_err());
         assert!(check_seed(":7946").is_err());
+    }
+
+    #[test]
+    fn gossip_api_addresses_keep_their_scheme_and_bare_ones_mean_http() {
+        let addr: SocketAddr = "127.0.0.1:7070".parse().unwrap();
+        assert_eq!(advertised_api(addr, false), "127.0.0.1:7070");
+        assert_eq!(advertised_api(addr, true), "https://127.0.0.1:7070");
+        let url = |text: &str| api_url_from_gossip(text).map(|u| u.to_string());
+        assert_eq!(url("127.0.0.1:7070"), Ok("http://127.0.0.1:7070/".into()));
+        assert_eq!(
+            url("https://127.0.0.1:7070"),
+            Ok("https://127.0.0.1:7070/".into())
+        );
+        assert_eq!(
+            url("http://shoal.example:7070"),
+            Ok("http://shoal.example:7070/".into())
+        );
+        for bad in [
+            "ftp://h:1",
+            "https://h:1/api",
+            "https://u@h:1",
+            "https://h:99999",
+            "::",
+        ] {
+            assert!(url(bad).is_err(), "{bad} should be refused");
+        }
+        assert_eq!(
+            reachable("0.0.0.0:7070".parse().unwrap()),
+            "127.0.0.1:7070".parse::<SocketAddr>().unwrap()
+        );
     }
 
     #[test]

@@ -127,8 +127,9 @@ impl QueueReason {
                 } else {
                     format!(
                         "live worker(s) {} match but are not taking work: they have not polled the \
-                         server (wrong --token, or the server's API is unreachable from them; see \
-                         their logs). {what}",
+                         server (wrong --token, a TLS mismatch such as --ca against a plain-HTTP \
+                         server, or the server's API is unreachable from them; see their logs). \
+                         {what}",
                         silent.join(",")
                     )
                 }

@@ -3,8 +3,7 @@ use std::sync::OnceLock;
 use super::*;
 use crate::spec::{HttpSpec, JobSpec};
 
-#[path = "test_pki.rs"]
-mod pki;
+use crate::test_pki as pki;
 
 /// One PKI for the whole module (key generation is the slow part).
 fn pki() -> &'static pki::TestPki {

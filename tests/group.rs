@@ -183,7 +183,8 @@ fn without_a_quorum_writes_are_refused_saying_how_many_servers_are_reachable() {
     // The console (its data source, as `shoal tui` and the SSH console use it) says so in its
     // header.
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let client = shoal::client::ApiClient::new(&format!("http://{api}"), None).unwrap();
+    let client =
+        shoal::client::ApiClient::new(&format!("http://{api}"), None, &Default::default()).unwrap();
     let mut source = shoal::client::console::ApiSource::new(client, runtime.handle().clone());
     let snapshot = shoal_tui::DataSource::refresh(&mut source).unwrap();
     assert!(

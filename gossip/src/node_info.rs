@@ -42,7 +42,8 @@ pub struct NodeInfo {
     pub id: String,
     pub role: Role,
     /// Where other nodes reach this node's HTTP API (server) or RPC endpoint; may be empty for a
-    /// worker that serves nothing.
+    /// worker that serves nothing. Opaque here: Shoal writes `HOST:PORT` or a URL
+    /// (`https://HOST:PORT`) and reads it back itself.
     pub api_addr: String,
     pub tags: Vec<String>,
     /// How many tasks the node runs at once.

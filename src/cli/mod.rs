@@ -145,6 +145,9 @@ and where it came from.
 Environment:
   SHOAL_SERVER    the server URL clients use (default http://127.0.0.1:7070)
   SHOAL_TOKEN     the token clients send; on a server, one token for every scope
+  SHOAL_CA        the CA bundle (PEM) clients and workers trust for the server's HTTPS
+  SHOAL_TLS_CERT, SHOAL_TLS_KEY
+                  the server's HTTPS certificate chain and key (PEM)
   SHOAL_TOKEN_READ, SHOAL_TOKEN_OPERATOR, SHOAL_TOKEN_ADMIN, SHOAL_TOKEN_WORKER
                   a server's scoped tokens (comma-separated for two at once while rotating)
   SHOAL_CONFIG    the daemons' config file
@@ -259,8 +262,8 @@ struct ServerArgs {
     /// Most API connections that have not sent a request yet; past it the oldest is closed.
     #[arg(long, default_value_t = 256, value_name = "N")]
     max_pending_connections: usize,
-    /// A client must send its request head within this, and an idle keep-alive connection is
-    /// closed after it.
+    /// A client must send its request head within this (with TLS, finish its handshake within
+    /// it first), and an idle keep-alive connection is closed after it.
     #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
     header_timeout: Duration,
     /// Most admin API (/api/v1) requests in flight; the worker RPC and /healthz are not counted.
@@ -309,6 +312,18 @@ struct ServerArgs {
         value_name = "TOKEN"
     )]
     token_worker: Vec<String>,
+    /// Serve the API and the worker RPC over HTTPS with this certificate chain (PEM, leaf
+    /// first). Needs --tls-key.
+    #[arg(long, env = "SHOAL_TLS_CERT", value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM: PKCS#8, RSA or EC).
+    #[arg(long, env = "SHOAL_TLS_KEY", value_name = "FILE")]
+    tls_key: Option<PathBuf>,
+    /// For a group of servers over TLS: trust only the CA certificates of FILE (PEM) for the
+    /// other servers' certificates. Without it a server trusts its own certificate alone (enough
+    /// when every server of the group shares it).
+    #[arg(long = "ca", env = "SHOAL_SERVER_CA", value_name = "FILE")]
+    peer_ca: Option<PathBuf>,
     #[command(flatten)]
     ssh: SshArgs,
     #[command(flatten)]
@@ -384,6 +399,10 @@ struct WorkerArgs {
     /// On SIGTERM, how long running tasks may take to finish before the worker leaves.
     #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
     drain_timeout: Duration,
+    /// Trust only the CA certificates of FILE (PEM) for servers' HTTPS certificates, and talk to
+    /// servers over HTTPS only: one that gossip announces with plain http is refused.
+    #[arg(long, env = "SHOAL_CA", value_name = "FILE")]
+    ca: Option<PathBuf>,
     #[command(flatten)]
     daemon: DaemonArgs,
 }
@@ -429,6 +448,20 @@ pub struct ClientArgs {
     /// Cluster token, if the server requires one.
     #[arg(long, env = "SHOAL_TOKEN", hide_env_values = true, global = true)]
     token: Option<String>,
+    /// Trust only the CA certificates of FILE (PEM) for the server's HTTPS certificate, instead
+    /// of the system's; the server must then be an https:// URL.
+    #[arg(long, env = "SHOAL_CA", value_name = "FILE", global = true)]
+    ca: Option<PathBuf>,
+    /// Trust exactly the first certificate of FILE, whatever names it carries: set by the SSH
+    /// console for the client commands it runs against its own server.
+    #[arg(
+        long,
+        env = "SHOAL_PIN_CERT",
+        value_name = "FILE",
+        global = true,
+        hide = true
+    )]
+    pin_cert: Option<PathBuf>,
     /// `table` for people, `json` for scripts.
     #[arg(long, short, value_enum, default_value = "table", global = true)]
     output: Output,
@@ -436,7 +469,12 @@ pub struct ClientArgs {
 
 impl ClientArgs {
     fn client(&self) -> anyhow::Result<ApiClient> {
-        ApiClient::new(&self.server, self.token.clone())
+        let tls = match (&self.ca, &self.pin_cert) {
+            (Some(ca), _) => crate::tls::ClientTls::ca_file("--ca", ca)?,
+            (None, Some(cert)) => crate::tls::ClientTls::pinned_file("SHOAL_PIN_CERT", cert)?,
+            (None, None) => crate::tls::ClientTls::system(),
+        };
+        ApiClient::new(&self.server, self.token.clone(), &tls)
     }
 }
 
@@ -635,6 +673,8 @@ fn server_config(args: ServerArgs) -> anyhow::Result<ServerConfig> {
         },
         ssh: args.ssh.config()?,
         metrics_job_labels: args.metrics_job_labels,
+        tls: crate::tls::TlsFiles::from_flags(args.tls_cert, args.tls_key)?,
+        peer_ca: args.peer_ca,
     })
 }
 
@@ -659,6 +699,10 @@ fn worker_config(args: WorkerArgs) -> anyhow::Result<WorkerConfig> {
         capacity: args.capacity,
         token: args.daemon.token,
         drain_timeout: args.drain_timeout,
+        tls: match &args.ca {
+            Some(ca) => crate::tls::ClientTls::ca_file("--ca", ca)?,
+            None => crate::tls::ClientTls::system(),
+        },
     })
 }
 

@@ -2,9 +2,9 @@
 //! the CLI's commands an SSH `exec` request may run, checked with the CLI's own parser.
 //!
 //! Only the client commands (`members`, `job …`, `instance …`) are accepted: daemons, the demo
-//! and the console make no sense as a remote command. The server chooses the API and the token,
-//! so `--server` and `--token` are refused, and so is `--file`, which would read a file on the
-//! server's machine. A read-only key may run only the commands that change nothing.
+//! and the console make no sense as a remote command. The server chooses the API, its trust and
+//! the token, so `--server`, `--token`, `--ca` and `--pin-cert` are refused, and so is `--file`,
+//! which would read a file on the server's machine. A read-only key may run only the commands that change nothing.
 //!
 //! This module decides only what may run; it never runs anything.
 
@@ -66,10 +66,16 @@ pub fn parse(line: &str) -> Result<RemoteCommand, Refusal> {
             };
         }
     };
-    for flag in ["server", "token", "file"] {
+    for (flag, name) in [
+        ("server", "--server"),
+        ("token", "--token"),
+        ("ca", "--ca"),
+        ("pin_cert", "--pin-cert"),
+        ("file", "--file"),
+    ] {
         if given(&matches, flag) {
             return Err(Refusal(format!(
-                "--{flag} is not accepted over SSH: {}",
+                "{name} is not accepted over SSH: {}",
                 match flag {
                     "file" => "it would read a file on the server's machine; give the job as flags",
                     _ => "the SSH console always talks to the server you logged in to",
@@ -193,6 +199,8 @@ mod tests {
         assert!(refused("tui").contains("not a client command"));
         assert!(refused("job list --server http://10.0.0.9:7070").contains("--server"));
         assert!(refused("--token x job list").contains("--token"));
+        assert!(refused("job list --ca /etc/shadow").contains("--ca"));
+        assert!(refused("members --pin-cert /etc/shadow").contains("--pin-cert"));
         assert!(refused("job apply --file /etc/passwd").contains("--file"));
         assert!(refused("job add -f /etc/passwd").contains("--file"));
         assert!(refused("").contains("no command given"));

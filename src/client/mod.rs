@@ -1,5 +1,7 @@
 //! A typed client of the server's HTTP API, shared by the CLI and the console, and the console's
-//! data source over it ([`console`]).
+//! data source over it ([`console`]). It speaks `http://` or `https://` with the trust of a
+//! [`ClientTls`] (built by `crate::tls`, the one place for that), and names a TLS mismatch
+//! either way as such ([`ClientError::PlainHttpServer`], [`ClientError::HttpsRequired`]).
 
 pub mod console;
 
@@ -14,6 +16,7 @@ use serde::de::DeserializeOwned;
 
 use crate::model::{Instance, InstanceId, Job};
 use crate::spec::JobSpec;
+use crate::tls::{ClientTls, HTTPS_REQUIRED_HEADER, TlsFailure};
 use crate::wire::admin::{
     BackfillRequest, BackfillResult, ClusterInfo, ErrorBody, JobSummary, MemberRow, NextFires,
     ServerChange, ServerRow,
@@ -50,16 +53,34 @@ pub enum ClientError {
     },
     #[error("unexpected answer from {url}: {reason}")]
     Protocol { url: String, reason: String },
+    /// An https:// URL, and the server answered in plain HTTP.
+    #[error(
+        "the server at {url} answered in plain HTTP: use --server {http_url} (SHOAL_SERVER), or \
+         enable TLS on the server (--tls-cert and --tls-key)"
+    )]
+    PlainHttpServer { url: String, http_url: String },
+    /// An http:// URL, and the server speaks HTTPS.
+    #[error(
+        "the server at {url} speaks HTTPS: use --server {https_url} (SHOAL_SERVER), with --ca \
+         FILE if a private CA signed its certificate"
+    )]
+    HttpsRequired { url: String, https_url: String },
+    /// Any other TLS failure (an untrusted certificate, most often).
+    #[error("cannot talk to the Shoal server at {url} over TLS: {failure}")]
+    Tls { url: String, failure: TlsFailure },
 }
 
 impl ApiClient {
-    pub fn new(server: &str, token: Option<String>) -> anyhow::Result<ApiClient> {
+    /// A client of the server at `server` (an `http://` or `https://` URL; for a group of
+    /// servers, several, comma-separated), trusting as `tls` says; a client given a CA refuses
+    /// an `http://` URL.
+    pub fn new(server: &str, token: Option<String>, tls: &ClientTls) -> anyhow::Result<ApiClient> {
         let bases = server
             .split(',')
             .map(str::trim)
             .filter(|s| !s.is_empty())
             .map(|one| {
-                url::Url::parse(one)
+                let base = url::Url::parse(one)
                     .ok()
                     .filter(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
                     .ok_or_else(|| {
@@ -67,14 +88,17 @@ impl ApiClient {
                             "--server {one:?} is not a URL: expected e.g. {DEFAULT_SERVER} (several \
                              servers of a group: comma-separated URLs)"
                         )
-                    })
+                    })?;
+                tls.check_scheme(&base)
+                    .map_err(|reason| anyhow!("--server {reason}"))?;
+                Ok(base)
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         if bases.is_empty() {
             anyhow::bail!("--server is empty: expected e.g. {DEFAULT_SERVER}");
         }
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(3))
+        let http = tls
+            .http_client(Duration::from_secs(3))?
             .timeout(Duration::from_secs(30))
             .build()
             .context("building the HTTP client")?;
@@ -317,16 +341,24 @@ impl ApiClient {
             request = request.json(body);
         }
         let response = request.send().await.map_err(|error| {
-            let unreachable = ClientError::Unreachable {
-                url: server_url.to_string(),
-                reason: describe(&error),
-            };
-            if error.is_connect() {
-                Attempt::NotConnected(unreachable)
+            let failed = self.transport_error(index, &error);
+            // Only a connection never made sent nothing: that alone may go to another server.
+            if error.is_connect() && matches!(failed, ClientError::Unreachable { .. }) {
+                Attempt::NotConnected(failed)
             } else {
-                Attempt::Failed(unreachable)
+                Attempt::Failed(failed)
             }
         })?;
+        if let Some(https_url) = response
+            .headers()
+            .get(HTTPS_REQUIRED_HEADER)
+            .and_then(|value| value.to_str().ok())
+        {
+            return Err(Attempt::Failed(ClientError::HttpsRequired {
+                url: server_url.to_string(),
+                https_url: https_url.to_string(),
+            }));
+        }
         let status = response.status();
         let bytes = response.bytes().await.map_err(|error| {
             Attempt::Failed(ClientError::Unreachable {
@@ -350,6 +382,31 @@ impl ApiClient {
 enum Attempt {
     NotConnected(ClientError),
     Failed(ClientError),
+}
+
+impl ApiClient {
+    /// Why a request to the `index`th server got no answer: a TLS mismatch named as such, else
+    /// the root cause.
+    fn transport_error(&self, index: usize, error: &reqwest::Error) -> ClientError {
+        let url = self.url_of(index).to_string();
+        match TlsFailure::of(error) {
+            Some(TlsFailure::PlainHttpAnswer) => {
+                let mut http_url = self.bases[index % self.bases.len()].clone();
+                // Only the scheme changes; http and https are both "special" schemes, so this
+                // cannot fail.
+                let _ = http_url.set_scheme("http");
+                ClientError::PlainHttpServer {
+                    url,
+                    http_url: http_url.as_str().trim_end_matches('/').to_string(),
+                }
+            }
+            Some(failure) => ClientError::Tls { url, failure },
+            None => ClientError::Unreachable {
+                url,
+                reason: describe(error),
+            },
+        }
+    }
 }
 
 fn refusal(status: StatusCode, bytes: &[u8]) -> ClientError {

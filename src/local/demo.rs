@@ -63,6 +63,8 @@ pub async fn run(config: DemoConfig) -> anyhow::Result<()> {
         ssh: None,
         metrics_job_labels: Vec::new(),
         group: None,
+        tls: None,
+        peer_ca: None,
     };
     let cluster = LocalCluster::start(server, &demo_workers(), Duration::from_secs(2)).await?;
     let outcome = match create_sample_jobs(cluster.server().service(), &target) {
@@ -169,7 +171,7 @@ fn create_sample_jobs(service: &Service, target: &Target) -> anyhow::Result<()> 
 }
 
 async fn console(cluster: &LocalCluster, options: shoal_tui::Options) -> anyhow::Result<()> {
-    let client = ApiClient::new(&cluster.api_url(), None)?;
+    let client = ApiClient::new(&cluster.api_url(), None, &cluster.server().own_client_tls())?;
     crate::client::console::run(client, options).await
 }
 

@@ -35,6 +35,9 @@ impl LocalCluster {
         let gossip = server.gossip.clone();
         let token = server.tokens.worker_token();
         let server = RunningServer::start(server).await?;
+        // The embedded workers reach their own server: with TLS they trust exactly its
+        // certificate, as its other in-process clients do.
+        let tls = server.own_client_tls();
         let mut cluster = LocalCluster {
             server,
             workers: Vec::with_capacity(workers.len()),
@@ -52,6 +55,7 @@ impl LocalCluster {
                 capacity: spec.capacity,
                 token: token.clone(),
                 drain_timeout,
+                tls: tls.clone(),
             };
             match RunningWorker::start(config).await {
                 Ok(worker) => cluster.workers.push(worker),
@@ -69,7 +73,7 @@ impl LocalCluster {
     }
 
     pub fn api_url(&self) -> String {
-        format!("http://{}", self.server.api_addr())
+        self.server.api_url()
     }
 
     /// Workers first, so they drain and report to a server that is still there.

@@ -41,6 +41,7 @@ use tokio::task::JoinHandle;
 
 use crate::node::GossipSettings;
 use crate::shutdown::{self, ShutdownTrigger};
+use crate::tls::{ClientTls, ServerTls};
 use api::{ApiState, TokenSettings, Tokens};
 use dispatch::Dispatcher;
 use engine::{Engine, LocalEngine};
@@ -70,6 +71,11 @@ pub struct ServerConfig {
     pub metrics_job_labels: Vec<String>,
     /// Run as a member of a replicated group of servers (`--bootstrap-expect`); `None`: alone.
     pub group: Option<GroupSettings>,
+    /// Serve the API and the worker RPC over TLS with this certificate and key.
+    pub tls: Option<crate::tls::TlsFiles>,
+    /// The CA the other servers' certificates are checked against (a group over TLS); `None`:
+    /// this server's own certificate.
+    pub peer_ca: Option<PathBuf>,
 }
 
 /// How this server takes part in a group of servers.
@@ -109,6 +115,7 @@ impl GroupSettings {
 /// A started server. Dropping it does not stop it; call [`RunningServer::stop`].
 pub struct RunningServer {
     api_addr: SocketAddr,
+    tls: Option<ServerTls>,
     membership: Arc<Membership>,
     trigger: ShutdownTrigger,
     api_task: JoinHandle<std::io::Result<()>>,
@@ -122,6 +129,7 @@ impl RunningServer {
     pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         check_token_for_exposed_api(&config)?;
         config.limits.validate()?;
+        let tls = config.tls.as_ref().map(ServerTls::load).transpose()?;
         ensure_writable_dir(&config.data_dir)?;
         let store = Arc::new(Store::open(&config.data_dir)?);
         let listener = TcpListener::bind(config.api_addr).await.with_context(|| {
@@ -132,10 +140,14 @@ impl RunningServer {
             )
         })?;
         let api_addr = listener.local_addr()?;
+        let api_url = api_url(api_addr, tls.is_some());
         let info = NodeInfo {
             id: config.id.clone(),
             role: Role::Server,
-            api_addr: api_addr.to_string(),
+            api_addr: crate::net::advertised_api(
+                announced_api(api_addr, &config.gossip),
+                tls.is_some(),
+            ),
             tags: Vec::new(),
             capacity: 0,
             running: 0,
@@ -144,7 +156,7 @@ impl RunningServer {
         let membership = Arc::new(config.gossip.join(info).await?);
         tracing::info!(
             id = %config.id,
-            api = %api_addr,
+            api = %api_url,
             gossip = %membership.gossip_addr(),
             cluster = %config.gossip.cluster,
             data_dir = %config.data_dir.display(),
@@ -172,7 +184,12 @@ impl RunningServer {
                         "--record-commands records a single server's commands; a group's are in its Raft log"
                     );
                 }
-                let wire = raft::network::PeerWire::new(config.tokens.server_token())?;
+                let peer_tls = match (&config.peer_ca, &tls) {
+                    (Some(ca), _) => ClientTls::ca_file("--ca", ca)?,
+                    (None, Some(tls)) => tls.own_certificate(),
+                    (None, None) => ClientTls::default(),
+                };
+                let wire = raft::network::PeerWire::new(config.tokens.server_token(), &peer_tls)?;
                 let id = group::node_id(&config.id);
                 let node = raft::engine::start_node(
                     id,
@@ -205,8 +222,10 @@ impl RunningServer {
                 membership.gossip_addr(),
                 &config.gossip.cluster,
                 config.tokens.worker_token().is_some(),
+                tls.is_some(),
             );
             let retention = config.retention;
+            let api_url = api_url.clone();
             let retention_interval = config.retention_interval;
             Arc::new(move |term, shutdown: shutdown::Shutdown| {
                 let dispatcher =
@@ -217,7 +236,7 @@ impl RunningServer {
                     tokio::spawn(dispatcher.clone().run(shutdown.clone())),
                     tokio::spawn(alerts::run(
                         engine.clone(),
-                        format!("http://{api_addr}"),
+                        api_url.clone(),
                         shutdown.clone(),
                     )),
                     tokio::spawn(retention::run(
@@ -274,6 +293,7 @@ impl RunningServer {
             listener,
             router,
             config.limits.clone(),
+            tls.as_ref().map(|tls| tls.acceptor().clone()),
             shutdown,
         ));
         let ssh = match config.ssh {
@@ -281,7 +301,10 @@ impl RunningServer {
                 let started = ssh::SshServer::start(
                     ssh_config,
                     config.data_dir.clone(),
-                    api_addr,
+                    ssh::OwnApi {
+                        addr: api_addr,
+                        tls: tls.clone(),
+                    },
                     // The consoles act for operators: the broadest token the server holds.
                     config
                         .tokens
@@ -311,6 +334,7 @@ impl RunningServer {
         };
         Ok(RunningServer {
             api_addr,
+            tls,
             membership,
             trigger,
             api_task,
@@ -328,6 +352,20 @@ impl RunningServer {
 
     pub fn api_addr(&self) -> SocketAddr {
         self.api_addr
+    }
+
+    /// The API's URL: `https://` when it is served over TLS.
+    pub fn api_url(&self) -> String {
+        api_url(self.api_addr, self.tls.is_some())
+    }
+
+    /// The trust of a client in this process (`shoal up`'s workers, the demo's console): this
+    /// server's own certificate when it serves TLS.
+    pub fn own_client_tls(&self) -> ClientTls {
+        self.tls
+            .as_ref()
+            .map(ServerTls::own_certificate)
+            .unwrap_or_default()
     }
 
     pub fn gossip_addr(&self) -> SocketAddr {
@@ -374,6 +412,27 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     server.stop().await
 }
 
+/// The API address other nodes are told: the bound one, or — bound to every interface — this
+/// host's gossip address with the API's port (an address of 0.0.0.0 would send a worker on
+/// another machine to itself).
+fn announced_api(api_addr: SocketAddr, gossip: &GossipSettings) -> SocketAddr {
+    if !api_addr.ip().is_unspecified() {
+        return api_addr;
+    }
+    let host = gossip.advertise.unwrap_or(gossip.listen).ip();
+    if host.is_unspecified() {
+        return crate::net::reachable(api_addr);
+    }
+    SocketAddr::new(host, api_addr.port())
+}
+
+/// The API's URL for clients: its address as `http://` or, with TLS, `https://`, with an
+/// unspecified bind address (0.0.0.0) read as loopback.
+fn api_url(addr: SocketAddr, tls: bool) -> String {
+    let scheme = if tls { "https" } else { "http" };
+    format!("{scheme}://{}", crate::net::reachable(addr))
+}
+
 fn check_token_for_exposed_api(config: &ServerConfig) -> anyhow::Result<()> {
     config.tokens.validate()?;
     let has_token = config.tokens.any();
@@ -385,7 +444,25 @@ fn check_token_for_exposed_api(config: &ServerConfig) -> anyhow::Result<()> {
             config.api_addr
         );
     }
+    if let Some(warning) = tokens_in_clear(config) {
+        tracing::warn!(api = %config.api_addr, "{warning}");
+    }
     Ok(())
+}
+
+/// The start-up warning of a server whose token would cross the network in clear: its API is
+/// bound beyond loopback, with a token, without TLS.
+fn tokens_in_clear(config: &ServerConfig) -> Option<String> {
+    (!config.api_addr.ip().is_loopback() && config.tokens.any() && config.tls.is_none()).then(
+        || {
+            format!(
+                "!!! the API on {} is served beyond loopback in plain HTTP: every client's token \
+             travels in clear, readable by anyone on the path. Serve it over TLS with \
+             --tls-cert and --tls-key (README: Production, TLS) !!!",
+                config.api_addr
+            )
+        },
+    )
 }
 
 fn ensure_writable_dir(dir: &Path) -> anyhow::Result<()> {
@@ -404,4 +481,65 @@ fn ensure_writable_dir(dir: &Path) -> anyhow::Result<()> {
     })?;
     let _ = std::fs::remove_file(probe);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_api_bound_to_every_interface_is_announced_at_the_gossip_host() {
+        let addr = |text: &str| text.parse::<SocketAddr>().unwrap();
+        let mut gossip = GossipSettings::new("shoal", addr("0.0.0.0:7946"));
+        gossip.advertise = Some(addr("10.0.0.5:7946"));
+        assert_eq!(
+            announced_api(addr("0.0.0.0:7070"), &gossip),
+            addr("10.0.0.5:7070")
+        );
+        assert_eq!(
+            announced_api(addr("10.0.0.9:7070"), &gossip),
+            addr("10.0.0.9:7070")
+        );
+        let local = GossipSettings::new("shoal", addr("127.0.0.1:7946"));
+        assert_eq!(
+            announced_api(addr("0.0.0.0:7070"), &local),
+            addr("127.0.0.1:7070")
+        );
+        assert_eq!(
+            api_url(addr("0.0.0.0:7070"), true),
+            "https://127.0.0.1:7070"
+        );
+    }
+
+    #[test]
+    fn a_token_beyond_loopback_without_tls_is_warned_about() {
+        let config = |api: &str, token: Option<&str>, tls: bool| ServerConfig {
+            id: "server".into(),
+            data_dir: PathBuf::from("unused"),
+            api_addr: api.parse().unwrap(),
+            gossip: GossipSettings::new("shoal", "127.0.0.1:7946".parse().unwrap()),
+            tokens: TokenSettings {
+                all: token.map(str::to_string),
+                ..TokenSettings::default()
+            },
+            retention: Retention::default(),
+            retention_interval: std::time::Duration::from_secs(60),
+            record_commands: None,
+            limits: serve::ConnectionLimits::default(),
+            ssh: None,
+            metrics_job_labels: Vec::new(),
+            group: None,
+            peer_ca: None,
+            tls: tls.then(|| crate::tls::TlsFiles {
+                cert: "cert.pem".into(),
+                key: "key.pem".into(),
+            }),
+        };
+        let warning = tokens_in_clear(&config("0.0.0.0:7070", Some("t"), false))
+            .expect("a token in clear beyond loopback");
+        assert!(warning.contains("--tls-cert"), "{warning}");
+        assert!(tokens_in_clear(&config("0.0.0.0:7070", Some("t"), true)).is_none());
+        assert!(tokens_in_clear(&config("127.0.0.1:7070", Some("t"), false)).is_none());
+        assert!(check_token_for_exposed_api(&config("0.0.0.0:7070", None, false)).is_err());
+    }
 }

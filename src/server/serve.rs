@@ -11,26 +11,37 @@
 //!   connections churns among itself while workers and `/healthz` get through.
 //! - Admin requests (`/api/v1`) in flight are bounded by `max_admin_requests` (`admin_gate`), so
 //!   slow or numerous admin calls cannot take the connections and threads the worker RPC needs.
+//! - With TLS (`--tls-cert`), a connection's first byte says what it speaks: a TLS record is
+//!   handshaken in the connection's own task, within `header_timeout`, while it counts as
+//!   pending (so half-open handshakes are bounded like silent connections and never hold up
+//!   `accept`); anything else is a plain-HTTP client, answered 400 with the `https://` URL.
 //!
 //! This module owns connections only: it must never look into requests beyond marking the first
 //! one seen, and never decide what a route does. The open-file limit the bounds are computed from is raised
 //! at start-up by `node::raise_open_file_limit`.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::Request;
+use axum::http::uri::Authority;
+use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use hyper::body::Incoming;
+use hyper::service::HttpService;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, oneshot};
+use tokio_rustls::TlsAcceptor;
 
 use crate::server::api::ApiError;
 use crate::shutdown::Shutdown;
+use crate::tls::HTTPS_REQUIRED_HEADER;
 
 /// File descriptors kept back from connections: the store, gossip, logs, the runtime's own.
 const FD_RESERVE: u64 = 128;
@@ -110,14 +121,18 @@ struct Pending {
 }
 
 /// Serves `router` on `listener` until `shutdown`, then lets open requests finish (bounded).
+/// With `tls`, every connection must open with a TLS handshake; a plain-HTTP request is answered
+/// 400 with the `https://` URL to use.
 pub async fn serve(
     listener: TcpListener,
     router: axum::Router,
     limits: ConnectionLimits,
+    tls: Option<TlsAcceptor>,
     mut shutdown: Shutdown,
 ) -> std::io::Result<()> {
     let limits = limits.within_open_files();
     tracing::info!(
+        tls = tls.is_some(),
         max_connections = limits.max_connections,
         max_pending = limits.max_pending,
         header_timeout = ?limits.header_timeout,
@@ -166,25 +181,18 @@ pub async fn serve(
             on_first_request();
             hyper::service::Service::call(&inner, request)
         });
-        let header_timeout = limits.header_timeout;
-        let mut shutdown = shutdown.clone();
+        let connection = Accepted {
+            stream,
+            tls: tls.clone(),
+            bounds: Bounds {
+                header_timeout: limits.header_timeout,
+                evicted,
+                shutdown: shutdown.clone(),
+            },
+        };
         let pending = pending.clone();
         tokio::spawn(async move {
-            let connection = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(header_timeout)
-                .serve_connection(TokioIo::new(stream), hyper_service);
-            tokio::pin!(connection);
-            tokio::select! {
-                _ = &mut connection => {}
-                // Only a send means "close": the sender is also dropped, unsent, once the
-                // connection's first request arrives.
-                Ok(()) = evicted => {}
-                _ = shutdown.wait() => {
-                    connection.as_mut().graceful_shutdown();
-                    let _ = connection.await;
-                }
-            }
+            connection.serve(hyper_service).await;
             lock(&pending).waiting.remove(&id);
             drop(slot);
         });
@@ -198,6 +206,141 @@ pub async fn serve(
         tracing::warn!("API connections still open after the shutdown grace period; closing them");
     }
     Ok(())
+}
+
+/// An accepted connection, served in its own task: its TLS handshake (if any) and its requests,
+/// until it ends, it is evicted while still pending, or the server stops.
+struct Accepted {
+    stream: TcpStream,
+    tls: Option<TlsAcceptor>,
+    bounds: Bounds,
+}
+
+/// What ends a connection early.
+struct Bounds {
+    header_timeout: Duration,
+    /// Sent when the pending bound closes this connection to make room.
+    evicted: oneshot::Receiver<()>,
+    shutdown: Shutdown,
+}
+
+/// What a connection to the TLS port turned out to be.
+enum Opened {
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+    /// A plain-HTTP client on the TLS port: it gets the `https://` URL to use.
+    PlainHttp(TcpStream),
+}
+
+impl Accepted {
+    async fn serve<S>(self, service: S)
+    where
+        S: HttpService<Incoming, ResBody = axum::body::Body>,
+        S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let Accepted {
+            stream,
+            tls,
+            mut bounds,
+        } = self;
+        let Some(acceptor) = tls else {
+            return bounds.drive(TokioIo::new(stream), service).await;
+        };
+        // The handshake happens here, in the connection's own task, within the header timeout
+        // and while the connection still counts as pending: a flood of half-open handshakes
+        // churns among itself like a flood of silent connections, and accept never waits on it.
+        let opening = tokio::time::timeout(bounds.header_timeout, open(stream, acceptor));
+        let opened = tokio::select! {
+            opened = opening => opened,
+            Ok(()) = &mut bounds.evicted => return,
+            _ = bounds.shutdown.wait() => return,
+        };
+        match opened {
+            Ok(Ok(Opened::Tls(stream))) => bounds.drive(TokioIo::new(stream), service).await,
+            Ok(Ok(Opened::PlainHttp(stream))) => {
+                let local = stream.local_addr().ok();
+                let refusal = hyper::service::service_fn(move |request: Request<Incoming>| {
+                    std::future::ready(Ok::<_, std::convert::Infallible>(https_required(
+                        &request, local,
+                    )))
+                });
+                bounds.drive(TokioIo::new(stream), refusal).await
+            }
+            Ok(Err(error)) => tracing::debug!(%error, "TLS handshake failed"),
+            Err(_) => tracing::debug!("TLS handshake not done within the header timeout"),
+        }
+    }
+}
+
+impl Bounds {
+    /// Serves HTTP/1 on `io` until it ends, is evicted while pending, or the server stops.
+    async fn drive<I, S>(mut self, io: I, service: S)
+    where
+        I: hyper::rt::Read + hyper::rt::Write + Unpin,
+        S: HttpService<Incoming, ResBody = axum::body::Body>,
+        S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let connection = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.header_timeout)
+            .serve_connection(io, service);
+        tokio::pin!(connection);
+        tokio::select! {
+            _ = &mut connection => {}
+            // Only a send means "close": the sender is also dropped, unsent, once the
+            // connection's first request arrives.
+            Ok(()) = &mut self.evicted => {}
+            _ = self.shutdown.wait() => {
+                connection.as_mut().graceful_shutdown();
+                let _ = connection.await;
+            }
+        }
+    }
+}
+
+/// Peeks at the first byte: a TLS record is handshaken, anything else is plain HTTP.
+async fn open(stream: TcpStream, acceptor: TlsAcceptor) -> std::io::Result<Opened> {
+    let mut first = [0u8; 1];
+    if stream.peek(&mut first).await? == 0 {
+        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    }
+    if !crate::tls::starts_tls(first[0]) {
+        return Ok(Opened::PlainHttp(stream));
+    }
+    Ok(Opened::Tls(Box::new(acceptor.accept(stream).await?)))
+}
+
+/// The answer to a plain-HTTP request on the TLS port: 400, with the URL to use in the body
+/// and in [`HTTPS_REQUIRED_HEADER`], and the connection closed.
+fn https_required(request: &Request<Incoming>, local: Option<SocketAddr>) -> Response {
+    let authority = request
+        .headers()
+        .get(axum::http::header::HOST)
+        .and_then(|host| host.to_str().ok())
+        .and_then(|host| host.parse::<Authority>().ok())
+        .map(|host| {
+            // The host the client named, with the port it connected to when it named none.
+            match host.port_u16().or(local.map(|local| local.port())) {
+                Some(port) => format!("{}:{port}", host.host()),
+                None => host.host().to_string(),
+            }
+        })
+        .or_else(|| local.map(|local| local.to_string()))
+        .unwrap_or_else(|| "HOST:PORT".to_string());
+    let url = format!("https://{authority}");
+    let mut response = (
+        StatusCode::BAD_REQUEST,
+        format!("this server speaks HTTPS: use {url}\n"),
+    )
+        .into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        axum::http::header::CONNECTION,
+        HeaderValue::from_static("close"),
+    );
+    if let Ok(value) = HeaderValue::from_str(&url) {
+        headers.insert(HTTPS_REQUIRED_HEADER, value);
+    }
+    response
 }
 
 /// Records a new pending connection; past the bound, closes the oldest pending one.

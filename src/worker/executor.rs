@@ -174,7 +174,7 @@ fn describe(error: &reqwest::Error, task: &HttpTask, timeout: Duration) -> Strin
     }
     let mut root: &(dyn std::error::Error + 'static) = error;
     while let Some(next) = root.source() {
-        if let Some(tls) = as_tls_error(next) {
+        if let Some(tls) = crate::tls::rustls_error(next) {
             return describe_tls(tls, task);
         }
         root = next;
@@ -183,19 +183,6 @@ fn describe(error: &reqwest::Error, task: &HttpTask, timeout: Duration) -> Strin
         return format!("cannot connect to {}: {root}", task.url);
     }
     format!("request to {} failed: {root}", task.url)
-}
-
-/// The rustls error in a link of the chain. It arrives wrapped in `io::Error`s (two deep from
-/// hyper-rustls), whose `source()` skips the wrapped error, so each wrapper is opened here.
-fn as_tls_error<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
-    let mut link = error;
-    loop {
-        if let Some(tls) = link.downcast_ref::<rustls::Error>() {
-            return Some(tls);
-        }
-        let inner = link.downcast_ref::<std::io::Error>()?.get_ref()?;
-        link = inner;
-    }
 }
 
 /// A TLS failure with what to change in the job.

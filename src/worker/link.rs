@@ -11,14 +11,20 @@
 //!
 //! Without a token (loopback development) the first live server is taken as it is, as before.
 //! This module must never send the token, nor anything but a hello, to an unproven server.
+//!
+//! A server's gossip address says how to reach it: bare `HOST:PORT` is plain HTTP, and
+//! `https://HOST:PORT` is TLS. A worker given a CA (`--ca`) talks HTTPS only: a candidate offering
+//! plain HTTP — a server started without `--tls-cert`, or a rogue member trying a downgrade — is
+//! refused before it is contacted at all, and so is one whose certificate that CA did not sign.
 
 use std::collections::{HashMap, HashSet};
 
 use shoal_gossip::{MembershipView, Role};
 use tokio::sync::Mutex;
 
-use super::rpc::{ServerRpc, StepAnswer};
+use super::rpc::{RpcError, ServerRpc, StepAnswer};
 use crate::handshake::{Nonce, Proof, ServerClaim, WorkerClaim};
+use crate::tls::TlsFailure;
 use crate::wire::admin::ErrorBody;
 use crate::wire::{HelloRequest, SessionRequest};
 
@@ -30,7 +36,10 @@ const MAX_OTHER_PROOFS: usize = 8;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Connection {
     pub server_id: String,
+    /// As gossip announces it, for logs.
     pub api: String,
+    /// The base URL calls go to (`http://HOST:PORT` or `https://HOST:PORT`).
+    pub url: String,
     generation: u64,
     /// The credential of every call; `None` only when the worker has no token.
     pub session: Option<String>,
@@ -49,6 +58,8 @@ pub struct ServerLink {
     worker: String,
     cluster: String,
     token: Option<String>,
+    /// Refuse servers that offer plain HTTP (the worker was given a CA).
+    https_only: bool,
     state: Mutex<LinkState>,
 }
 
@@ -89,12 +100,19 @@ impl Failure {
 }
 
 impl ServerLink {
-    pub fn new(rpc: ServerRpc, worker: &str, cluster: &str, token: Option<String>) -> ServerLink {
+    pub fn new(
+        rpc: ServerRpc,
+        worker: &str,
+        cluster: &str,
+        token: Option<String>,
+        https_only: bool,
+    ) -> ServerLink {
         ServerLink {
             rpc,
             worker: worker.to_string(),
             cluster: cluster.to_string(),
             token: token.filter(|t| !t.is_empty()),
+            https_only,
             state: Mutex::new(LinkState::default()),
         }
     }
@@ -140,42 +158,31 @@ impl ServerLink {
             if state.refused.contains(&candidate) {
                 continue;
             }
+            let url = match self.base_url(&candidate) {
+                Ok(url) => url,
+                Err(failure) => {
+                    state.record(&candidate, failure);
+                    continue;
+                }
+            };
             let Some(token) = &self.token else {
                 tracing::info!(server = %candidate.id, api = %candidate.api,
                     "using server (no --token: the server is not authenticated; loopback \
                      development only)");
-                let connection = candidate.connection(None);
+                let connection = candidate.connection(url, None);
                 state.current = Some(connection.clone());
                 return Some(connection);
             };
-            match self.handshake(&candidate, token).await {
+            match self.handshake(&candidate, &url, token).await {
                 Ok(session) => {
                     state.logged.remove(&candidate);
                     tracing::info!(server = %candidate.id, api = %candidate.api,
                         "server authenticated: it proved it holds the cluster token");
-                    let connection = candidate.connection(Some(session));
+                    let connection = candidate.connection(url, Some(session));
                     state.current = Some(connection.clone());
                     return Some(connection);
                 }
-                Err(failure) => {
-                    if state.logged.get(&candidate) != Some(&failure.kind) {
-                        state.logged.insert(candidate.clone(), failure.kind);
-                        if failure.refused {
-                            tracing::warn!(server = %candidate.id, api = %candidate.api,
-                                cause = %failure.cause,
-                                "refused server {} at {}: {}; it is sent nothing more and none of \
-                                 its work runs", candidate.id, candidate.api, failure.cause);
-                        } else {
-                            tracing::warn!(server = %candidate.id, api = %candidate.api,
-                                cause = %failure.cause,
-                                "cannot authenticate server {} at {} yet: {}; trying again",
-                                candidate.id, candidate.api, failure.cause);
-                        }
-                    }
-                    if failure.refused {
-                        state.refused.insert(candidate);
-                    }
-                }
+                Err(failure) => state.record(&candidate, failure),
             }
         }
         None
@@ -187,6 +194,25 @@ impl ServerLink {
         led_by_another(view, &server.server_id)
     }
 
+    /// Where to reach `candidate`, or why it must not be contacted at all.
+    fn base_url(&self, candidate: &Candidate) -> Result<String, Failure> {
+        let url = crate::net::api_url_from_gossip(&candidate.api).map_err(|reason| {
+            Failure::refused(
+                "bad-address",
+                format!("its announced API address is unusable: {reason}"),
+            )
+        })?;
+        if self.https_only && url.scheme() != "https" {
+            return Err(Failure::refused(
+                "plain-http-offered",
+                "it offers its API in plain HTTP, and this worker talks to servers over HTTPS \
+                 only (it was given --ca): a server started without --tls-cert, or a rogue \
+                 gossip member trying a downgrade",
+            ));
+        }
+        Ok(url.as_str().trim_end_matches('/').to_string())
+    }
+
     /// Drops `connection` after the server refused its session: the next `connect` handshakes
     /// again (a restarted server has forgotten every session).
     pub async fn forget(&self, connection: &Connection) {
@@ -196,16 +222,22 @@ impl ServerLink {
         }
     }
 
-    /// Challenges `candidate`; on a correct proof, proves this worker and returns the session.
-    async fn handshake(&self, candidate: &Candidate, token: &str) -> Result<String, Failure> {
+    /// Challenges `candidate` at `url`; on a correct proof, proves this worker and returns the
+    /// session.
+    async fn handshake(
+        &self,
+        candidate: &Candidate,
+        url: &str,
+        token: &str,
+    ) -> Result<String, Failure> {
         let worker_nonce = Nonce::fresh();
         let hello = HelloRequest {
             worker: self.worker.clone(),
             worker_nonce: worker_nonce.to_hex(),
         };
-        let answer = match self.rpc.hello(&candidate.api, &hello).await {
+        let answer = match self.rpc.hello(url, &hello).await {
             Ok(answer) => answer,
-            Err(error) => return Err(Failure::transient("unreachable", format!("{error:#}"))),
+            Err(error) => return Err(unanswered_hello(error)),
         };
         let hello = match answer {
             StepAnswer::Answered(hello) => hello,
@@ -271,7 +303,7 @@ impl ServerLink {
         };
         // The server proved it holds our token, so a refusal from here on is a passing fault
         // (a restart between the two steps, an expired challenge), not a reason to distrust it.
-        match self.rpc.open_session(&candidate.api, &request).await {
+        match self.rpc.open_session(url, &request).await {
             Ok(StepAnswer::Answered(session)) => Ok(session.session),
             Ok(StepAnswer::Refused(status, body)) => Err(Failure::transient(
                 "session-refused",
@@ -283,6 +315,57 @@ impl ServerLink {
             )),
             Err(error) => Err(Failure::transient("unreachable", format!("{error:#}"))),
         }
+    }
+}
+
+impl LinkState {
+    /// Logs `failure` once per candidate and kind; a refusal is remembered for the candidate's
+    /// incarnation, so it is never contacted again.
+    fn record(&mut self, candidate: &Candidate, failure: Failure) {
+        if self.logged.get(candidate) != Some(&failure.kind) {
+            self.logged.insert(candidate.clone(), failure.kind);
+            if failure.refused {
+                tracing::warn!(server = %candidate.id, api = %candidate.api,
+                    cause = %failure.cause,
+                    "refused server {} at {}: {}; it is sent nothing more and none of its work \
+                     runs", candidate.id, candidate.api, failure.cause);
+            } else {
+                tracing::warn!(server = %candidate.id, api = %candidate.api,
+                    cause = %failure.cause,
+                    "cannot authenticate server {} at {} yet: {}; trying again",
+                    candidate.id, candidate.api, failure.cause);
+            }
+        }
+        if failure.refused {
+            self.refused.insert(candidate.clone());
+        }
+    }
+}
+
+/// What a hello that got no answer says about the candidate: a TLS certificate this worker does
+/// not trust, or the wrong protocol, is a refusal; anything else may pass.
+fn unanswered_hello(error: RpcError) -> Failure {
+    match error {
+        RpcError::Tls(TlsFailure::UntrustedCertificate(reason)) => Failure::refused(
+            "untrusted-certificate",
+            format!(
+                "its TLS certificate is not trusted ({reason}): not signed by the CA of --ca, or \
+                 not naming the address gossip announces"
+            ),
+        ),
+        RpcError::Tls(TlsFailure::PlainHttpAnswer) => Failure::refused(
+            "plain-http-answer",
+            "gossip announces it with https://, but it answers in plain HTTP: not a Shoal \
+             server with TLS",
+        ),
+        RpcError::HttpsRequired(url) => Failure::refused(
+            "https-required",
+            format!(
+                "gossip announces it with plain http, but it speaks HTTPS ({url}): not a Shoal \
+                 server of this version"
+            ),
+        ),
+        other => Failure::transient("unreachable", other.to_string()),
     }
 }
 
@@ -318,10 +401,11 @@ impl Candidate {
             && self.api == connection.api
     }
 
-    fn connection(&self, session: Option<String>) -> Connection {
+    fn connection(&self, url: String, session: Option<String>) -> Connection {
         Connection {
             server_id: self.id.clone(),
             api: self.api.clone(),
+            url,
             generation: self.generation,
             session,
         }

@@ -21,6 +21,7 @@ use tokio::task::JoinHandle;
 use crate::model::now_ms;
 use crate::node::GossipSettings;
 use crate::shutdown::{self, Shutdown, ShutdownTrigger};
+use crate::tls::ClientTls;
 use crate::wire::{Assignment, TaskEvent, TaskResult};
 use link::ServerLink;
 use rpc::{RpcError, ServerRpc};
@@ -34,6 +35,8 @@ pub struct WorkerConfig {
     pub token: Option<String>,
     /// On shutdown, how long running tasks may take to finish before the worker leaves anyway.
     pub drain_timeout: Duration,
+    /// Whom the worker trusts for a server's HTTPS (`--ca`); with a CA, HTTPS only.
+    pub tls: ClientTls,
 }
 
 /// How long one poll waits for work before asking again.
@@ -99,7 +102,7 @@ impl RunningWorker {
         let (trigger, shutdown) = shutdown::channel();
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let slots = Arc::new(Semaphore::new(config.capacity as usize));
-        let rpc = ServerRpc::new()?;
+        let rpc = ServerRpc::new(&config.tls)?;
         let context = Arc::new(Context {
             id: config.id.clone(),
             membership: membership.clone(),
@@ -108,6 +111,7 @@ impl RunningWorker {
                 &config.id,
                 &config.gossip.cluster,
                 config.token.clone(),
+                config.tls.https_only(),
             ),
             rpc,
             http: clients::HttpClients::new()?,
@@ -226,7 +230,7 @@ async fn poll_loop(
         }
         let free = context.slots.available_permits() as u32;
         let poll = context.rpc.poll(
-            &server.api,
+            &server.url,
             server.session.as_deref(),
             &context.id,
             free,
@@ -398,7 +402,7 @@ async fn report_loop(context: Arc<Context>, mut events: mpsc::UnboundedReceiver<
                 Some(server) => {
                     context
                         .rpc
-                        .report(&server.api, server.session.as_deref(), &context.id, &batch)
+                        .report(&server.url, server.session.as_deref(), &context.id, &batch)
                         .await
                 }
                 None => Err(anyhow::anyhow!("no authenticated live server").into()),

@@ -1,11 +1,14 @@
 //! The worker's side of `/rpc/v1`: the handshake calls, and poll and report under a session.
 //! It never sends the cluster token: a server gets a session id, earned by the handshake
-//! (`link`), or nothing at all when no token is configured.
+//! (`link`), or nothing at all when no token is configured. Calls go to a server's base URL
+//! (`http://` or `https://`, from gossip); a TLS mismatch comes back typed ([`RpcError::Tls`],
+//! [`RpcError::HttpsRequired`]) for the link to judge the server by.
 
 use std::time::Duration;
 
 use anyhow::Context;
 
+use crate::tls::{ClientTls, HTTPS_REQUIRED_HEADER, TlsFailure};
 use crate::wire::{
     Assignment, HelloRequest, HelloResponse, PollRequest, Report, ReportAck, SESSION_SCHEME,
     SessionRequest, SessionResponse, TaskEvent,
@@ -33,8 +36,32 @@ pub enum RpcError {
     /// 503 `not_leader`: the server does not lead its group (any more); poll the leader.
     #[error("{0}")]
     NotLeader(String),
+    /// The call failed in TLS: an untrusted certificate, or a plain-HTTP answer to https://.
+    #[error("{0}")]
+    Tls(TlsFailure),
+    /// The server answered a plain-HTTP call saying it speaks HTTPS at this URL.
+    #[error("the server speaks HTTPS ({0}), but gossip announced it with plain http")]
+    HttpsRequired(String),
     #[error("{0:#}")]
     Other(#[from] anyhow::Error),
+}
+
+impl RpcError {
+    /// A request that got no answer: its TLS failure if that is the cause, else its chain.
+    fn unanswered(path: &str, error: reqwest::Error) -> RpcError {
+        match TlsFailure::of(&error) {
+            Some(failure) => RpcError::Tls(failure),
+            None => RpcError::Other(anyhow::Error::new(error).context(format!("POST {path}"))),
+        }
+    }
+}
+
+/// The URL to use when `response` is the server's refusal of plain HTTP on its TLS port.
+fn https_required(response: &reqwest::Response) -> Option<RpcError> {
+    response
+        .headers()
+        .get(HTTPS_REQUIRED_HEADER)
+        .map(|url| RpcError::HttpsRequired(url.to_str().unwrap_or("https://…").to_string()))
 }
 
 /// How a handshake step was answered.
@@ -48,10 +75,10 @@ pub enum StepAnswer<T> {
 }
 
 impl ServerRpc {
-    pub fn new() -> anyhow::Result<ServerRpc> {
+    pub fn new(tls: &ClientTls) -> anyhow::Result<ServerRpc> {
         Ok(ServerRpc {
-            http: reqwest::Client::builder()
-                .connect_timeout(Duration::from_secs(3))
+            http: tls
+                .http_client(Duration::from_secs(3))?
                 // Well under the server's --header-timeout (10 s by default), after which it
                 // closes an idle connection: reusing one it is closing would fail a call.
                 .pool_idle_timeout(Duration::from_secs(5))
@@ -70,7 +97,7 @@ impl ServerRpc {
     ) -> Result<T, RpcError> {
         let mut request = self
             .http
-            .post(format!("http://{server}{path}"))
+            .post(format!("{server}{path}"))
             .timeout(timeout)
             .json(body);
         if let Some(session) = session {
@@ -82,7 +109,10 @@ impl ServerRpc {
         let response = request
             .send()
             .await
-            .with_context(|| format!("POST {path}"))?;
+            .map_err(|error| RpcError::unanswered(path, error))?;
+        if let Some(error) = https_required(&response) {
+            return Err(error);
+        }
         let status = response.status();
         if status == reqwest::StatusCode::UNAUTHORIZED {
             return Err(match session {
@@ -105,21 +135,25 @@ impl ServerRpc {
             .with_context(|| format!("decoding {path}"))?)
     }
 
-    /// One unauthenticated handshake step. `Err` only when no HTTP answer came at all.
+    /// One unauthenticated handshake step. `Err` only when no HTTP answer came at all, or the
+    /// answer says the server speaks HTTPS.
     async fn step<T: serde::de::DeserializeOwned>(
         &self,
         server: &str,
         path: &str,
         body: &impl serde::Serialize,
-    ) -> anyhow::Result<StepAnswer<T>> {
+    ) -> Result<StepAnswer<T>, RpcError> {
         let response = self
             .http
-            .post(format!("http://{server}{path}"))
+            .post(format!("{server}{path}"))
             .timeout(HANDSHAKE_TIMEOUT)
             .json(body)
             .send()
             .await
-            .with_context(|| format!("POST {path}"))?;
+            .map_err(|error| RpcError::unanswered(path, error))?;
+        if let Some(error) = https_required(&response) {
+            return Err(error);
+        }
         let status = response.status();
         if !status.is_success() {
             let text = response.text().await.unwrap_or_default();
@@ -139,7 +173,7 @@ impl ServerRpc {
         &self,
         server: &str,
         request: &HelloRequest,
-    ) -> anyhow::Result<StepAnswer<HelloResponse>> {
+    ) -> Result<StepAnswer<HelloResponse>, RpcError> {
         self.step(server, "/rpc/v1/hello", request).await
     }
 
@@ -147,7 +181,7 @@ impl ServerRpc {
         &self,
         server: &str,
         request: &SessionRequest,
-    ) -> anyhow::Result<StepAnswer<SessionResponse>> {
+    ) -> Result<StepAnswer<SessionResponse>, RpcError> {
         self.step(server, "/rpc/v1/session", request).await
     }
 

@@ -179,8 +179,13 @@ pub fn note_silent_workers(
 }
 
 /// What follows `shoal worker --join` for a new worker to be a member: the server's gossip
-/// address, and the cluster and token flags when they are not the defaults.
-pub fn join_hint(gossip_addr: SocketAddr, cluster: &str, token_required: bool) -> String {
+/// address, and the cluster, token and CA flags when they are not the defaults.
+pub fn join_hint(
+    gossip_addr: SocketAddr,
+    cluster: &str,
+    token_required: bool,
+    tls: bool,
+) -> String {
     let mut hint = gossip_addr.to_string();
     if cluster != crate::node::DEFAULT_CLUSTER {
         hint.push_str(" --cluster ");
@@ -188,6 +193,9 @@ pub fn join_hint(gossip_addr: SocketAddr, cluster: &str, token_required: bool) -
     }
     if token_required {
         hint.push_str(" --token \"$SHOAL_TOKEN\"");
+    }
+    if tls {
+        hint.push_str(" --ca \"$SHOAL_CA\"");
     }
     hint
 }
@@ -364,12 +372,16 @@ mod tests {
     }
 
     #[test]
-    fn join_hint_names_a_non_default_cluster_and_the_token() {
+    fn join_hint_names_a_non_default_cluster_the_token_and_the_ca() {
         let addr: SocketAddr = "127.0.0.1:7946".parse().unwrap();
-        assert_eq!(join_hint(addr, "shoal", false), "127.0.0.1:7946");
+        assert_eq!(join_hint(addr, "shoal", false, false), "127.0.0.1:7946");
         assert_eq!(
-            join_hint(addr, "prod", true),
+            join_hint(addr, "prod", true, false),
             "127.0.0.1:7946 --cluster prod --token \"$SHOAL_TOKEN\""
+        );
+        assert_eq!(
+            join_hint(addr, "shoal", true, true),
+            "127.0.0.1:7946 --token \"$SHOAL_TOKEN\" --ca \"$SHOAL_CA\""
         );
     }
 

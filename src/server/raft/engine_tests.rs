@@ -125,7 +125,7 @@ fn start(rt: &tokio::runtime::Runtime, dir: &std::path::Path, initialize: bool) 
         SERVER,
         raft,
         store,
-        super::network::PeerWire::new(None).unwrap(),
+        super::network::PeerWire::new(None, &Default::default()).unwrap(),
         Arc::new(AllReachable),
         rt.handle().clone(),
     )

@@ -54,10 +54,11 @@ pub enum WireError {
 }
 
 impl PeerWire {
-    pub fn new(token: Option<String>) -> anyhow::Result<PeerWire> {
+    /// Trusting the peers' certificates as `tls` says (when their addresses are `https://`).
+    pub fn new(token: Option<String>, tls: &crate::tls::ClientTls) -> anyhow::Result<PeerWire> {
         Ok(PeerWire {
-            http: reqwest::Client::builder()
-                .connect_timeout(Duration::from_millis(500))
+            http: tls
+                .http_client(Duration::from_millis(500))?
                 // Under the server's header timeout, after which it closes idle connections.
                 .pool_idle_timeout(Duration::from_secs(5))
                 .tcp_nodelay(true)

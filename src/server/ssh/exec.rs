@@ -3,7 +3,8 @@
 //!
 //! The command line is checked by the CLI's own parser ([`crate::cli::remote`]); a read-only key
 //! may run only reading commands. It then runs as this very binary in a child process, with the
-//! server's own API and token (`SHOAL_SERVER`, `SHOAL_TOKEN`): the output, the errors and the
+//! server's own API and token (`SHOAL_SERVER`, `SHOAL_TOKEN`, and with TLS `SHOAL_PIN_CERT`, the
+//! server's certificate file to trust exactly): the output, the errors and the
 //! exit status are exactly those of `shoal` on a shell, with no second implementation of any
 //! command. The child has no input (a question such as backfill's "create …? [y/N]" reads "no")
 //! and is killed if the client goes away or it runs past [`COMMAND_TIMEOUT`].
@@ -103,11 +104,16 @@ async fn run(
         .args(&args)
         .env("SHOAL_SERVER", &shared.api_url)
         .env_remove("SHOAL_TOKEN")
+        .env_remove("SHOAL_CA")
+        .env_remove("SHOAL_PIN_CERT")
         .env_remove("SHOAL_LOG")
         .stdin(Stdio::null())
         .kill_on_drop(true);
     if let Some(token) = &shared.token {
         command.env("SHOAL_TOKEN", token);
+    }
+    if let Some(cert) = &shared.pin_cert {
+        command.env("SHOAL_PIN_CERT", cert);
     }
     let output = match tokio::time::timeout(COMMAND_TIMEOUT, command.output()).await {
         Ok(Ok(output)) => output,

@@ -23,7 +23,7 @@ pub mod input;
 pub mod keys;
 mod session;
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,6 +36,7 @@ use tokio::task::JoinSet;
 
 use crate::client::ApiClient;
 use crate::shutdown::Shutdown;
+use crate::tls::ServerTls;
 pub use keys::{Access, KeyFiles, Operator};
 
 /// How the SSH console is served.
@@ -78,9 +79,21 @@ pub(crate) struct Shared {
     pub api: ApiClient,
     pub api_url: String,
     pub token: Option<String>,
+    /// With TLS, the server's certificate file: client commands run as child processes pin its
+    /// certificate from there (`SHOAL_PIN_CERT`), as the in-process console does.
+    pub pin_cert: Option<PathBuf>,
     pub idle_timeout: Duration,
     /// Consoles watch it to say goodbye and close their channel when the server stops.
     pub shutdown: Shutdown,
+}
+
+/// The server's own API, as the SSH console reaches it.
+#[derive(Debug, Clone)]
+pub struct OwnApi {
+    pub addr: SocketAddr,
+    /// Its TLS, when served over TLS: the console pins the server's own certificate, since it
+    /// connects over loopback, an address the certificate need not name.
+    pub tls: Option<ServerTls>,
 }
 
 /// A started SSH listener.
@@ -92,11 +105,11 @@ pub struct SshServer {
 
 impl SshServer {
     /// Checks the key files, loads (or makes) the host key, binds `config.listen`, and serves
-    /// until `shutdown`. `api_addr` and `token` are the server's own API.
+    /// until `shutdown`. `api` and `token` are the server's own API.
     pub async fn start(
         config: SshConfig,
         data_dir: PathBuf,
-        api_addr: SocketAddr,
+        api: OwnApi,
         token: Option<String>,
         shutdown: Shutdown,
     ) -> anyhow::Result<SshServer> {
@@ -104,8 +117,15 @@ impl SshServer {
         let (full, readonly) = config.keys.check()?;
         let host_key = keys::host_key(&data_dir)?;
         let host_fingerprint = keys::fingerprint(host_key.public_key());
-        let api_url = format!("http://{}", reachable(api_addr));
-        let api = ApiClient::new(&api_url, token.clone())?;
+        let scheme = if api.tls.is_some() { "https" } else { "http" };
+        let api_url = format!("{scheme}://{}", crate::net::reachable(api.addr));
+        let client_tls = api
+            .tls
+            .as_ref()
+            .map(ServerTls::own_certificate)
+            .unwrap_or_default();
+        let pin_cert = api.tls.as_ref().map(|tls| tls.cert_file().to_path_buf());
+        let api = ApiClient::new(&api_url, token.clone(), &client_tls)?;
         let listener = TcpListener::bind(config.listen).await.with_context(|| {
             format!(
                 "cannot listen on --ssh {}: is something else (sshd?) using it? Pick another \
@@ -143,6 +163,7 @@ impl SshServer {
             api,
             api_url,
             token,
+            pin_cert,
             idle_timeout: config.idle_timeout,
             shutdown: shutdown.clone(),
         });
@@ -172,19 +193,6 @@ impl SshServer {
     /// Waits for the listener and its sessions to close (after the shutdown was triggered).
     pub async fn stopped(self) {
         let _ = self.task.await;
-    }
-}
-
-/// The address to reach a listener bound to `addr` from this machine (`0.0.0.0` → loopback).
-fn reachable(addr: SocketAddr) -> SocketAddr {
-    match addr.ip() {
-        IpAddr::V4(ip) if ip.is_unspecified() => {
-            SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), addr.port())
-        }
-        IpAddr::V6(ip) if ip.is_unspecified() => {
-            SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), addr.port())
-        }
-        _ => addr,
     }
 }
 
