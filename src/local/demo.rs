@@ -210,11 +210,12 @@ async fn headless(
         let instances = cluster
             .server()
             .service()
-            .instances(&InstanceFilter {
+            .instances_page(&InstanceFilter {
                 limit: 10_000,
                 ..InstanceFilter::default()
             })
-            .context("cannot read instances")?;
+            .context("cannot read instances")?
+            .items;
         for line in progress.news(&instances) {
             println!("  {line}");
         }

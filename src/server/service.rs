@@ -5,11 +5,11 @@
 
 use std::sync::Arc;
 
-use crate::model::{Instance, InstanceId, Job, StateKind, now_ms};
+use crate::model::{Instance, InstanceId, Job, JobId, now_ms};
 use crate::server::command::Command;
 use crate::server::engine::Engine;
 use crate::server::machine::{self, Response};
-use crate::server::store::{InstanceFilter, Store};
+use crate::server::store::{InstanceFilter, Page, Store};
 use crate::spec::FieldError;
 use crate::spec::JobSpec;
 use crate::wire::admin::{BackfillRequest, BackfillResult, JobSummary};
@@ -150,44 +150,31 @@ impl Service {
             .ok_or_else(|| machine::missing_job(key))
     }
 
-    pub fn jobs(&self) -> Result<Vec<JobSummary>> {
+    /// A page of jobs by id, after `after`, each with its last result. The queue counts are
+    /// left at 0: the dispatcher's working set has them (see `Dispatcher::job_counts`). Costs
+    /// the page: each job's last result is found from its own instances (see
+    /// `ReadTx::last_result`), never by scanning the others.
+    pub fn jobs_page(&self, after: Option<JobId>, limit: usize) -> Result<Page<JobSummary, JobId>> {
         let read = self.store().read()?;
-        let jobs = read.jobs()?;
-        let active = read.active_instances()?;
-        let mut summaries = Vec::with_capacity(jobs.len());
-        for job in jobs {
-            let mut summary = JobSummary {
+        let page = read.jobs_page(after, limit)?;
+        let mut items = Vec::with_capacity(page.items.len());
+        for job in page.items {
+            items.push(JobSummary {
                 queued: 0,
                 running: 0,
-                last_result: None,
+                last_result: read.last_result(job.id)?,
                 job,
-            };
-            for instance in active.iter().filter(|i| i.job_id == summary.job.id) {
-                match instance.state.kind() {
-                    StateKind::Queued => summary.queued += 1,
-                    _ => summary.running += 1,
-                }
-            }
-            summary.last_result = read
-                .instances(&InstanceFilter {
-                    job_id: Some(summary.job.id),
-                    states: vec![
-                        StateKind::Succeeded,
-                        StateKind::Failed,
-                        StateKind::Cancelled,
-                    ],
-                    limit: 1,
-                    ..InstanceFilter::default()
-                })?
-                .first()
-                .map(|i| i.state.kind());
-            summaries.push(summary);
+            });
         }
-        Ok(summaries)
+        Ok(Page {
+            items,
+            next: page.next,
+        })
     }
 
-    pub fn instances(&self, filter: &InstanceFilter) -> Result<Vec<Instance>> {
-        Ok(self.store().read()?.instances(filter)?)
+    /// A page of instances, newest first (see `ReadTx::instances_page`).
+    pub fn instances_page(&self, filter: &InstanceFilter) -> Result<Page<Instance, InstanceId>> {
+        Ok(self.store().read()?.instances_page(filter)?)
     }
 
     pub fn instance(&self, id: InstanceId) -> Result<Instance> {

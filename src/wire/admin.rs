@@ -4,7 +4,8 @@
 use serde::{Deserialize, Serialize};
 use shoal_gossip::{GroupRole, GroupStatus, Member, MemberState, Role};
 
-use crate::model::{Job, StateKind};
+use crate::model::{InstanceId, Job, JobId, StateKind, UnixMs};
+use crate::reason::QueueReason;
 
 /// One row of `GET /api/v1/members`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -184,6 +185,81 @@ pub struct JobSummary {
     pub running: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_result: Option<StateKind>,
+}
+
+/// `GET /api/v1/queue`: the whole queue, counted over every unfinished instance (never a page of
+/// them), for the console's header and banner and for anyone asking "what is stuck, and why".
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueueSummary {
+    /// When it was counted.
+    pub at_ms: UnixMs,
+    pub queued: u64,
+    /// Assigned or running.
+    pub running: u64,
+    /// How many jobs have queued instances.
+    pub queued_jobs: u64,
+    /// Queued instances by why they wait, every kind listed (zeros too): `ready` (no pass has
+    /// looked at it yet), `held` (its time has not come), then each typed reason's kind
+    /// (`no-worker`, `at-capacity`, …, as in `why.kind` of an instance).
+    pub by_reason: Vec<ReasonCount>,
+    /// The queued instance that has waited longest; absent with an empty queue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oldest: Option<OldestQueued>,
+    /// The jobs with the most queued instances, most first (at most 20).
+    pub top_jobs: Vec<JobQueue>,
+    /// Queued work no live worker can take: the console's banner.
+    pub unplaceable: UnplaceableSummary,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReasonCount {
+    pub kind: String,
+    pub queued: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OldestQueued {
+    pub instance: InstanceId,
+    pub job_id: JobId,
+    pub job: String,
+    /// When it was (last) queued.
+    pub since_ms: UnixMs,
+    pub waited_ms: u64,
+}
+
+/// One job's share of the queue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobQueue {
+    pub job_id: JobId,
+    pub job: String,
+    pub queued: u64,
+    pub running: u64,
+}
+
+/// Queued instances whose reason says no live worker can take them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct UnplaceableSummary {
+    /// All of them, over every job.
+    pub queued: u64,
+    /// How many jobs they belong to.
+    pub jobs: u64,
+    /// By job, most first (at most 50; `queued` and `jobs` count the rest too).
+    pub groups: Vec<UnplaceableJob>,
+}
+
+/// A job's work that no live worker can take, with its newest instance's reason.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UnplaceableJob {
+    pub job_id: JobId,
+    pub job: String,
+    pub queued: u64,
+    /// The reason in words, without the fix.
+    pub why: String,
+    /// The command that starts a worker that would take it, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fix: Option<String>,
+    /// The typed reason.
+    pub reason: QueueReason,
 }
 
 /// The JSON body of an error response.

@@ -201,7 +201,8 @@ pub fn scope_of(method: &Method, route: &str) -> Scope {
     let read = *method == Method::GET || *method == Method::HEAD;
     match route {
         "/metrics" => Scope::Read,
-        "/members" | "/cluster" | "/instances" | "/instances/{id}" | "/jobs/{key}/next" => {
+        "/members" | "/cluster" | "/instances" | "/instances/{id}" | "/jobs/{key}/next"
+        | "/queue" => {
             if read {
                 Scope::Read
             } else {

@@ -2,17 +2,21 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 
 use super::ApiState;
 use super::error::ApiError;
 use super::extract::{PathArg, QueryArgs};
 use super::jobs::blocking;
+use super::paging;
 use crate::model::{Instance, InstanceId, StateKind};
 use crate::server::store::InstanceFilter;
 
+/// The most instances one page holds.
 pub const MAX_LIST: usize = 10_000;
+/// A page of instances when none is asked for.
+pub const DEFAULT_PAGE: usize = 100;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -21,14 +25,17 @@ pub struct ListQuery {
     job: Option<String>,
     /// Comma-separated states.
     state: Option<String>,
+    /// The cursor: only instances with a smaller id (newest first; the `next` of a page).
     before: Option<InstanceId>,
     limit: Option<usize>,
 }
 
+/// `GET /api/v1/instances`: newest first, a page at a time (see `ReadTx::instances_page` for
+/// what a page costs; a filtered page may end short, or empty, with a next page to follow).
 pub async fn list(
     State(state): State<ApiState>,
     QueryArgs(query): QueryArgs<ListQuery>,
-) -> Result<Json<Vec<Instance>>, ApiError> {
+) -> Result<(HeaderMap, Json<Vec<Instance>>), ApiError> {
     let states = match query.state.as_deref() {
         None | Some("") => Vec::new(),
         Some(list) => list
@@ -46,17 +53,15 @@ pub async fn list(
             })
             .collect::<Result<_, _>>()?,
     };
-    let limit = query.limit.unwrap_or(100);
-    if limit == 0 || limit > MAX_LIST {
-        return Err(ApiError::invalid("limit", format!("must be 1–{MAX_LIST}")));
-    }
+    let limit = paging::limit(query.limit, DEFAULT_PAGE, MAX_LIST)?;
     let service = state.service.clone();
-    let instances = blocking(move || {
+    let (job, state_param) = (query.job.clone(), query.state.clone());
+    let page = blocking(move || {
         let job_id = match &query.job {
             Some(key) => Some(service.job(key)?.id),
             None => None,
         };
-        service.instances(&InstanceFilter {
+        service.instances_page(&InstanceFilter {
             job_id,
             states,
             before: query.before,
@@ -64,7 +69,17 @@ pub async fn list(
         })
     })
     .await?;
-    Ok(Json(instances))
+    let headers = paging::next_link(
+        "/api/v1/instances",
+        page.next.is_some(),
+        &[
+            ("job", job),
+            ("state", state_param),
+            ("before", page.next.map(|id| id.to_string())),
+            ("limit", Some(limit.to_string())),
+        ],
+    );
+    Ok((headers, Json(page.items)))
 }
 
 pub async fn get(

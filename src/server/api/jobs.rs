@@ -3,13 +3,15 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
+use serde::Deserialize;
 
 use super::ApiState;
 use super::error::ApiError;
-use super::extract::PathArg;
+use super::extract::{PathArg, QueryArgs};
 use super::json::JsonBody;
-use crate::model::{Instance, Job};
+use super::paging;
+use crate::model::{Instance, Job, JobId};
 use crate::spec::JobSpec;
 use crate::wire::admin::JobSummary;
 
@@ -21,12 +23,48 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(job.redacted())))
 }
 
-pub async fn list(State(state): State<ApiState>) -> Result<Json<Vec<JobSummary>>, ApiError> {
-    let mut jobs = blocking(move || state.service.jobs()).await?;
-    for summary in &mut jobs {
-        summary.job.redact();
-    }
-    Ok(Json(jobs))
+/// A page of jobs when none is asked for.
+pub const DEFAULT_PAGE: usize = 1_000;
+/// The most jobs one page holds.
+pub const MAX_PAGE: usize = 5_000;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// The cursor: only jobs with a larger id (the previous page's last).
+    after: Option<JobId>,
+    limit: Option<usize>,
+}
+
+/// `GET /api/v1/jobs`: jobs by id, a page at a time, each with its queue and last result. The
+/// page comes from the store, the queue counts from the dispatcher's working set: its cost
+/// follows the page, never jobs × instances.
+pub async fn list(
+    State(state): State<ApiState>,
+    QueryArgs(query): QueryArgs<ListQuery>,
+) -> Result<(HeaderMap, Json<Vec<JobSummary>>), ApiError> {
+    let limit = paging::limit(query.limit, DEFAULT_PAGE, MAX_PAGE)?;
+    let page = blocking(move || {
+        let mut page = state.service.jobs_page(query.after, limit)?;
+        let ids: Vec<JobId> = page.items.iter().map(|s| s.job.id).collect();
+        let counts = state.dispatcher.job_counts(&ids)?;
+        for (summary, (queued, running)) in page.items.iter_mut().zip(counts) {
+            summary.queued = queued;
+            summary.running = running;
+            summary.job.redact();
+        }
+        Ok(page)
+    })
+    .await?;
+    let headers = paging::next_link(
+        "/api/v1/jobs",
+        page.next.is_some(),
+        &[
+            ("after", page.next.map(|id| id.to_string())),
+            ("limit", Some(limit.to_string())),
+        ],
+    );
+    Ok((headers, Json(page.items)))
 }
 
 pub async fn get(

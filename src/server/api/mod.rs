@@ -11,6 +11,8 @@ mod jobs;
 mod json;
 mod members;
 mod metrics;
+mod paging;
+mod queue;
 mod raft;
 mod rpc;
 mod schedules;
@@ -73,6 +75,7 @@ pub fn router(state: ApiState, tokens: Tokens) -> Router {
         .route("/jobs/{key}/next", get(schedules::next))
         .route("/jobs/{key}/backfill", post(schedules::backfill))
         .route("/instances", get(instances::list))
+        .route("/queue", get(queue::summary))
         .route("/instances/{id}", get(instances::get))
         .route("/instances/{id}/cancel", post(instances::cancel))
         .route("/instances/{id}/retry", post(instances::retry))

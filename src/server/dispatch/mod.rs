@@ -24,6 +24,7 @@ use crate::server::engine::Engine;
 use crate::server::machine::{ApplyError, Response};
 use crate::server::store::{ReadTx, Store, StoreError};
 use crate::shutdown::Shutdown;
+use crate::wire::admin::QueueSummary;
 use crate::wire::{Assignment, ReportAck, TaskEvent};
 use placement::Candidate;
 use working_set::WorkingSet;
@@ -187,6 +188,28 @@ impl Dispatcher {
         self.store().feed().dispatcher_bell()
     }
 
+    /// The working set, brought up to date with everything committed so far (a change
+    /// acknowledged before this call is in it). For the API's counts: it holds every unfinished
+    /// instance in memory, so counting the queue reads nothing from the store.
+    fn current_set(&self) -> Result<std::sync::MutexGuard<'_, WorkingSet>, StoreError> {
+        let mut set = locked(&self.inner.working_set);
+        set.refresh(self.store())?;
+        Ok(set)
+    }
+
+    /// The whole queue at `now`: see [`QueueSummary`]. Its cost follows the unfinished
+    /// instances, in memory; it reads nothing from the store unless the working set is due for
+    /// its periodic full reload (or was never loaded: the first call after a start).
+    pub fn queue_summary(&self, now: UnixMs) -> Result<QueueSummary, StoreError> {
+        Ok(self.current_set()?.summary(now))
+    }
+
+    /// Each job's queued, and assigned or running, instances (for the job list's page).
+    pub fn job_counts(&self, jobs: &[JobId]) -> Result<Vec<(u32, u32)>, StoreError> {
+        let set = self.current_set()?;
+        Ok(jobs.iter().map(|id| set.job_counts(*id)).collect())
+    }
+
     /// Assignments committed before a restart but never fetched go back into their outboxes.
     fn redeliver_after_restart(&self) -> Result<(), StoreError> {
         let active = self.store().read()?.active_instances()?;
@@ -256,9 +279,17 @@ impl Dispatcher {
             ..Plan::default()
         };
         let mut jobs = JobCache::new(self.store())?;
-        let visit: Box<dyn Iterator<Item = &Instance>> = match scope {
-            PassScope::Full => Box::new(working_set.oldest(PASS_LIMIT).into_iter()),
-            PassScope::Quick => Box::new(working_set.dispatchable(now).take(PASS_LIMIT)),
+        // A full pass: the oldest half first, then the next stretch of a deeper queue.
+        let (visit, resume_after): (Box<dyn Iterator<Item = &Instance>>, _) = match scope {
+            PassScope::Full => {
+                let (visit, resume_after) =
+                    working_set.full_pass(PASS_LIMIT / 2, PASS_LIMIT - PASS_LIMIT / 2);
+                (Box::new(visit.into_iter()), Some(resume_after))
+            }
+            PassScope::Quick => (
+                Box::new(working_set.dispatchable(now).take(PASS_LIMIT)),
+                None,
+            ),
         };
         for instance in visit {
             if scope == PassScope::Quick && plan.room == 0 {
@@ -269,6 +300,9 @@ impl Dispatcher {
                 _ => None,
             };
             self.plan_one(instance, job, &seen, &mut assigned, &mut plan);
+        }
+        if let Some(resume_after) = resume_after {
+            working_set.passed(resume_after);
         }
         drop(working_set);
         if plan.steps.is_empty() {

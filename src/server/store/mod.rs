@@ -12,6 +12,7 @@ mod alerts;
 mod group_commit;
 pub mod health;
 mod image;
+mod pages;
 mod retention;
 mod tables;
 
@@ -22,7 +23,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Tab
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::model::{Instance, InstanceId, InstanceState, Job, JobId, StateKind, UnixMs};
+use crate::model::{Instance, InstanceId, InstanceState, Job, JobId, UnixMs};
 use crate::server::effects::{Effects, Feed};
 use tables::*;
 
@@ -30,6 +31,7 @@ pub use alerts::AlertFilter;
 use health::Classified;
 pub use health::{StorageUnavailable, WriteOutcome};
 pub use image::{Row, StoreImage, TableImage};
+pub use pages::{InstanceFilter, Page, SCAN_BUDGET};
 pub use retention::{Retention, Swept};
 
 /// Bumped when the layout of the file changes incompatibly.
@@ -344,16 +346,6 @@ pub struct WriteTx {
     journal: Vec<Vec<u8>>,
 }
 
-/// Which instances to list.
-#[derive(Debug, Clone, Default)]
-pub struct InstanceFilter {
-    pub job_id: Option<JobId>,
-    pub states: Vec<StateKind>,
-    /// Only ids below this (for paging newest-first).
-    pub before: Option<InstanceId>,
-    pub limit: usize,
-}
-
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     // Our model types serialize infallibly (no maps with non-string keys, no custom errors).
     serde_json::to_vec(value).unwrap_or_default()
@@ -517,47 +509,6 @@ impl ReadTx {
             let (key, _) = entry.map_err(db_error)?;
             if let Some(instance) = reads::instance(&instances, key.value().1)? {
                 out.push(instance);
-            }
-        }
-        Ok(out)
-    }
-
-    /// Instances newest first, filtered.
-    pub fn instances(&self, filter: &InstanceFilter) -> Result<Vec<Instance>> {
-        let instances = self.txn.open_table(INSTANCES).map_err(db_error)?;
-        let limit = if filter.limit == 0 { 100 } else { filter.limit };
-        let before = filter.before.unwrap_or(u64::MAX);
-        let wanted = |instance: &Instance| {
-            filter.states.is_empty() || filter.states.contains(&instance.state.kind())
-        };
-        let mut out = Vec::new();
-        if let Some(job_id) = filter.job_id {
-            let by_job = self.txn.open_table(JOB_INSTANCES).map_err(db_error)?;
-            for entry in by_job
-                .range((job_id, 0)..(job_id, before))
-                .map_err(db_error)?
-                .rev()
-            {
-                let (key, _) = entry.map_err(db_error)?;
-                if let Some(instance) = reads::instance(&instances, key.value().1)?
-                    && wanted(&instance)
-                {
-                    out.push(instance);
-                    if out.len() >= limit {
-                        break;
-                    }
-                }
-            }
-        } else {
-            for entry in instances.range(..before).map_err(db_error)?.rev() {
-                let (_, bytes) = entry.map_err(db_error)?;
-                let instance: Instance = decode("instances", bytes.value())?;
-                if wanted(&instance) {
-                    out.push(instance);
-                    if out.len() >= limit {
-                        break;
-                    }
-                }
             }
         }
         Ok(out)
