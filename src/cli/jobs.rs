@@ -27,8 +27,12 @@ pub enum JobCommand {
         #[arg(long, short)]
         file: PathBuf,
     },
-    /// List jobs with their queues.
-    List,
+    /// List jobs with their queues, by id (every job, fetched a page at a time).
+    List {
+        /// Only the first N jobs.
+        #[arg(long)]
+        limit: Option<usize>,
+    },
     /// Show one job's definition and state.
     Show { job: String },
     /// Delete a job (its unfinished instances are cancelled; history is kept).
@@ -368,7 +372,7 @@ pub async fn job(command: JobCommand, args: &ClientArgs) -> anyhow::Result<()> {
             let job = client.apply_job(&checked(read_spec(&file)?)?).await?;
             print_job_change(&job, "applied", args.output)
         }
-        JobCommand::List => list_jobs(&client, args.output).await,
+        JobCommand::List { limit } => list_jobs(&client, limit, args.output).await,
         JobCommand::Show { job } => {
             let job = client.job(&job).await?;
             match args.output {
@@ -605,8 +609,11 @@ fn next_fire(job: &Job) -> String {
     }
 }
 
-async fn list_jobs(client: &ApiClient, out: Output) -> anyhow::Result<()> {
-    let jobs = client.jobs().await?;
+async fn list_jobs(client: &ApiClient, limit: Option<usize>, out: Output) -> anyhow::Result<()> {
+    if limit == Some(0) {
+        anyhow::bail!("--limit must be at least 1 (or leave it out for every job)");
+    }
+    let jobs = client.jobs_up_to(limit).await?;
     if out == Output::Json {
         return output::print_json(&jobs);
     }

@@ -91,7 +91,7 @@ pub fn parse(line: &str) -> Result<RemoteCommand, Refusal> {
             matches!(command, super::servers::ServersCommand::List)
         }
         Command::Job { command, .. } => match command {
-            JobCommand::List | JobCommand::Show { .. } | JobCommand::Next { .. } => true,
+            JobCommand::List { .. } | JobCommand::Show { .. } | JobCommand::Next { .. } => true,
             JobCommand::Backfill { dry_run, .. } => dry_run,
             JobCommand::Add(_)
             | JobCommand::Update { .. }

@@ -1,12 +1,14 @@
 //! `shoal tui`: the ops console of the `shoal-tui` crate, fed by the HTTP API.
 //!
 //! [`ApiSource`] is the console's [`DataSource`]: each refresh fetches the cluster, its members,
-//! the jobs and the newest instances concurrently (bounded by [`REFRESH_TIMEOUT`]) and turns them
-//! into one [`Snapshot`] with [`snapshot`], a pure function so the conversion is unit-tested
-//! without a server. The console's loop is blocking, so [`run`] drives it on a blocking thread
-//! and the source reaches the async client through a runtime [`Handle`].
+//! the queue's summary, the jobs, the newest instances and the newest finished ones concurrently
+//! (bounded by [`REFRESH_TIMEOUT`]) and turns them into one [`Snapshot`] with [`snapshot`], a
+//! pure function so the conversion is unit-tested without a server. Counts and the no-worker
+//! banner come from the server's queue summary, counted over every unfinished instance, never
+//! from the page of instances the snapshot holds: with a deep queue that page is all queued work.
+//! The console's loop is blocking, so [`run`] drives it on a blocking thread and the source
+//! reaches the async client through a runtime [`Handle`].
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::io::IsTerminal;
 use std::time::Duration;
@@ -14,14 +16,13 @@ use std::time::Duration;
 use anyhow::Context;
 use shoal_tui::{
     Action, AttemptRow, DataSource, InstanceRow, InstanceStatus, JobRow, MemberState, Options,
-    Snapshot, Stats, Unplaceable, WorkerRow,
+    Snapshot, Stats, Unplaceable, UnplaceableTotals, WorkerRow,
 };
 use tokio::runtime::Handle;
 
 use crate::client::{ApiClient, ClientError, InstanceQuery};
 use crate::model::{Attempt, Instance, InstanceState, StateKind, UnixMs, now_ms};
-use crate::wire::admin::JobSummary;
-use crate::wire::admin::{ClusterInfo, MemberRow};
+use crate::wire::admin::{ClusterInfo, JobSummary, MemberRow, QueueSummary};
 
 /// The most a refresh may take; past it the console shows the server as unreachable and keeps
 /// its last data.
@@ -30,8 +31,13 @@ pub const REFRESH_TIMEOUT: Duration = Duration::from_secs(2);
 /// The most an action may take before the console reports it as unanswered.
 pub const ACTION_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How many of the newest instances a snapshot holds.
+/// How many of the newest instances a snapshot holds (the instances view).
 pub const INSTANCE_LIMIT: usize = 2000;
+/// How many of the newest finished instances a snapshot holds as well (the failures view and
+/// the header's 5-minute counts): with a deep queue, the newest instances are all queued.
+pub const FINISHED_LIMIT: usize = 2000;
+/// The most jobs a snapshot holds (fetched a page at a time).
+pub const JOB_LIMIT: usize = 10_000;
 
 /// Window of the header's succeeded/failed counts and throughput sparkline.
 const WINDOW_MS: i64 = 5 * 60 * 1000;
@@ -98,24 +104,34 @@ impl ApiSource {
 impl DataSource for ApiSource {
     fn refresh(&mut self) -> Result<Snapshot, String> {
         let client = &self.client;
-        let query = InstanceQuery {
+        let newest = InstanceQuery {
             limit: Some(INSTANCE_LIMIT),
             ..InstanceQuery::default()
         };
-        let (cluster, members, jobs, instances) = self.block_on(REFRESH_TIMEOUT, async {
-            tokio::try_join!(
-                client.cluster(),
-                client.members(),
-                client.jobs(),
-                client.instances(&query)
-            )
-        })?;
+        let finished = InstanceQuery {
+            state: Some("succeeded,failed,cancelled".into()),
+            limit: Some(FINISHED_LIMIT),
+            ..InstanceQuery::default()
+        };
+        // One page of each instance list: the server bounds what a page reads.
+        let (cluster, members, queue, jobs, newest, finished) =
+            self.block_on(REFRESH_TIMEOUT, async {
+                tokio::try_join!(
+                    client.cluster(),
+                    client.members(),
+                    client.queue(),
+                    client.jobs_up_to(Some(JOB_LIMIT)),
+                    client.instances_page(&newest, None),
+                    client.instances_page(&finished, None),
+                )
+            })?;
         Ok(snapshot(
             client.server_url(),
             &cluster,
             &members,
             &jobs,
-            &instances,
+            &queue,
+            &newest_first(newest.items, finished.items),
             now_ms(),
         ))
     }
@@ -167,20 +183,29 @@ fn queued(instance: &Instance) -> String {
     )
 }
 
-/// Builds the console's snapshot from what the API returned at `now`. `instances` are the newest,
-/// newest first (as the API lists them).
+/// Both lists as one, newest first, each instance once.
+fn newest_first(mut newest: Vec<Instance>, finished: Vec<Instance>) -> Vec<Instance> {
+    newest.extend(finished);
+    newest.sort_unstable_by(|a, b| b.id.cmp(&a.id));
+    newest.dedup_by_key(|i| i.id);
+    newest
+}
+
+/// Builds the console's snapshot from what the API returned at `now`. `instances` are some of
+/// the newest, newest first (as the API lists them); every count of the queue, and the
+/// no-worker banner, come from `queue`.
 pub fn snapshot(
     server: &str,
     cluster: &ClusterInfo,
     members: &[MemberRow],
     jobs: &[JobSummary],
+    queue: &QueueSummary,
     instances: &[Instance],
     now: UnixMs,
 ) -> Snapshot {
     let workers: Vec<WorkerRow> = members.iter().map(worker_row).collect();
-    let unplaceable = unplaceable(instances);
     let instances: Vec<InstanceRow> = instances.iter().map(instance_row).collect();
-    let stats = stats(&workers, jobs, &instances, now);
+    let stats = stats(&workers, queue, &instances, now);
     Snapshot {
         cluster: cluster.cluster.clone(),
         server: server.to_string(),
@@ -189,7 +214,21 @@ pub fn snapshot(
         jobs: jobs.iter().map(job_row).collect(),
         instances,
         stats,
-        unplaceable,
+        unplaceable: queue
+            .unplaceable
+            .groups
+            .iter()
+            .map(|group| Unplaceable {
+                job: group.job.clone(),
+                queued: saturate(group.queued),
+                reason: group.why.clone(),
+                fix: group.fix.clone().unwrap_or_default(),
+            })
+            .collect(),
+        unplaceable_totals: UnplaceableTotals {
+            queued: queue.unplaceable.queued,
+            jobs: queue.unplaceable.jobs,
+        },
         degraded: cluster
             .storage_degraded
             .as_ref()
@@ -221,6 +260,10 @@ fn group_label(group: &crate::wire::admin::ClusterGroup) -> String {
         (role, Some(leader)) => format!("{role} · leader at {leader} · term {}", group.term),
         (role, None) => format!("{role} · no leader · term {}", group.term),
     }
+}
+
+fn saturate(count: u64) -> u32 {
+    u32::try_from(count).unwrap_or(u32::MAX)
 }
 
 fn worker_row(member: &MemberRow) -> WorkerRow {
@@ -317,9 +360,14 @@ fn attempt_row(attempt: &Attempt) -> AttemptRow {
     }
 }
 
-/// Header counters. Queue counts come from the job summaries, which count every unfinished
-/// instance (the instance list is capped); recent outcomes come from the instances.
-fn stats(workers: &[WorkerRow], jobs: &[JobSummary], instances: &[InstanceRow], now: i64) -> Stats {
+/// Header counters. Queue counts come from the queue summary, which counts every unfinished
+/// instance; recent outcomes come from the newest finished instances.
+fn stats(
+    workers: &[WorkerRow],
+    queue: &QueueSummary,
+    instances: &[InstanceRow],
+    now: i64,
+) -> Stats {
     let count_workers = |state: MemberState| {
         workers
             .iter()
@@ -329,8 +377,8 @@ fn stats(workers: &[WorkerRow], jobs: &[JobSummary], instances: &[InstanceRow], 
     let mut stats = Stats {
         live_workers: count_workers(MemberState::Live),
         dead_workers: count_workers(MemberState::Dead),
-        queued: jobs.iter().map(|j| j.queued).sum(),
-        running: jobs.iter().map(|j| j.running).sum(),
+        queued: saturate(queue.queued),
+        running: saturate(queue.running),
         throughput: vec![0; BUCKETS],
         ..Stats::default()
     };
@@ -350,38 +398,6 @@ fn stats(workers: &[WorkerRow], jobs: &[JobSummary], instances: &[InstanceRow], 
     stats
 }
 
-/// Queued instances no live worker can take, grouped by job in order of their newest instance,
-/// with the newest reason and the command that fixes it — read from the typed reason.
-fn unplaceable(instances: &[Instance]) -> Vec<Unplaceable> {
-    let mut groups: Vec<Unplaceable> = Vec::new();
-    let mut index: HashMap<&str, usize> = HashMap::new();
-    for instance in instances {
-        let InstanceState::Queued {
-            reason: Some(reason),
-            ..
-        } = &instance.state
-        else {
-            continue;
-        };
-        if !reason.is_unplaceable() {
-            continue;
-        }
-        match index.get(instance.job_name.as_str()) {
-            Some(&n) => groups[n].queued += 1,
-            None => {
-                index.insert(&instance.job_name, groups.len());
-                groups.push(Unplaceable {
-                    job: instance.job_name.clone(),
-                    queued: 1,
-                    reason: reason.why(),
-                    fix: reason.fix().unwrap_or_default().to_string(),
-                });
-            }
-        }
-    }
-    groups
-}
-
 #[cfg(test)]
 mod tests {
     use shoal_gossip::Role;
@@ -392,6 +408,7 @@ mod tests {
         Strategy, Target, Trigger,
     };
     use crate::reason::{QueueReason, Unmatched};
+    use crate::wire::admin::{UnplaceableJob, UnplaceableSummary};
 
     const NOW: i64 = 1_700_000_000_000;
     const BILLING_REASON: &str = "no live worker carries tag \"billing\" (1 live worker(s): w1); \
@@ -591,30 +608,85 @@ mod tests {
             &cluster,
             &members,
             &jobs,
+            &queue(),
             &instances,
             NOW,
         )
     }
 
+    /// The server's count of the whole queue: far more than the instances the snapshot holds.
+    fn queue() -> QueueSummary {
+        let group = |job_id: u64, job: &str, queued: u64, reason: QueueReason| UnplaceableJob {
+            job_id,
+            job: job.into(),
+            queued,
+            why: reason.why(),
+            fix: reason.fix().map(str::to_string),
+            reason,
+        };
+        let no_worker = QueueReason::NoWorker {
+            unmatched: Unmatched::EmptyCluster,
+            live: vec![],
+            silent: vec![],
+            fix: None,
+        };
+        QueueSummary {
+            at_ms: NOW,
+            queued: 15_004,
+            running: 2,
+            queued_jobs: 5_001,
+            by_reason: vec![],
+            oldest: None,
+            top_jobs: vec![],
+            unplaceable: UnplaceableSummary {
+                queued: 15_000,
+                jobs: 5_000,
+                groups: vec![
+                    group(2, "billing", 12, billing_reason().unwrap()),
+                    group(3, "pinned", 3, no_worker),
+                ],
+            },
+        }
+    }
+
     #[test]
-    fn unplaceable_groups_queued_work_by_job_with_the_fix_command() {
+    fn the_banner_comes_from_the_queue_summary_with_the_fix_command() {
         let snapshot = build();
         assert_eq!(
             snapshot.unplaceable,
             [
                 Unplaceable {
                     job: "billing".into(),
-                    queued: 2,
+                    queued: 12,
                     reason: "no live worker carries tag \"billing\" (1 live worker(s): w1)".into(),
                     fix: "shoal worker --join 127.0.0.1:7946 --tag billing".into(),
                 },
                 Unplaceable {
                     job: "pinned".into(),
-                    queued: 1,
+                    queued: 3,
                     reason: "no live worker in the cluster".into(),
                     fix: String::new(),
                 },
-            ]
+            ],
+            "the server's groups, not the few queued instances the snapshot holds"
+        );
+        assert_eq!(
+            snapshot.unplaceable_totals,
+            UnplaceableTotals {
+                queued: 15_000,
+                jobs: 5_000
+            }
+        );
+    }
+
+    #[test]
+    fn newest_first_merges_the_two_lists_once_each() {
+        let queued = |id| instance(id, "j", queued(None), 0);
+        let done = |id| instance(id, "j", InstanceState::Succeeded, 0);
+        let merged = newest_first(vec![queued(9), queued(8), done(7)], vec![done(7), done(3)]);
+        assert_eq!(
+            merged.iter().map(|i| i.id).collect::<Vec<_>>(),
+            [9, 8, 7, 3]
         );
     }
 
@@ -625,8 +697,8 @@ mod tests {
         assert_eq!(stats.dead_workers, 1, "left workers are not dead");
         assert_eq!(
             (stats.queued, stats.running),
-            (4, 2),
-            "from the job summaries"
+            (15_004, 2),
+            "from the queue summary"
         );
         assert_eq!(stats.succeeded_5m, 2, "301 s ago is outside the window");
         assert_eq!(stats.failed_5m, 1);

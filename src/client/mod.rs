@@ -19,7 +19,7 @@ use crate::spec::JobSpec;
 use crate::tls::{ClientTls, HTTPS_REQUIRED_HEADER, TlsFailure};
 use crate::wire::admin::{
     BackfillRequest, BackfillResult, ClusterInfo, ErrorBody, JobSummary, MemberRow, NextFires,
-    ServerChange, ServerRow,
+    QueueSummary, ServerChange, ServerRow,
 };
 
 pub const DEFAULT_SERVER: &str = "http://127.0.0.1:7070";
@@ -162,8 +162,50 @@ impl ApiClient {
         self.call(Method::PUT, &job_path(key, ""), Some(spec)).await
     }
 
+    /// One page of jobs by id: those after `after` (the previous page's `next`), at most
+    /// `limit` (the server's default when `None`).
+    pub async fn jobs_page(
+        &self,
+        after: Option<&str>,
+        limit: Option<usize>,
+    ) -> Result<Page<JobSummary>, ClientError> {
+        let mut params = url::form_urlencoded::Serializer::new(String::new());
+        if let Some(after) = after {
+            params.append_pair("after", after);
+        }
+        if let Some(limit) = limit {
+            params.append_pair("limit", &limit.to_string());
+        }
+        let path = format!("/api/v1/jobs?{}", params.finish());
+        self.call_page(&path, "after").await
+    }
+
+    /// Every job, page by page (at most `max`, when given).
+    pub async fn jobs_up_to(&self, max: Option<usize>) -> Result<Vec<JobSummary>, ClientError> {
+        let mut jobs = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let left = max.map(|max| max - jobs.len());
+            let limit = left.map(|left| left.min(JOBS_PAGE));
+            let page = self
+                .jobs_page(after.as_deref(), limit.or(Some(JOBS_PAGE)))
+                .await?;
+            jobs.extend(page.items);
+            match page.next {
+                Some(next) if max.is_none_or(|max| jobs.len() < max) => after = Some(next),
+                _ => return Ok(jobs),
+            }
+        }
+    }
+
+    /// Every job, page by page.
     pub async fn jobs(&self) -> Result<Vec<JobSummary>, ClientError> {
-        self.call(Method::GET, "/api/v1/jobs", None::<&()>).await
+        self.jobs_up_to(None).await
+    }
+
+    /// The whole queue: totals, reasons, the work no worker can take.
+    pub async fn queue(&self) -> Result<QueueSummary, ClientError> {
+        self.call(Method::GET, "/api/v1/queue", None::<&()>).await
     }
 
     pub async fn job(&self, key: &str) -> Result<Job, ClientError> {
@@ -211,9 +253,15 @@ impl ApiClient {
             .await
     }
 
-    /// Lists instances; `query` holds `job`, `state` (comma-separated) and `limit` as given.
-    pub async fn instances(&self, query: &InstanceQuery) -> Result<Vec<Instance>, ClientError> {
-        let mut path = "/api/v1/instances?".to_string();
+    /// One page of instances, newest first: those before `before` (the previous page's
+    /// `next`), matching `query`, at most `query.limit` (the server's default when `None`). A
+    /// filtered page may hold fewer, even none, and still have a next page: the server bounds
+    /// how much history one request reads.
+    pub async fn instances_page(
+        &self,
+        query: &InstanceQuery,
+        before: Option<&str>,
+    ) -> Result<Page<Instance>, ClientError> {
         let mut params = url::form_urlencoded::Serializer::new(String::new());
         if let Some(job) = &query.job {
             params.append_pair("job", job);
@@ -221,11 +269,34 @@ impl ApiClient {
         if let Some(state) = &query.state {
             params.append_pair("state", state);
         }
+        if let Some(before) = before {
+            params.append_pair("before", before);
+        }
         if let Some(limit) = query.limit {
             params.append_pair("limit", &limit.to_string());
         }
-        path.push_str(&params.finish());
-        self.call(Method::GET, &path, None::<&()>).await
+        let path = format!("/api/v1/instances?{}", params.finish());
+        self.call_page(&path, "before").await
+    }
+
+    /// Instances newest first, page by page until `query.limit` (default 100) are found or
+    /// there are no more.
+    pub async fn instances(&self, query: &InstanceQuery) -> Result<Vec<Instance>, ClientError> {
+        let wanted = query.limit.unwrap_or(100);
+        let mut instances = Vec::new();
+        let mut before: Option<String> = None;
+        loop {
+            let page_query = InstanceQuery {
+                limit: Some((wanted - instances.len()).clamp(1, INSTANCES_PAGE)),
+                ..query.clone()
+            };
+            let page = self.instances_page(&page_query, before.as_deref()).await?;
+            instances.extend(page.items);
+            match page.next {
+                Some(next) if instances.len() < wanted => before = Some(next),
+                _ => return Ok(instances),
+            }
+        }
     }
 
     pub async fn instance(&self, id: InstanceId) -> Result<Instance, ClientError> {
@@ -299,12 +370,37 @@ impl ApiClient {
         self.call(Method::GET, &path, None::<&()>).await
     }
 
+    /// A `GET` of a paged list: the body, and the cursor of the next page (`cursor`'s value in
+    /// the URL of the response's `Link: <…>; rel="next"`), if there is one.
+    async fn call_page<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        cursor: &str,
+    ) -> Result<Page<T>, ClientError> {
+        let (items, headers) = self.exchange(Method::GET, path, None::<&()>).await?;
+        Ok(Page {
+            items,
+            next: next_cursor(&headers, cursor),
+        })
+    }
+
     pub(crate) async fn call<T: DeserializeOwned>(
         &self,
         method: Method,
         path: &str,
         body: Option<&impl Serialize>,
     ) -> Result<T, ClientError> {
+        Ok(self.exchange(method, path, body).await?.0)
+    }
+
+    /// One request, to the server that answered last or, when it cannot be reached, the next:
+    /// the decoded body of a success with its headers, or why it failed.
+    async fn exchange<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&impl Serialize>,
+    ) -> Result<(T, reqwest::header::HeaderMap), ClientError> {
         let first = self.current.load(Ordering::Relaxed);
         let mut tried = 0;
         loop {
@@ -330,7 +426,7 @@ impl ApiClient {
         method: Method,
         path: &str,
         body: Option<&impl Serialize>,
-    ) -> Result<T, Attempt> {
+    ) -> Result<(T, reqwest::header::HeaderMap), Attempt> {
         let server_url = self.url_of(index);
         let url = format!("{server_url}{path}");
         let mut request = self.http.request(method, &url);
@@ -360,6 +456,7 @@ impl ApiClient {
             }));
         }
         let status = response.status();
+        let headers = response.headers().clone();
         let bytes = response.bytes().await.map_err(|error| {
             Attempt::Failed(ClientError::Unreachable {
                 url: url.clone(),
@@ -367,12 +464,14 @@ impl ApiClient {
             })
         })?;
         if status.is_success() {
-            return serde_json::from_slice(&bytes).map_err(|error| {
-                Attempt::Failed(ClientError::Protocol {
-                    url,
-                    reason: error.to_string(),
-                })
-            });
+            return serde_json::from_slice(&bytes)
+                .map(|value| (value, headers))
+                .map_err(|error| {
+                    Attempt::Failed(ClientError::Protocol {
+                        url,
+                        reason: error.to_string(),
+                    })
+                });
         }
         Err(Attempt::Failed(refusal(status, &bytes)))
     }
@@ -440,6 +539,36 @@ fn describe(error: &reqwest::Error) -> String {
     }
 }
 
+/// The page size the client asks for when paging through every job.
+pub const JOBS_PAGE: usize = 1_000;
+/// The most instances the client asks for in one page (the server's maximum).
+pub const INSTANCES_PAGE: usize = 10_000;
+
+/// One page of a list and the cursor of the next (`None`: this was the last).
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next: Option<String>,
+}
+
+/// The value of `param` in the URL of a `Link: <URL>; rel="next"` header, if there is one.
+fn next_cursor(headers: &reqwest::header::HeaderMap, param: &str) -> Option<String> {
+    headers
+        .get_all(reqwest::header::LINK)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .find(|link| link.split(';').skip(1).any(|p| p.trim() == "rel=\"next\""))
+        .and_then(|link| {
+            let target = link.split(';').next()?.trim();
+            let target = target.strip_prefix('<')?.strip_suffix('>')?;
+            let (_, query) = target.split_once('?')?;
+            url::form_urlencoded::parse(query.as_bytes())
+                .find(|(name, _)| name == param)
+                .map(|(_, value)| value.into_owned())
+        })
+}
+
 /// Filters of `GET /api/v1/instances`.
 #[derive(Debug, Clone, Default)]
 pub struct InstanceQuery {
@@ -456,4 +585,31 @@ fn channel_path(name: &str) -> String {
 fn job_path(key: &str, suffix: &str) -> String {
     let key: String = url::form_urlencoded::byte_serialize(key.as_bytes()).collect();
     format!("/api/v1/jobs/{key}{suffix}")
+}
+
+#[cfg(test)]
+mod tests {
+    use reqwest::header::{HeaderMap, HeaderValue, LINK};
+
+    use super::next_cursor;
+
+    fn headers(links: &[&str]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for link in links {
+            headers.append(LINK, HeaderValue::from_str(link).unwrap());
+        }
+        headers
+    }
+
+    #[test]
+    fn the_cursor_is_read_from_the_next_link_only() {
+        let page = headers(&[
+            "</api/v1/instances?job=a+b&state=queued%2Crunning&before=42&limit=10>; rel=\"next\"",
+        ]);
+        assert_eq!(next_cursor(&page, "before").as_deref(), Some("42"));
+        assert_eq!(next_cursor(&page, "after"), None);
+        let several = headers(&["</x?after=1>; rel=\"prev\", </x?after=9>; rel=\"next\""]);
+        assert_eq!(next_cursor(&several, "after").as_deref(), Some("9"));
+        assert_eq!(next_cursor(&HeaderMap::new(), "after"), None);
+    }
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use shoal_tui::{
     Action, AttemptRow, DataSource, InstanceRow, InstanceStatus, JobRow, MemberState, Options,
-    Snapshot, Stats, Unplaceable, WorkerRow,
+    Snapshot, Stats, Unplaceable, UnplaceableTotals, WorkerRow,
 };
 
 struct Demo {
@@ -171,6 +171,7 @@ fn cluster() -> Snapshot {
             reason: "no live worker carries tag \"billing\" (37 live workers)".into(),
             fix: "shoal worker --join 127.0.0.1:7946 --tag billing".into(),
         }],
+        unplaceable_totals: UnplaceableTotals { queued: 7, jobs: 1 },
         degraded: None,
         group: None,
         group_trouble: None,

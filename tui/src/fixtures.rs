@@ -9,7 +9,7 @@ use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use crate::{
     App, AttemptRow, InstanceRow, InstanceStatus, JobRow, MemberState, Snapshot, Stats,
-    Unplaceable, WorkerRow, render,
+    Unplaceable, UnplaceableTotals, WorkerRow, render,
 };
 
 /// A fixed "now" so that relative times in the frame never change between runs.
@@ -131,6 +131,7 @@ pub fn big_snapshot(worker_count: usize, instance_count: usize) -> Snapshot {
             reason: "no live worker carries tag \"billing-eu\" (980 live workers)".into(),
             fix: "shoal worker --join 127.0.0.1:7946 --tag billing-eu".into(),
         }],
+        unplaceable_totals: UnplaceableTotals { queued: 3, jobs: 1 },
         degraded: None,
         group: None,
         group_trouble: None,

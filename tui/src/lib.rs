@@ -26,7 +26,7 @@ pub use action::Action;
 pub use app::{App, Options, Outcome, View};
 pub use snapshot::{
     AttemptRow, InstanceRow, InstanceStatus, JobRow, MemberState, Snapshot, Stats, Unplaceable,
-    WorkerRow,
+    UnplaceableTotals, WorkerRow,
 };
 pub use source::DataSource;
 pub use terminal::{Input, drive, run};

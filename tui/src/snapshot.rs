@@ -19,9 +19,12 @@ pub struct Snapshot {
     /// Most recent first, already limited by the source.
     pub instances: Vec<InstanceRow>,
     pub stats: Stats,
-    /// Queued work that no live worker can take. Non-empty means the cluster
-    /// is silently stuck, so the console shows a banner for it.
+    /// Queued work that no live worker can take, by job, most first. Non-empty
+    /// means the cluster is silently stuck, so the console shows a banner for
+    /// it. The source may list only the worst jobs; `unplaceable_totals` counts
+    /// them all.
     pub unplaceable: Vec<Unplaceable>,
+    pub unplaceable_totals: UnplaceableTotals,
     /// Set while the server is degraded (it refuses writes), with the reason in a few words,
     /// e.g. "disk full": the header shows it in red.
     pub degraded: Option<String>,
@@ -201,6 +204,23 @@ pub struct Unplaceable {
     pub reason: String,
     /// e.g. `shoal worker --join 127.0.0.1:7946 --tag billing`.
     pub fix: String,
+}
+
+/// All the queued work no live worker can take, over the whole queue.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UnplaceableTotals {
+    pub queued: u64,
+    pub jobs: u64,
+}
+
+impl UnplaceableTotals {
+    /// The totals of a complete list (when nothing was left out of it).
+    pub fn of(stuck: &[Unplaceable]) -> UnplaceableTotals {
+        UnplaceableTotals {
+            queued: stuck.iter().map(|u| u64::from(u.queued)).sum(),
+            jobs: stuck.len() as u64,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -471,4 +471,124 @@ mod tests {
         );
         assert_eq!(ids(&set), vec![ahead.id, third.id, backoff.id]);
     }
+
+    #[test]
+    fn full_passes_look_past_the_oldest_in_turn() {
+        let (_dir, store, job) = followed_store();
+        store
+            .write(|tx| {
+                for n in 0..10 {
+                    create_instance(tx, &job, Trigger::Manual, n, n)?;
+                }
+                Ok::<_, crate::server::machine::ApplyError>(())
+            })
+            .unwrap();
+        let mut set = WorkingSet::default();
+        set.refresh(&store).unwrap();
+        let mut pass = |set: &mut WorkingSet| {
+            let (visit, resume_after) = set.full_pass(2, 3);
+            let ids: Vec<InstanceId> = visit.iter().map(|i| i.id).collect();
+            set.passed(resume_after);
+            ids
+        };
+        // The oldest two every time, then the rest three at a time, starting over at the end.
+        assert_eq!(pass(&mut set), [1, 2, 3, 4, 5]);
+        assert_eq!(pass(&mut set), [1, 2, 6, 7, 8]);
+        assert_eq!(pass(&mut set), [1, 2, 9, 10]);
+        assert_eq!(pass(&mut set), [1, 2, 3, 4, 5]);
+    }
+
+    #[test]
+    fn the_summary_counts_the_whole_queue_by_reason_and_job() {
+        use crate::reason::{QueueReason, Unmatched};
+        let (_dir, store, job) = followed_store();
+        let mut other = test_support::job(2, test_support::on_demand("other"));
+        other.def.max_concurrent = 100;
+        store.write(|tx| tx.put_job(&other)).unwrap();
+        let no_worker = |tag: &str| QueueReason::NoWorker {
+            unmatched: Unmatched::Tag { tag: tag.into() },
+            live: vec![],
+            silent: vec![],
+            fix: Some(format!("shoal worker --tag {tag}")),
+        };
+        let mut written = Vec::new();
+        store
+            .write(|tx| {
+                written.clear();
+                // Job 1: 3 stuck (the newest reason says "gpu2"), 1 ready, 1 held, 1 running.
+                for (n, reason) in [no_worker("gpu"), no_worker("gpu"), no_worker("gpu2")]
+                    .into_iter()
+                    .enumerate()
+                {
+                    let mut stuck = create_instance(tx, &job, Trigger::Manual, 10, 10)?;
+                    stuck.state = InstanceState::Queued {
+                        reason: Some(reason),
+                        not_before_ms: None,
+                        since_ms: 100 + n as i64,
+                    };
+                    tx.put_instance(&stuck)?;
+                }
+                create_instance(tx, &job, Trigger::Manual, 200, 200)?;
+                create_instance(tx, &job, Trigger::Schedule, 5_000, 200)?;
+                let mut running = create_instance(tx, &job, Trigger::Manual, 50, 50)?;
+                running.state = InstanceState::Running {
+                    worker: "w".into(),
+                    lease_until_ms: 9_000,
+                };
+                tx.put_instance(&running)?;
+                // Job 2: one stuck, at capacity (not unplaceable), the oldest wait.
+                let mut busy = create_instance(tx, &other, Trigger::Manual, 1, 1)?;
+                busy.state = InstanceState::Queued {
+                    reason: Some(QueueReason::AtCapacity {
+                        workers: vec!["w".into()],
+                        fix: "more".into(),
+                    }),
+                    not_before_ms: None,
+                    since_ms: 1,
+                };
+                tx.put_instance(&busy)?;
+                written.push(busy);
+                Ok::<_, crate::server::machine::ApplyError>(())
+            })
+            .unwrap();
+        let mut set = WorkingSet::default();
+        set.refresh(&store).unwrap();
+        let summary = set.summary(1_000);
+        assert_eq!((summary.queued, summary.running), (6, 1));
+        assert_eq!(summary.queued_jobs, 2);
+        let count = |kind: &str| {
+            summary
+                .by_reason
+                .iter()
+                .find(|r| r.kind == kind)
+                .map(|r| r.queued)
+        };
+        assert_eq!(count("no-worker"), Some(3));
+        assert_eq!(count("at-capacity"), Some(1));
+        assert_eq!(count("ready"), Some(1));
+        assert_eq!(count("held"), Some(1));
+        assert_eq!(count("retrying"), Some(0), "every kind is listed");
+        let oldest = summary.oldest.as_ref().unwrap();
+        assert_eq!((oldest.instance, oldest.waited_ms), (written[0].id, 999));
+        assert_eq!(
+            summary
+                .top_jobs
+                .iter()
+                .map(|j| (j.job.as_str(), j.queued, j.running))
+                .collect::<Vec<_>>(),
+            [("j", 5, 1), ("other", 1, 0)]
+        );
+        assert_eq!(
+            (summary.unplaceable.queued, summary.unplaceable.jobs),
+            (3, 1)
+        );
+        let group = &summary.unplaceable.groups[0];
+        assert_eq!((group.job.as_str(), group.queued), ("j", 3));
+        assert_eq!(group.reason, no_worker("gpu2"), "the newest reason");
+        assert_eq!(group.fix.as_deref(), Some("shoal worker --tag gpu2"));
+        assert!(group.why.contains("\"gpu2\""), "{}", group.why);
+        assert_eq!(set.job_counts(job.id), (5, 1));
+        assert_eq!(set.job_counts(other.id), (1, 0));
+        assert_eq!(set.job_counts(99), (0, 0));
+    }
 }

@@ -201,3 +201,173 @@ impl ReadTx {
         Ok(self.instances_page(filter)?.items)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{InstanceState, Trigger};
+    use crate::server::machine::create_instance;
+    use crate::server::store::Store;
+    use crate::test_support;
+
+    fn store_with_jobs(n: usize) -> (tempfile::TempDir, Store, Vec<Job>) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let jobs = (0..n)
+            .map(|i| {
+                test_support::store_job(&store, test_support::on_demand(&format!("j{i}")), None)
+            })
+            .collect();
+        (dir, store, jobs)
+    }
+
+    fn queue(store: &Store, job: &Job) -> Instance {
+        store
+            .write(|tx| create_instance(tx, job, Trigger::Manual, 1, 1))
+            .unwrap()
+    }
+
+    fn finish(store: &Store, instance: &Instance, state: InstanceState) -> Instance {
+        let mut done = instance.clone();
+        done.state = state;
+        store.write(|tx| tx.put_instance(&done)).unwrap();
+        done
+    }
+
+    fn ids(instances: &[Instance]) -> Vec<InstanceId> {
+        instances.iter().map(|i| i.id).collect()
+    }
+
+    #[test]
+    fn job_pages_list_every_job_once_while_jobs_are_added() {
+        let (_dir, store, jobs) = store_with_jobs(7);
+        let mut seen = Vec::new();
+        let mut after = None;
+        loop {
+            let page = store.read().unwrap().jobs_page(after, 3).unwrap();
+            assert!(page.items.len() <= 3);
+            seen.extend(page.items.iter().map(|j| j.id));
+            // A job added between pages lands after every cursor: listed once, at the end.
+            if seen.len() == 3 {
+                test_support::store_job(&store, test_support::on_demand("late"), None);
+            }
+            match page.next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+        let mut expected: Vec<JobId> = jobs.iter().map(|j| j.id).collect();
+        expected.push(expected.last().unwrap() + 1);
+        assert_eq!(seen, expected);
+        // A full last page says there is nothing after it.
+        let all = store.read().unwrap().jobs_page(None, 8).unwrap();
+        assert_eq!((all.items.len(), all.next), (8, None));
+    }
+
+    #[test]
+    fn unfinished_pages_come_from_the_index_newest_first() {
+        let (_dir, store, jobs) = store_with_jobs(2);
+        let mut queued = Vec::new();
+        for n in 0..10 {
+            let instance = queue(&store, &jobs[n % 2]);
+            if n % 3 == 0 {
+                finish(&store, &instance, InstanceState::Succeeded);
+            } else {
+                queued.push(instance.id);
+            }
+        }
+        queued.reverse();
+        let read = store.read().unwrap();
+        let filter = |before, job_id| InstanceFilter {
+            job_id,
+            states: vec![StateKind::Queued],
+            before,
+            limit: 4,
+        };
+        let first = read.instances_page(&filter(None, None)).unwrap();
+        assert_eq!(ids(&first.items), queued[..4]);
+        assert_eq!(first.next, Some(queued[3]));
+        let second = read.instances_page(&filter(first.next, None)).unwrap();
+        assert_eq!(ids(&second.items), queued[4..]);
+        assert_eq!(second.next, None);
+        let of_job = read
+            .instances_page(&filter(None, Some(jobs[1].id)))
+            .unwrap();
+        assert!(of_job.items.iter().all(|i| i.job_id == jobs[1].id));
+        assert_eq!(of_job.items.len(), 3, "{:?}", ids(&of_job.items));
+    }
+
+    #[test]
+    fn finished_pages_skip_the_queue_and_stop_after_the_scan_budget() {
+        let (_dir, store, jobs) = store_with_jobs(1);
+        let failed = finish(
+            &store,
+            &queue(&store, &jobs[0]),
+            InstanceState::Failed { reason: "x".into() },
+        );
+        store
+            .write(|tx| {
+                for _ in 0..SCAN_BUDGET {
+                    let mut done = create_instance(tx, &jobs[0], Trigger::Manual, 1, 1)?;
+                    done.state = InstanceState::Succeeded;
+                    tx.put_instance(&done)?;
+                }
+                // Newer queued work is skipped by id, without counting against the budget.
+                for _ in 0..50 {
+                    create_instance(tx, &jobs[0], Trigger::Manual, 1, 1)?;
+                }
+                Ok::<_, crate::server::machine::ApplyError>(())
+            })
+            .unwrap();
+        let read = store.read().unwrap();
+        let filter = |before| InstanceFilter {
+            states: vec![StateKind::Failed],
+            before,
+            limit: 10,
+            ..InstanceFilter::default()
+        };
+        let first = read.instances_page(&filter(None)).unwrap();
+        assert!(first.items.is_empty(), "the budget ends the page first");
+        let next = first.next.expect("a cursor to go on from");
+        let second = read.instances_page(&filter(Some(next))).unwrap();
+        assert_eq!(ids(&second.items), [failed.id]);
+        assert_eq!(second.next, None);
+        // Unfiltered, a page is just the newest.
+        let newest = read
+            .instances_page(&InstanceFilter {
+                limit: 5,
+                ..InstanceFilter::default()
+            })
+            .unwrap();
+        assert_eq!(newest.items.len(), 5);
+        assert!(newest.items.iter().all(|i| !i.state.is_terminal()));
+        assert!(newest.next.is_some());
+    }
+
+    #[test]
+    fn last_result_is_the_newest_finished_behind_the_queue() {
+        let (_dir, store, jobs) = store_with_jobs(2);
+        assert_eq!(store.read().unwrap().last_result(jobs[0].id).unwrap(), None);
+        let first = queue(&store, &jobs[0]);
+        finish(&store, &first, InstanceState::Succeeded);
+        let second = queue(&store, &jobs[0]);
+        finish(
+            &store,
+            &second,
+            InstanceState::Failed {
+                reason: "boom".into(),
+            },
+        );
+        // Newer unfinished work of this job and of another does not hide it.
+        for _ in 0..5 {
+            queue(&store, &jobs[0]);
+            queue(&store, &jobs[1]);
+        }
+        let read = store.read().unwrap();
+        assert_eq!(
+            read.last_result(jobs[0].id).unwrap(),
+            Some(StateKind::Failed)
+        );
+        assert_eq!(read.last_result(jobs[1].id).unwrap(), None);
+    }
+}

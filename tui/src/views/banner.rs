@@ -9,7 +9,7 @@ use ratatui::widgets::{Block, Padding, Paragraph};
 
 use crate::app::App;
 use crate::format;
-use crate::snapshot::Unplaceable;
+use crate::snapshot::{Snapshot, UnplaceableTotals};
 use crate::theme::Theme;
 
 /// Borders plus left/right padding.
@@ -19,13 +19,13 @@ const CHROME_HEIGHT: u16 = 2;
 /// Rows the banner takes: all of its text, but at most a third of the screen
 /// (never less than one entry's worth) so the tables stay usable.
 pub(crate) fn height(app: &App, area: Rect) -> u16 {
-    let Some(stuck) = app.snapshot.as_ref().map(|s| &s.unplaceable[..]) else {
+    let Some(snapshot) = app.snapshot.as_ref() else {
         return 0;
     };
-    if stuck.is_empty() {
+    if snapshot.unplaceable.is_empty() {
         return 0;
     }
-    let wanted = text_lines(stuck, area.width, Theme::new(false)).len();
+    let wanted = text_lines(snapshot, area.width, Theme::new(false)).len();
     let wanted = u16::try_from(wanted)
         .unwrap_or(u16::MAX)
         .saturating_add(CHROME_HEIGHT);
@@ -33,13 +33,14 @@ pub(crate) fn height(app: &App, area: Rect) -> u16 {
 }
 
 pub(crate) fn render(app: &App, frame: &mut Frame, area: Rect, theme: Theme) {
-    let Some(stuck) = app.snapshot.as_ref().map(|s| &s.unplaceable[..]) else {
+    let Some(snapshot) = app.snapshot.as_ref() else {
         return;
     };
-    if stuck.is_empty() || area.height == 0 {
+    if snapshot.unplaceable.is_empty() || area.height == 0 {
         return;
     }
-    let mut lines = text_lines(stuck, area.width, theme);
+    let totals = totals(snapshot);
+    let mut lines = text_lines(snapshot, area.width, theme);
     let room = usize::from(area.height.saturating_sub(CHROME_HEIGHT));
     if lines.len() > room && room > 0 {
         let hidden = lines.len() - (room - 1);
@@ -54,20 +55,33 @@ pub(crate) fn render(app: &App, frame: &mut Frame, area: Rect, theme: Theme) {
         .padding(Padding::horizontal(1))
         .title_top(Span::styled(
             format!(
-                " NO WORKER CAN RUN QUEUED WORK ({} job{}) ",
-                stuck.len(),
-                if stuck.len() == 1 { "" } else { "s" }
+                " NO WORKER CAN RUN QUEUED WORK: {} queued ({} job{}) ",
+                totals.queued,
+                totals.jobs,
+                if totals.jobs == 1 { "" } else { "s" }
             ),
             theme.alert(),
         ));
     frame.render_widget(Paragraph::new(lines).block(block), area);
 }
 
+/// The whole queue's totals; at least what the listed jobs add up to (a
+/// hand-built snapshot may leave them out).
+fn totals(snapshot: &Snapshot) -> UnplaceableTotals {
+    let listed = UnplaceableTotals::of(&snapshot.unplaceable);
+    UnplaceableTotals {
+        queued: snapshot.unplaceable_totals.queued.max(listed.queued),
+        jobs: snapshot.unplaceable_totals.jobs.max(listed.jobs),
+    }
+}
+
 /// "7 queued for billing-sync: <reason>" then "fix: <command>", each wrapped
-/// to the banner's inner width.
-fn text_lines(stuck: &[Unplaceable], width: u16, theme: Theme) -> Vec<Line<'static>> {
+/// to the banner's inner width; then how many more jobs the list left out.
+fn text_lines(snapshot: &Snapshot, width: u16, theme: Theme) -> Vec<Line<'static>> {
     let inner = usize::from(width.saturating_sub(CHROME_WIDTH));
+    let stuck = &snapshot.unplaceable;
     let mut lines = Vec::new();
+    let left_out = totals(snapshot).jobs.saturating_sub(stuck.len() as u64);
     for u in stuck {
         let what = format!("{} queued for {}: {}", u.queued, u.job, u.reason);
         lines.extend(
@@ -80,6 +94,17 @@ fn text_lines(stuck: &[Unplaceable], width: u16, theme: Theme) -> Vec<Line<'stat
             format::wrap(&fix, inner)
                 .into_iter()
                 .map(|l| Line::styled(l, theme.key())),
+        );
+    }
+    if left_out > 0 {
+        let more = format!(
+            "… and {left_out} more job{} with work no worker can take: see the jobs view (2)",
+            if left_out == 1 { "" } else { "s" }
+        );
+        lines.extend(
+            format::wrap(&more, inner)
+                .into_iter()
+                .map(|l| Line::styled(l, theme.bad())),
         );
     }
     lines
@@ -166,6 +191,25 @@ mod tests {
         assert!(line_with(&lines, "more lines").contains("jobs view"));
         assert!(line_with(&lines, "fix:").contains(FIX));
         row_with(&lines, "w1 ");
+    }
+
+    #[test]
+    fn totals_count_the_whole_queue_and_name_the_jobs_left_out() {
+        let mut snapshot = stuck();
+        snapshot.unplaceable_totals = crate::snapshot::UnplaceableTotals {
+            queued: 15_000,
+            jobs: 5_000,
+        };
+        let lines = render_lines(&app_with(snapshot), 120, 40);
+        assert!(
+            line_with(&lines, "NO WORKER CAN RUN QUEUED WORK").contains("15000 queued (5000 jobs)")
+        );
+        assert!(line_with(&lines, "7 queued for billing-sync").contains("no live worker"));
+        assert!(
+            line_with(&lines, "4999 more jobs").contains("jobs view"),
+            "{}",
+            screen(&lines)
+        );
     }
 
     fn find(buffer: &ratatui::buffer::Buffer, needle: &str) -> (u16, u16) {

@@ -96,7 +96,10 @@ fn render_compact(app: &App, frame: &mut Frame, area: Rect, theme: Theme) {
     if let Some(s) = &app.snapshot {
         if !s.unplaceable.is_empty() {
             lines.push(Line::styled(
-                format!("{} job(s) cannot be placed", s.unplaceable.len()),
+                format!(
+                    "{} job(s) cannot be placed",
+                    s.unplaceable_totals.jobs.max(s.unplaceable.len() as u64)
+                ),
                 theme.bad(),
             ));
         }

@@ -148,6 +148,7 @@ pub(crate) fn healthy() -> Snapshot {
             throughput: vec![1, 3, 2, 5, 8, 4, 6, 7, 3, 2, 9, 4],
         },
         unplaceable: Vec::new(),
+        unplaceable_totals: UnplaceableTotals::default(),
         degraded: None,
         group: None,
         group_trouble: None,
@@ -163,6 +164,7 @@ pub(crate) fn stuck() -> Snapshot {
             reason: REASON.into(),
             fix: FIX.into(),
         }],
+        unplaceable_totals: UnplaceableTotals { queued: 7, jobs: 1 },
         ..healthy()
     }
 }
