@@ -189,12 +189,17 @@ pub(super) fn validate_client(
         proxy,
         tls,
     };
-    // The worker builds exactly this; a redacted key is checked once it is restored.
-    if !options
-        .tls
-        .as_ref()
-        .and_then(|t| t.client_key_pem.as_ref())
-        .is_some_and(PrivateKeyPem::is_redacted)
+    // The worker builds exactly this; a redacted key is checked once it is restored. Only a
+    // proxy or TLS material can make the build fail, and a build loads the system's CA roots
+    // (milliseconds): a job without either is not built here, so creating thousands of jobs
+    // does not read the roots thousands of times.
+    let can_fail = options.proxy.is_some() || options.tls.is_some();
+    if can_fail
+        && !options
+            .tls
+            .as_ref()
+            .and_then(|t| t.client_key_pem.as_ref())
+            .is_some_and(PrivateKeyPem::is_redacted)
     {
         http_options::build_client(&options).map_err(|error| invalid(error.field, error.reason))?;
     }

@@ -446,7 +446,7 @@ impl Dispatcher {
                                 reason: unplaced,
                             });
                         } else if reason.as_ref() != Some(&unplaced) {
-                            if unplaced.is_unplaceable() {
+                            if unplaced.is_unplaceable() && plan.warned.insert(job.id) {
                                 tracing::warn!(instance = instance.id, job = %instance.job_name,
                                     reason = %unplaced, "task queued: no worker");
                             }
@@ -722,6 +722,9 @@ struct Plan {
     room: u32,
     /// Assigned or running instances per job, as the pass goes.
     running_by_job: HashMap<JobId, u32>,
+    /// Jobs whose newly unplaceable work this pass has logged: one line per job and pass, not
+    /// one per instance (a deep queue would flood the log).
+    warned: HashSet<JobId>,
 }
 
 fn assignment(instance: &Instance, job: &Job, attempt: u32, lease_until_ms: UnixMs) -> Assignment {
