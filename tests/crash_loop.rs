@@ -198,7 +198,8 @@ fn is_terminal(instance: &Value) -> bool {
 /// Checks every promise against the server's current state; returns the instances.
 fn check(server: &dyn System, ledger: &mut Ledger, when: &str) -> Vec<Value> {
     ledger.checks += 1;
-    let jobs = server.call("GET", "/api/v1/jobs", None);
+    // One page holds them all: a page takes up to 5,000 jobs, far more than SHOAL_CRASH_JOBS.
+    let jobs = server.call("GET", "/api/v1/jobs?limit=5000", None);
     let jobs: BTreeMap<String, Value> = jobs
         .as_array()
         .unwrap()

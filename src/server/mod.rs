@@ -21,6 +21,7 @@ pub mod engine;
 pub mod group;
 pub(crate) mod machine;
 pub mod metrics;
+pub(crate) mod queue_view;
 pub mod raft;
 pub(crate) mod retention;
 pub mod scheduler;

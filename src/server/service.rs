@@ -5,14 +5,15 @@
 
 use std::sync::Arc;
 
-use crate::model::{Instance, InstanceId, Job, JobId, now_ms};
+use crate::model::{Instance, InstanceId, Job, JobId, UnixMs, now_ms};
 use crate::server::command::Command;
 use crate::server::engine::Engine;
 use crate::server::machine::{self, Response};
+use crate::server::queue_view;
 use crate::server::store::{InstanceFilter, Page, Store};
 use crate::spec::FieldError;
 use crate::spec::JobSpec;
-use crate::wire::admin::{BackfillRequest, BackfillResult, JobSummary};
+use crate::wire::admin::{BackfillRequest, BackfillResult, JobSummary, QueueSummary};
 
 /// What an operation can fail with: the state machine's refusals, or the store's failure.
 pub use crate::server::machine::ApplyError as ServiceError;
@@ -170,6 +171,30 @@ impl Service {
             items,
             next: page.next,
         })
+    }
+
+    /// The whole queue, counted from the store: for a server that does not lead (the leader's
+    /// dispatcher counts its working set instead, reading nothing). One pass over the unfinished
+    /// index, decoding each unfinished instance once.
+    pub fn queue_summary(&self, now: UnixMs) -> Result<QueueSummary> {
+        let active = self.store().read()?.active_instances()?;
+        Ok(queue_view::summarize(&active, now))
+    }
+
+    /// Each job's queued, and assigned or running, instances, from the store (see
+    /// [`Service::queue_summary`] for when): each job's own unfinished instances, decoded.
+    pub fn job_counts(&self, jobs: &[JobId]) -> Result<Vec<(u32, u32)>> {
+        let read = self.store().read()?;
+        let mut counts = Vec::with_capacity(jobs.len());
+        for &job in jobs {
+            if read.active_count(job)? == 0 {
+                counts.push((0, 0));
+            } else {
+                let unfinished = read.unfinished_of_job(job)?;
+                counts.push(queue_view::job_counts(&unfinished, &[job])[0]);
+            }
+        }
+        Ok(counts)
     }
 
     /// A page of instances, newest first (see `ReadTx::instances_page`).

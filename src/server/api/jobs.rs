@@ -37,8 +37,9 @@ pub struct ListQuery {
 }
 
 /// `GET /api/v1/jobs`: jobs by id, a page at a time, each with its queue and last result. The
-/// page comes from the store, the queue counts from the dispatcher's working set: its cost
-/// follows the page, never jobs × instances.
+/// page comes from the store, the queue counts from the leader's working set (on a server that
+/// does not lead, from each job's part of the store's unfinished index): its cost follows the
+/// page and its jobs' own queues, never jobs × instances.
 pub async fn list(
     State(state): State<ApiState>,
     QueryArgs(query): QueryArgs<ListQuery>,
@@ -47,7 +48,11 @@ pub async fn list(
     let page = blocking(move || {
         let mut page = state.service.jobs_page(query.after, limit)?;
         let ids: Vec<JobId> = page.items.iter().map(|s| s.job.id).collect();
-        let counts = state.dispatcher.job_counts(&ids)?;
+        // The leader's working set has them in memory; elsewhere the store, job by job.
+        let counts = match state.leader.dispatcher() {
+            Some(dispatcher) => dispatcher.job_counts(&ids)?,
+            None => state.service.job_counts(&ids)?,
+        };
         for (summary, (queued, running)) in page.items.iter_mut().zip(counts) {
             summary.queued = queued;
             summary.running = running;

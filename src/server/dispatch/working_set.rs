@@ -11,22 +11,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use crate::model::{Instance, InstanceId, InstanceState, JobId, UnixMs};
-use crate::reason::QueueReason;
+use crate::server::queue_view;
 use crate::server::store::{Store, StoreError};
-use crate::wire::admin::{
-    JobQueue, OldestQueued, QueueSummary, ReasonCount, UnplaceableJob, UnplaceableSummary,
-};
+use crate::wire::admin::QueueSummary;
 
 /// A safety net, not the mechanism: the feed carries every change.
 const FULL_RELOAD: Duration = Duration::from_secs(60);
-/// Most jobs a [`QueueSummary`] lists by queue depth.
-pub const TOP_JOBS: usize = 20;
-/// Most jobs a [`QueueSummary`] lists with work no worker can take (its totals count them all).
-pub const TOP_UNPLACEABLE: usize = 50;
-/// The reason kind of a queued instance no pass has looked at yet: the next one places it.
-const READY: &str = "ready";
-/// The reason kind of a queued instance whose time has not come (a fire created ahead).
-const HELD: &str = "held";
 
 /// Every unfinished instance, with the indexes a pass needs so that its cost follows the work
 /// it does (what it places) rather than the depth of the queue.
@@ -186,102 +176,9 @@ impl WorkingSet {
     }
 
     /// The queue as a whole at `now`, from every unfinished instance held (in memory: nothing is
-    /// read or decoded): counts by reason, the longest wait, the jobs with the most queued, and
-    /// the work no live worker can take, by job, each with its newest reason.
+    /// read or decoded).
     pub(super) fn summary(&self, now: UnixMs) -> QueueSummary {
-        let mut by_reason: BTreeMap<&'static str, u64> = BTreeMap::new();
-        let mut jobs: HashMap<JobId, JobQueue> = HashMap::new();
-        let mut stuck: HashMap<JobId, UnplaceableJob> = HashMap::new();
-        let mut oldest: Option<OldestQueued> = None;
-        let (mut queued, mut running) = (0u64, 0u64);
-        // Oldest first: a later instance's reason replaces an earlier one's (the newest wins).
-        for instance in self.instances.values() {
-            let job = jobs.entry(instance.job_id).or_insert_with(|| JobQueue {
-                job_id: instance.job_id,
-                job: instance.job_name.clone(),
-                queued: 0,
-                running: 0,
-            });
-            let InstanceState::Queued {
-                reason,
-                not_before_ms,
-                since_ms,
-            } = &instance.state
-            else {
-                if instance.state.worker().is_some() {
-                    running += 1;
-                    job.running += 1;
-                }
-                continue;
-            };
-            queued += 1;
-            job.queued += 1;
-            let kind = match reason {
-                Some(reason) => reason.kind(),
-                None if not_before_ms.is_some_and(|at| at > now) => HELD,
-                None => READY,
-            };
-            *by_reason.entry(kind).or_default() += 1;
-            if oldest.as_ref().is_none_or(|o| *since_ms < o.since_ms) {
-                oldest = Some(OldestQueued {
-                    instance: instance.id,
-                    job_id: instance.job_id,
-                    job: instance.job_name.clone(),
-                    since_ms: *since_ms,
-                    waited_ms: u64::try_from(now - since_ms).unwrap_or(0),
-                });
-            }
-            if let Some(reason) = reason.as_ref().filter(|r| r.is_unplaceable()) {
-                let group = stuck
-                    .entry(instance.job_id)
-                    .or_insert_with(|| UnplaceableJob {
-                        job_id: instance.job_id,
-                        job: instance.job_name.clone(),
-                        queued: 0,
-                        why: String::new(),
-                        fix: None,
-                        reason: reason.clone(),
-                    });
-                group.queued += 1;
-                group.reason = reason.clone();
-            }
-        }
-        let mut jobs: Vec<JobQueue> = jobs.into_values().filter(|j| j.queued > 0).collect();
-        let queued_jobs = jobs.len() as u64;
-        jobs.sort_unstable_by(|a, b| b.queued.cmp(&a.queued).then(a.job_id.cmp(&b.job_id)));
-        jobs.truncate(TOP_JOBS);
-        let mut groups: Vec<UnplaceableJob> = stuck.into_values().collect();
-        let unplaceable = UnplaceableSummary {
-            queued: groups.iter().map(|g| g.queued).sum(),
-            jobs: groups.len() as u64,
-            groups: Vec::new(),
-        };
-        groups.sort_unstable_by(|a, b| b.queued.cmp(&a.queued).then(a.job_id.cmp(&b.job_id)));
-        groups.truncate(TOP_UNPLACEABLE);
-        for group in &mut groups {
-            group.why = group.reason.why();
-            group.fix = group.reason.fix().map(str::to_string);
-        }
-        QueueSummary {
-            at_ms: now,
-            queued,
-            running,
-            queued_jobs,
-            by_reason: [READY, HELD]
-                .into_iter()
-                .chain(QueueReason::KINDS)
-                .map(|kind| ReasonCount {
-                    kind: kind.to_string(),
-                    queued: by_reason.get(kind).copied().unwrap_or(0),
-                })
-                .collect(),
-            oldest,
-            top_jobs: jobs,
-            unplaceable: UnplaceableSummary {
-                groups,
-                ..unplaceable
-            },
-        }
+        queue_view::summarize(self.instances.values(), now)
     }
 
     /// Queued instances dispatchable at `now`, oldest first.
@@ -590,5 +487,12 @@ mod tests {
         assert_eq!(set.job_counts(job.id), (5, 1));
         assert_eq!(set.job_counts(other.id), (1, 0));
         assert_eq!(set.job_counts(99), (0, 0));
+        // A server that does not lead counts the store instead, and sees the same.
+        let stored = store.read().unwrap().active_instances().unwrap();
+        assert_eq!(queue_view::summarize(&stored, 1_000), summary);
+        assert_eq!(
+            queue_view::job_counts(&stored, &[job.id, other.id, 99]),
+            [(5, 1), (1, 0), (0, 0)]
+        );
     }
 }

@@ -196,6 +196,24 @@ impl ReadTx {
         Ok(Page { items, next: None })
     }
 
+    /// The job's unfinished instances, oldest first (its part of the unfinished index).
+    pub fn unfinished_of_job(&self, job_id: JobId) -> Result<Vec<Instance>> {
+        let active = self.txn.open_table(ACTIVE).map_err(db_error)?;
+        let instances = self.txn.open_table(INSTANCES).map_err(db_error)?;
+        let mut out = Vec::new();
+        for entry in active
+            .range((job_id, 0)..=(job_id, InstanceId::MAX))
+            .map_err(db_error)?
+        {
+            if let Some(instance) =
+                reads::instance(&instances, entry.map_err(db_error)?.0.value().1)?
+            {
+                out.push(instance);
+            }
+        }
+        Ok(out)
+    }
+
     /// Instances newest first, filtered: the first page of [`ReadTx::instances_page`].
     pub fn instances(&self, filter: &InstanceFilter) -> Result<Vec<Instance>> {
         Ok(self.instances_page(filter)?.items)
@@ -369,5 +387,12 @@ mod tests {
             Some(StateKind::Failed)
         );
         assert_eq!(read.last_result(jobs[1].id).unwrap(), None);
+        let unfinished = read.unfinished_of_job(jobs[0].id).unwrap();
+        assert_eq!(unfinished.len(), 5);
+        assert!(unfinished.iter().all(|i| i.job_id == jobs[0].id));
+        assert!(
+            unfinished.windows(2).all(|w| w[0].id < w[1].id),
+            "oldest first"
+        );
     }
 }
