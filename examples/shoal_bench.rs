@@ -42,6 +42,8 @@ struct Sizes {
     fire_window: Duration,
     scale_jobs: usize,
     scale_instances: usize,
+    /// Job counts of the admin-API measure (each job with queued work no worker can take).
+    admin_jobs: Vec<usize>,
     gossip_nodes: usize,
     console_frames: usize,
 }
@@ -54,6 +56,7 @@ impl Sizes {
             fire_window: Duration::from_secs(10),
             scale_jobs: 100_000,
             scale_instances: 1_000_000,
+            admin_jobs: vec![5_000, 15_000],
             gossip_nodes: 50,
             console_frames: 1_000,
         }
@@ -66,6 +69,7 @@ impl Sizes {
             fire_window: Duration::from_secs(3),
             scale_jobs: 10_000,
             scale_instances: 100_000,
+            admin_jobs: vec![5_000],
             gossip_nodes: 50,
             console_frames: 200,
         }
@@ -928,8 +932,9 @@ async fn scale(sizes: &Sizes) -> anyhow::Result<Vec<Row>> {
         page.len(),
         query.as_secs_f64() * 1e3
     );
+    drop(cluster);
     let what = format!("{jobs} jobs, {instances} instance records");
-    Ok(vec![
+    let mut rows = vec![
         Row::new(
             4,
             &format!("scale: server restart to first API answer ({what})"),
@@ -954,6 +959,183 @@ async fn scale(sizes: &Sizes) -> anyhow::Result<Vec<Row>> {
                 file_mib * 1048576.0 / instances as f64
             ),
             None,
+        ),
+    ];
+    for &jobs in &sizes.admin_jobs {
+        rows.extend(admin_api_at(jobs, QUEUED_PER_JOB).await?);
+    }
+    Ok(rows)
+}
+
+/// Queued instances per job in the admin-API measure.
+const QUEUED_PER_JOB: usize = 3;
+/// A tag no worker of the measure has: every queued instance waits with a no-worker reason.
+const NOBODYS_TAG: &str = "bench-nobody";
+
+/// Writes `jobs` jobs that want [`NOBODYS_TAG`], each with `per_job` queued instances, straight
+/// through the store.
+fn build_queued_store(dir: &Path, jobs: usize, per_job: usize) -> anyhow::Result<()> {
+    let store = Store::open(dir)?;
+    let template = JobSpec {
+        name: String::new(),
+        every: Some("1h".into()),
+        http: HttpSpec {
+            url: "http://127.0.0.1:9/never".into(),
+            ..HttpSpec::default()
+        },
+        target: Some(shoal::spec::TargetSpec {
+            tags: vec![NOBODYS_TAG.into()],
+            workers: Vec::new(),
+        }),
+        ..JobSpec::default()
+    };
+    let now = now_ms();
+    for chunk in (0..jobs).collect::<Vec<_>>().chunks(2_500) {
+        store.write(|tx| {
+            for &i in chunk {
+                let mut spec = template.clone();
+                spec.name = format!("queued-{i:06}");
+                let def = spec
+                    .validate()
+                    .map_err(|e| StoreError::Commit(e.to_string()))?;
+                let job = Job {
+                    id: tx.next_job_id()?,
+                    def,
+                    created_ms: now,
+                    updated_ms: now,
+                    next_fire_ms: Some(now + 3_600_000 + (i % 3_600) as i64 * 1_000),
+                    health: Default::default(),
+                };
+                tx.put_job(&job)?;
+                for k in 0..per_job {
+                    let at = now - 1_000 * (per_job - k) as i64;
+                    let id = tx.next_instance_id()?;
+                    tx.put_instance(&Instance {
+                        id,
+                        job_id: job.id,
+                        job_name: job.def.name.clone(),
+                        trigger: Trigger::Backfill,
+                        fire_at_ms: at,
+                        run_at_ms: None,
+                        created_ms: at,
+                        updated_ms: at,
+                        state: InstanceState::queued(at),
+                        attempts: Vec::new(),
+                        pinned_worker: None,
+                        parent: None,
+                        children: Vec::new(),
+                    })?;
+                }
+            }
+            Ok::<_, StoreError>(())
+        })?;
+    }
+    Ok(())
+}
+
+/// Median and worst of `samples` in ms.
+fn median_max(samples: &[Duration]) -> (f64, f64) {
+    let ms = sorted(samples.iter().map(|d| d.as_secs_f64() * 1e3).collect());
+    (percentile(&ms, 0.5), ms.last().copied().unwrap_or(0.0))
+}
+
+/// The admin API and the console's refresh with `jobs` jobs, each with `per_job` queued
+/// instances no worker can take: a page of jobs, all of them page by page, the queue summary,
+/// and the console's whole refresh (`ApiSource::refresh`, what `shoal tui` does every tick).
+async fn admin_api_at(jobs: usize, per_job: usize) -> anyhow::Result<Vec<Row>> {
+    let queued = jobs * per_job;
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data)?;
+    tokio::task::spawn_blocking({
+        let data = data.clone();
+        move || build_queued_store(&data, jobs, per_job)
+    })
+    .await??;
+    let cluster = Cluster::start_on(&data).await?;
+    let client = cluster.client.clone();
+    // Measure the steady state: once the dispatcher has recorded every instance's reason.
+    let start = Instant::now();
+    while client.queue().await?.unplaceable.queued < queued as u64 {
+        if start.elapsed() > Duration::from_secs(300) {
+            bail!("the dispatcher did not record the reasons of {queued} instances in 300 s");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut first_page = Vec::new();
+    let mut queue = Vec::new();
+    for _ in 0..20 {
+        let t = Instant::now();
+        let page = client.jobs_page(None, None).await?;
+        first_page.push(t.elapsed());
+        anyhow::ensure!(!page.items.is_empty(), "an empty first page");
+        let t = Instant::now();
+        client.queue().await?;
+        queue.push(t.elapsed());
+    }
+    let mut all_pages = Vec::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        let all = client.jobs().await?;
+        all_pages.push(t.elapsed());
+        anyhow::ensure!(all.len() == jobs, "{} of {jobs} jobs listed", all.len());
+    }
+    let handle = tokio::runtime::Handle::current();
+    let console_client = client.clone();
+    let (console, banner) = tokio::task::spawn_blocking(move || {
+        use shoal_tui::DataSource;
+        let mut source = shoal::client::console::ApiSource::new(console_client, handle);
+        let mut took = Vec::new();
+        let mut banner = 0;
+        for _ in 0..5 {
+            let t = Instant::now();
+            let snapshot = source.refresh().map_err(anyhow::Error::msg)?;
+            took.push(t.elapsed());
+            banner = snapshot.unplaceable_totals.queued;
+        }
+        Ok::<_, anyhow::Error>((took, banner))
+    })
+    .await??;
+    anyhow::ensure!(
+        banner == queued as u64,
+        "the console's banner counts {banner} of {queued}"
+    );
+    let (page_p50, page_max) = median_max(&first_page);
+    let (all_p50, all_max) = median_max(&all_pages);
+    let (queue_p50, queue_max) = median_max(&queue);
+    let (console_p50, console_max) = median_max(&console);
+    eprintln!(
+        "scale: {jobs} jobs, {queued} queued: first page p50 {page_p50:.1} ms (max \
+         {page_max:.1}), all {} pages p50 {all_p50:.1} ms (max {all_max:.1}), queue p50 \
+         {queue_p50:.1} ms (max {queue_max:.1}), console refresh p50 {console_p50:.1} ms (max \
+         {console_max:.1})",
+        jobs.div_ceil(shoal::client::JOBS_PAGE)
+    );
+    let what = format!("{jobs} jobs, {queued} queued no worker can take");
+    Ok(vec![
+        Row::new(
+            4,
+            &format!("scale: list jobs ({what}): a page of 1000 / every page"),
+            "p50 < 300 ms a page",
+            format!(
+                "page p50 {page_p50:.0} ms (max {page_max:.0}); all {} pages p50 {all_p50:.0} ms",
+                jobs.div_ceil(shoal::client::JOBS_PAGE)
+            ),
+            Some(page_p50 < 300.0),
+        ),
+        Row::new(
+            4,
+            &format!("scale: queue summary, GET /api/v1/queue ({what})"),
+            "p50 < 300 ms",
+            format!("p50 {queue_p50:.0} ms (max {queue_max:.0})"),
+            Some(queue_p50 < 300.0),
+        ),
+        Row::new(
+            4,
+            &format!("scale: console refresh, every job and the banner ({what})"),
+            "p50 < 1 s (the refresh tick)",
+            format!("p50 {console_p50:.0} ms (max {console_max:.0}); banner counts all {queued}"),
+            Some(console_p50 < 1_000.0),
         ),
     ])
 }

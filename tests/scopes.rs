@@ -56,6 +56,7 @@ const ROUTES: &[(&str, &str, &str, Needs)] = &[
     ("GET", "/api/v1/jobs/j/next", "", Needs::Read),
     ("GET", "/api/v1/instances", "", Needs::Read),
     ("GET", "/api/v1/instances/1", "", Needs::Read),
+    ("GET", "/api/v1/queue", "", Needs::Read),
     ("GET", "/metrics", "", Needs::Read),
     ("POST", "/api/v1/jobs/j/pause", "", Needs::Operator),
     ("POST", "/api/v1/jobs/j/resume", "", Needs::Operator),

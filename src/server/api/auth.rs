@@ -346,6 +346,7 @@ mod tests {
             Scope::Operator
         );
         assert_eq!(scope_of(&Method::GET, "/metrics"), Scope::Read);
+        assert_eq!(scope_of(&Method::GET, "/api/v1/queue"), Scope::Read);
         assert_eq!(scope_of(&Method::GET, "/api/v1/something-new"), Scope::Read);
         assert_eq!(
             scope_of(&Method::POST, "/api/v1/something-new"),
