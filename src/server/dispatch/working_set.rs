@@ -6,6 +6,11 @@
 //! The copy is a cache, never an authority: the dispatcher commits a change only if the stored
 //! instance is still exactly as the copy showed it, and a full re-read every [`FULL_RELOAD`]
 //! bounds the life of anything the feed could ever miss.
+//!
+//! Because it holds every unfinished instance, it also answers the API's queue counts (the job
+//! list's per-job counts, `GET /api/v1/queue`) without reading the store. It exists only on the
+//! leading server (a new term starts it empty: its first refresh reads the store in full), so a
+//! server that does not lead counts from its store instead (`queue_view`).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
