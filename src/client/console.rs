@@ -186,7 +186,7 @@ fn queued(instance: &Instance) -> String {
 /// Both lists as one, newest first, each instance once.
 fn newest_first(mut newest: Vec<Instance>, finished: Vec<Instance>) -> Vec<Instance> {
     newest.extend(finished);
-    newest.sort_unstable_by(|a, b| b.id.cmp(&a.id));
+    newest.sort_unstable_by_key(|i| std::cmp::Reverse(i.id));
     newest.dedup_by_key(|i| i.id);
     newest
 }

@@ -387,7 +387,7 @@ mod tests {
             .unwrap();
         let mut set = WorkingSet::default();
         set.refresh(&store).unwrap();
-        let mut pass = |set: &mut WorkingSet| {
+        let pass = |set: &mut WorkingSet| {
             let (visit, resume_after) = set.full_pass(2, 3);
             let ids: Vec<InstanceId> = visit.iter().map(|i| i.id).collect();
             set.passed(resume_after);

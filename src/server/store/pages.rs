@@ -178,7 +178,7 @@ impl ReadTx {
             .into_iter()
             .filter(|id| *id < before)
             .collect();
-        ids.sort_unstable_by(|a, b| b.cmp(a));
+        ids.sort_unstable_by_key(|id| std::cmp::Reverse(*id));
         let instances = self.txn.open_table(INSTANCES).map_err(db_error)?;
         let mut items = Vec::new();
         for (n, &id) in ids.iter().enumerate() {
