@@ -91,7 +91,7 @@ fn thousands_of_jobs_with_queued_work_page_and_keep_the_no_worker_banner() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), &[]);
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let client = ApiClient::new(&server.url, None).unwrap();
+    let client = ApiClient::new(&server.url, None, &Default::default()).unwrap();
     let started = std::time::Instant::now();
     runtime.block_on(fill(&client));
     eprintln!(
