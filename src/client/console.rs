@@ -73,11 +73,26 @@ pub fn require_terminal() -> anyhow::Result<()> {
 pub struct ApiSource {
     client: ApiClient,
     handle: Handle,
+    /// How long a refresh may take ([`REFRESH_TIMEOUT`] unless changed).
+    refresh_timeout: Duration,
 }
 
 impl ApiSource {
     pub fn new(client: ApiClient, handle: Handle) -> ApiSource {
-        ApiSource { client, handle }
+        ApiSource {
+            client,
+            handle,
+            refresh_timeout: REFRESH_TIMEOUT,
+        }
+    }
+
+    /// The same source with another limit on a refresh: for a caller that wants the data
+    /// however long it takes (a test on a loaded machine), not an operator waiting on screen.
+    pub fn with_refresh_timeout(self, limit: Duration) -> ApiSource {
+        ApiSource {
+            refresh_timeout: limit,
+            ..self
+        }
     }
 
     /// Runs `call` on the runtime, giving up after `limit`.
@@ -115,7 +130,7 @@ impl DataSource for ApiSource {
         };
         // One page of each instance list: the server bounds what a page reads.
         let (cluster, members, queue, jobs, newest, finished) =
-            self.block_on(REFRESH_TIMEOUT, async {
+            self.block_on(self.refresh_timeout, async {
                 tokio::try_join!(
                     client.cluster(),
                     client.members(),
