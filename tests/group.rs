@@ -243,6 +243,23 @@ fn a_wiped_follower_catches_up_from_a_snapshot() {
         log.contains("installed a snapshot of the group's state from the leader"),
         "the wiped follower caught up without a snapshot:\n{log}"
     );
+    // The queue's counts on the follower (from its own store) are the leader's (from its
+    // dispatcher's memory): why each instance waits is a replicated command like any change.
+    let counts = |server: &Crashable| {
+        let mut queue = server.call("GET", "/api/v1/queue", None);
+        for volatile in ["at_ms", "oldest"] {
+            queue.as_object_mut().map(|q| q.remove(volatile));
+        }
+        let job = server.call("GET", "/api/v1/jobs", None)[0].clone();
+        (queue, job["queued"].clone())
+    };
+    eventually("the follower to count the queue as the leader does", || {
+        let on_leader = counts(&group.servers[leader]);
+        (on_leader.0["unplaceable"]["queued"] == 350
+            && on_leader.1 == 350
+            && counts(&group.servers[follower]) == on_leader)
+            .then_some(())
+    });
     group.kill_all_servers();
 }
 
