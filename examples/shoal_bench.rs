@@ -1132,7 +1132,10 @@ async fn admin_api_at(jobs: usize, per_job: usize) -> anyhow::Result<Vec<Row>> {
         ),
         Row::new(
             4,
-            &format!("scale: console refresh, every job and the banner ({what})"),
+            &format!(
+                "scale: console refresh: header, banner, jobs view (at most {}) ({what})",
+                shoal::client::console::JOB_LIMIT
+            ),
             "p50 < 1 s (the refresh tick)",
             format!("p50 {console_p50:.0} ms (max {console_max:.0}); banner counts all {queued}"),
             Some(console_p50 < 1_000.0),

@@ -27,6 +27,13 @@ pub struct InstanceFilter {
     pub limit: usize,
 }
 
+/// An instance met while paging: its id (from an index: its record is to be looked up) or its
+/// record itself (met walking the records).
+enum Found<'a> {
+    Id(InstanceId),
+    Record(InstanceId, redb::AccessGuard<'a, &'static [u8]>),
+}
+
 /// One page of a list and where the next one starts (`None`: this was the last).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Page<T, C> {
@@ -103,34 +110,45 @@ impl ReadTx {
             };
         let instances = self.txn.open_table(INSTANCES).map_err(db_error)?;
         let by_job = self.txn.open_table(JOB_INSTANCES).map_err(db_error)?;
-        // Ids newest first: all of them, or the job's.
-        let ids: Box<dyn Iterator<Item = Result<InstanceId>>> = match filter.job_id {
+        // Newest first: the job's ids (each record then looked up), or every record as it comes
+        // (decoded in place, only when not skipped).
+        let found: Box<dyn Iterator<Item = Result<Found<'_>>>> = match filter.job_id {
             Some(job_id) => Box::new(
                 by_job
                     .range((job_id, 0)..(job_id, before))
                     .map_err(db_error)?
                     .rev()
-                    .map(|entry| entry.map(|(key, _)| key.value().1).map_err(db_error)),
+                    .map(|entry| {
+                        entry
+                            .map(|(key, _)| Found::Id(key.value().1))
+                            .map_err(db_error)
+                    }),
             ),
             None => Box::new(
                 instances
                     .range(..before)
                     .map_err(db_error)?
                     .rev()
-                    .map(|entry| entry.map(|(key, _)| key.value()).map_err(db_error)),
+                    .map(|entry| {
+                        entry
+                            .map(|(key, record)| Found::Record(key.value(), record))
+                            .map_err(db_error)
+                    }),
             ),
         };
         let mut items = Vec::new();
         let mut thrown_away = 0;
-        let mut ids = ids.peekable();
-        while let Some(id) = ids.next() {
-            let id = id?;
-            if skip.contains(&id) {
-                continue;
-            }
-            let Some(instance) = reads::instance(&instances, id)? else {
-                continue;
+        let mut ids = found.peekable();
+        while let Some(found) = ids.next() {
+            let instance = match found? {
+                Found::Id(id) | Found::Record(id, _) if skip.contains(&id) => continue,
+                Found::Id(id) => match reads::instance(&instances, id)? {
+                    Some(instance) => instance,
+                    None => continue,
+                },
+                Found::Record(_, record) => decode::<Instance>("instances", record.value())?,
             };
+            let id = instance.id;
             if states.is_empty() || states.contains(&instance.state.kind()) {
                 items.push(instance);
                 if items.len() == limit {
@@ -173,11 +191,19 @@ impl ReadTx {
         before: InstanceId,
         limit: usize,
     ) -> Result<Page<Instance, InstanceId>> {
-        let mut ids: Vec<InstanceId> = self
-            .unfinished_ids(job_id)?
-            .into_iter()
-            .filter(|id| *id < before)
-            .collect();
+        let active = self.txn.open_table(ACTIVE).map_err(db_error)?;
+        let range = match job_id {
+            Some(job_id) => active.range((job_id, 0)..=(job_id, InstanceId::MAX)),
+            None => active.range::<(JobId, InstanceId)>(..),
+        }
+        .map_err(db_error)?;
+        let mut ids = Vec::new();
+        for entry in range {
+            let id = entry.map_err(db_error)?.0.value().1;
+            if id < before {
+                ids.push(id);
+            }
+        }
         ids.sort_unstable_by_key(|id| std::cmp::Reverse(*id));
         let instances = self.txn.open_table(INSTANCES).map_err(db_error)?;
         let mut items = Vec::new();
