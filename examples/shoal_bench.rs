@@ -346,7 +346,10 @@ impl Cluster {
                 state: state.map(String::from),
                 limit: Some(limit),
             })
-            .await?)
+            .await?
+            .into_iter()
+            .map(|view| view.instance)
+            .collect())
     }
 }
 

@@ -431,9 +431,89 @@ fn a_chain_of_three_passes_parents_along_and_a_cycle_is_refused() {
             Some(middle["id"].to_string())
         ]
     );
+    // The API resolves each link to its job and state; the CLI shows them.
+    assert_eq!(middle["chain"]["parent"]["job_name"], "extract");
+    assert_eq!(middle["chain"]["parent"]["state"], "succeeded");
+    assert_eq!(middle["chain"]["children"][0]["job_name"], "report");
     let detail = ok(&server, &["instance", "show", &middle["id"].to_string()]);
     assert!(
-        detail.contains(&format!("parent:   instance {}", first["id"])),
+        detail.contains(&format!(
+            "parent:   instance {} of job extract (succeeded)",
+            first["id"]
+        )),
         "{detail}"
     );
+    assert!(
+        detail.contains(&format!(
+            "children: instance {} of job report (succeeded)",
+            last["id"]
+        )),
+        "{detail}"
+    );
+    // A job shows whom it queues and who queues it.
+    let load = ok(&server, &["job", "show", "load"]);
+    assert!(load.contains("# upstream: extract (on_success)"), "{load}");
+    assert!(load.contains("# downstream: report (on_success)"), "{load}");
+    let report = server.cli_json(&["job", "show", "report"]);
+    assert_eq!(report["upstream"][0]["job"], "load");
+    assert_eq!(report["upstream"][0]["on"], "on_success");
+
+    // The console, fed by the same API, shows the chain around the middle instance, and the
+    // middle job's place in it.
+    let screen = console_screen(&server, "3/load\n\n");
+    assert!(
+        screen.contains(&format!(
+            "parent     instance {} of extract · succeeded",
+            first["id"]
+        )),
+        "{screen}"
+    );
+    assert!(
+        screen.contains(&format!(
+            "children   instance {} of report · succeeded",
+            last["id"]
+        )),
+        "{screen}"
+    );
+    let screen = console_screen(&server, "2/load\n\n");
+    assert!(
+        screen.contains("upstream   extract (on success)"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("downstream report (on success)"),
+        "{screen}"
+    );
+}
+
+/// The console's screen (100×30) after one refresh from `server` through the console's own data
+/// source, and `keys` typed (`\n` is Enter).
+fn console_screen(server: &Server, keys: &str) -> String {
+    use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+    use shoal_tui::DataSource;
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let client = shoal::client::ApiClient::new(&server.url, None).unwrap();
+    let mut source = shoal::client::console::ApiSource::new(client, runtime.handle().clone());
+    let mut app = shoal_tui::App::new(shoal_tui::Options::default());
+    app.apply_snapshot(source.refresh());
+    for c in keys.chars() {
+        let code = match c {
+            '\n' => KeyCode::Enter,
+            c => KeyCode::Char(c),
+        };
+        app.handle_key(KeyEvent::new(code, KeyModifiers::NONE));
+    }
+    let mut terminal = ratatui::Terminal::new(ratatui::backend::TestBackend::new(100, 30)).unwrap();
+    terminal
+        .draw(|frame| shoal_tui::render(&app, frame))
+        .unwrap();
+    let buffer = terminal.backend().buffer();
+    (0..buffer.area.height)
+        .map(|y| {
+            (0..buffer.area.width)
+                .map(|x| buffer[(x, y)].symbol())
+                .collect::<String>()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
