@@ -205,7 +205,8 @@ struct ServerArgs {
     /// Node id (stable across restarts).
     #[arg(long, default_value = "server")]
     id: String,
-    /// Delete finished instances whose last change is older than this (`forever` keeps them).
+    /// Delete finished instances whose last change is older than this, and alerts sent or given
+    /// up longer ago (`forever` keeps them).
     #[arg(
         long,
         env = "SHOAL_RETAIN_AGE",

@@ -69,6 +69,8 @@ pub enum Response {
     Reported(ReportAck),
     /// How many finished instances were forgotten.
     Forgot(u64),
+    /// How many settled (sent or given up) alerts were forgotten.
+    ForgotAlerts(u64),
     /// The jobs whose next fire a `Reschedule` brought back: (name, stored, new).
     Rescheduled(Vec<(String, UnixMs, Option<UnixMs>)>),
     /// The channel as stored (as it was, for a delete).
@@ -146,6 +148,9 @@ pub fn apply(tx: &mut WriteTx, command: &Command) -> Result<Applied> {
             Response::Reported(report(tx, &mut effects, worker, *at, events)?)
         }
         Command::Forget { instances } => Response::Forgot(tx.forget_finished(instances)?),
+        Command::ForgetAlerts { alerts } => {
+            Response::ForgotAlerts(tx.forget_settled_alerts(alerts)?)
+        }
         Command::Reschedule { at } => {
             Response::Rescheduled(reschedule::apply(tx, &mut effects, *at)?)
         }
