@@ -312,7 +312,9 @@ pub enum Ending {
     Expired,
 }
 
-/// What the alert rule remembers of a job between its instances (stored per job).
+/// What the alert rule remembers of a job between its instances (stored per job, in the
+/// `job_health` table). Not the failure count of `pause_after_failures` (the job's own
+/// [`crate::model::JobHealth`]): see there why the two are kept apart.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct JobHealth {
     /// A failure alert was raised and no recovery since.
