@@ -18,8 +18,8 @@ use crate::model::{Instance, InstanceId, Job};
 use crate::spec::JobSpec;
 use crate::tls::{ClientTls, HTTPS_REQUIRED_HEADER, TlsFailure};
 use crate::wire::admin::{
-    BackfillRequest, BackfillResult, ClusterInfo, ErrorBody, JobSummary, MemberRow, NextFires,
-    ServerChange, ServerRow,
+    BackfillRequest, BackfillResult, ClusterInfo, ErrorBody, InstanceView, JobDetail, JobSummary,
+    MemberRow, NextFires, ServerChange, ServerRow,
 };
 
 pub const DEFAULT_SERVER: &str = "http://127.0.0.1:7070";
@@ -167,6 +167,11 @@ impl ApiClient {
     }
 
     pub async fn job(&self, key: &str) -> Result<Job, ClientError> {
+        Ok(self.job_detail(key).await?.job)
+    }
+
+    /// The job and the jobs whose end queues it.
+    pub async fn job_detail(&self, key: &str) -> Result<JobDetail, ClientError> {
         self.call(Method::GET, &job_path(key, ""), None::<&()>)
             .await
     }
@@ -212,7 +217,7 @@ impl ApiClient {
     }
 
     /// Lists instances; `query` holds `job`, `state` (comma-separated) and `limit` as given.
-    pub async fn instances(&self, query: &InstanceQuery) -> Result<Vec<Instance>, ClientError> {
+    pub async fn instances(&self, query: &InstanceQuery) -> Result<Vec<InstanceView>, ClientError> {
         let mut path = "/api/v1/instances?".to_string();
         let mut params = url::form_urlencoded::Serializer::new(String::new());
         if let Some(job) = &query.job {
@@ -228,7 +233,7 @@ impl ApiClient {
         self.call(Method::GET, &path, None::<&()>).await
     }
 
-    pub async fn instance(&self, id: InstanceId) -> Result<Instance, ClientError> {
+    pub async fn instance(&self, id: InstanceId) -> Result<InstanceView, ClientError> {
         self.call(Method::GET, &format!("/api/v1/instances/{id}"), None::<&()>)
             .await
     }

@@ -3,16 +3,21 @@
 //! The API (and the embedded demo) call these; nothing here writes the store itself. A change is
 //! acknowledged (the function returns) only after the engine made its command durable.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::alert::ChainEdge;
 use crate::model::{Instance, InstanceId, Job, StateKind, now_ms};
 use crate::server::command::Command;
 use crate::server::engine::Engine;
 use crate::server::machine::{self, Response};
-use crate::server::store::{InstanceFilter, Store};
+use crate::server::store::{InstanceFilter, ReadTx, Store};
 use crate::spec::FieldError;
 use crate::spec::JobSpec;
-use crate::wire::admin::{BackfillRequest, BackfillResult, JobSummary};
+use crate::wire::admin::{
+    BackfillRequest, BackfillResult, ChainLinks, InstanceView, JobDetail, JobSummary,
+    LinkedInstance,
+};
 
 /// What an operation can fail with: the state machine's refusals, or the store's failure.
 pub use crate::server::machine::ApplyError as ServiceError;
@@ -150,9 +155,21 @@ impl Service {
             .ok_or_else(|| machine::missing_job(key))
     }
 
+    /// The job and the jobs whose end queues it. Finding those reads every job (as the chain
+    /// checks of a job change do): an operator's read, not a hot path.
+    pub fn job_detail(&self, key: &str) -> Result<JobDetail> {
+        let job = self.job(key)?;
+        let mut upstream = upstream_of(&self.store().read()?.jobs()?);
+        Ok(JobDetail {
+            upstream: upstream.remove(&job.def.name).unwrap_or_default(),
+            job,
+        })
+    }
+
     pub fn jobs(&self) -> Result<Vec<JobSummary>> {
         let read = self.store().read()?;
         let jobs = read.jobs()?;
+        let mut upstream = upstream_of(&jobs);
         let active = read.active_instances()?;
         let mut summaries = Vec::with_capacity(jobs.len());
         for job in jobs {
@@ -160,6 +177,7 @@ impl Service {
                 queued: 0,
                 running: 0,
                 last_result: None,
+                upstream: upstream.remove(&job.def.name).unwrap_or_default(),
                 job,
             };
             for instance in active.iter().filter(|i| i.job_id == summary.job.id) {
@@ -197,6 +215,25 @@ impl Service {
             .ok_or_else(|| ServiceError::NotFound(format!("instance {id}")))
     }
 
+    /// [`Service::instances`], each with its chain's parent and children as they are now.
+    pub fn instance_views(&self, filter: &InstanceFilter) -> Result<Vec<InstanceView>> {
+        let read = self.store().read()?;
+        let instances = read.instances(filter)?;
+        Ok(with_chains(&read, instances)?)
+    }
+
+    /// [`Service::instance`] with its chain's parent and children as they are now.
+    pub fn instance_view(&self, id: InstanceId) -> Result<InstanceView> {
+        let read = self.store().read()?;
+        let instance = read
+            .instance(id)?
+            .ok_or_else(|| ServiceError::NotFound(format!("instance {id}")))?;
+        let mut views = with_chains(&read, vec![instance])?;
+        views
+            .pop()
+            .ok_or_else(|| ServiceError::NotFound(format!("instance {id}")))
+    }
+
     /// Cancels an unfinished instance. A worker already running it will have its report refused.
     pub fn cancel_instance(&self, id: InstanceId) -> Result<Instance> {
         self.instance_response(Command::Cancel {
@@ -215,10 +252,183 @@ impl Service {
     }
 }
 
+/// For each job name, the jobs whose chain names it, with the field that does.
+fn upstream_of(jobs: &[Job]) -> HashMap<String, Vec<ChainEdge>> {
+    let mut upstream: HashMap<String, Vec<ChainEdge>> = HashMap::new();
+    for job in jobs {
+        for edge in job.def.chain.downstream() {
+            upstream.entry(edge.job).or_default().push(ChainEdge {
+                job: job.def.name.clone(),
+                on: edge.on,
+            });
+        }
+    }
+    upstream
+}
+
+/// `instances` with their chain links resolved: first among `instances` themselves (a page of
+/// a list holds most of its own chains), then each missing one by its id. The ids are stored on
+/// the instance (a child records its parent, a parent its children, in the command that queued
+/// them), so this is point reads, never a scan.
+fn with_chains(
+    read: &ReadTx,
+    instances: Vec<Instance>,
+) -> std::result::Result<Vec<InstanceView>, crate::server::store::StoreError> {
+    let mut known: HashMap<InstanceId, Option<LinkedInstance>> = instances
+        .iter()
+        .map(|i| (i.id, Some(LinkedInstance::from(i))))
+        .collect();
+    let mut views = Vec::with_capacity(instances.len());
+    for instance in instances {
+        let mut chain = ChainLinks::default();
+        for id in instance.parent.iter().chain(&instance.children) {
+            if !known.contains_key(id) {
+                let found = read.instance(*id)?.as_ref().map(LinkedInstance::from);
+                known.insert(*id, found);
+            }
+            let Some(Some(linked)) = known.get(id) else {
+                continue;
+            };
+            if Some(*id) == instance.parent {
+                chain.parent = Some(linked.clone());
+            } else {
+                chain.children.push(linked.clone());
+            }
+        }
+        views.push(InstanceView { instance, chain });
+    }
+    Ok(views)
+}
+
 /// A response of the wrong kind: a bug between a command and its handler, not a user error.
 pub(crate) fn unexpected(response: Response) -> ServiceError {
     ServiceError::Store(crate::server::store::StoreError::Corrupt {
         table: "commands",
         reason: format!("unexpected response to a command: {response:?}"),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alert::ChainOn;
+    use crate::server::command::DispatchStep;
+    use crate::test_support;
+    use crate::wire::{TaskEvent, TaskResult};
+
+    fn chained(name: &str, on_success: &[&str]) -> JobSpec {
+        JobSpec {
+            on_demand: true,
+            on_success: on_success.iter().map(|s| s.to_string()).collect(),
+            ..test_support::spec(name)
+        }
+    }
+
+    /// Runs `instance` on worker `w` to success at `at`.
+    fn succeed(service: &Service, instance: InstanceId, at: i64) {
+        let engine = service.engine();
+        let steps = vec![DispatchStep::Assign {
+            instance,
+            attempt: 1,
+            worker: "w".into(),
+            lease_until_ms: at + 1_000,
+        }];
+        engine.propose(Command::Dispatch { at, steps }).unwrap();
+        let events = vec![TaskEvent::Finished(TaskResult {
+            instance,
+            attempt: 1,
+            started_ms: at,
+            ended_ms: at + 1,
+            succeeded: true,
+            http_status: Some(200),
+            error: None,
+            excerpt: None,
+        })];
+        engine
+            .propose(Command::Report {
+                worker: "w".into(),
+                at: at + 1,
+                events,
+            })
+            .unwrap();
+    }
+
+    #[test]
+    fn instances_show_their_chain_and_jobs_who_queues_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        let service = Service::new(Arc::new(test_support::engine(&store)));
+        service.create_job(&chained("report", &[])).unwrap();
+        service.create_job(&chained("audit", &[])).unwrap();
+        service
+            .create_job(&chained("load", &["report", "audit"]))
+            .unwrap();
+        service.create_job(&chained("extract", &["load"])).unwrap();
+        let first = service.run_now("extract").unwrap();
+        succeed(&service, first.id, 10);
+        let middle = service.instance_view(first.id).unwrap().chain.children[0].clone();
+        assert_eq!(
+            (middle.job_name.as_str(), middle.state),
+            ("load", StateKind::Queued)
+        );
+        succeed(&service, middle.id, 20);
+
+        let view = service.instance_view(middle.id).unwrap();
+        let parent = view.chain.parent.clone().unwrap();
+        assert_eq!(
+            (parent.id, parent.job_name.as_str(), parent.state),
+            (first.id, "extract", StateKind::Succeeded)
+        );
+        let children: Vec<&str> = view
+            .chain
+            .children
+            .iter()
+            .map(|c| c.job_name.as_str())
+            .collect();
+        assert_eq!(children, ["report", "audit"]);
+
+        // A listed page resolves the same links (from the page itself, or by id).
+        let listed = service
+            .instance_views(&InstanceFilter {
+                limit: 1,
+                before: Some(middle.id + 1),
+                ..InstanceFilter::default()
+            })
+            .unwrap();
+        assert_eq!(listed, vec![view.clone()]);
+
+        // A child retention forgot is left out; its id stays on the instance.
+        let audit = view.chain.children[1].id;
+        service.cancel_instance(audit).unwrap();
+        service
+            .engine()
+            .propose(Command::Forget {
+                instances: vec![(view.chain.children[1].job_id, audit)],
+            })
+            .unwrap();
+        let view = service.instance_view(middle.id).unwrap();
+        assert_eq!(view.instance.children.len(), 2);
+        assert_eq!(view.chain.children.len(), 1);
+        assert!(view.chain.get(audit).is_none());
+
+        let load = service.job_detail("load").unwrap();
+        assert_eq!(
+            load.upstream,
+            [ChainEdge {
+                job: "extract".into(),
+                on: ChainOn::OnSuccess
+            }]
+        );
+        let summaries = service.jobs().unwrap();
+        let upstream = |name: &str| {
+            summaries
+                .iter()
+                .find(|s| s.job.def.name == name)
+                .map(|s| s.upstream.iter().map(|e| e.job.clone()).collect::<Vec<_>>())
+                .unwrap()
+        };
+        assert_eq!(upstream("report"), ["load"]);
+        assert_eq!(upstream("audit"), ["load"]);
+        assert!(upstream("extract").is_empty());
+    }
 }

@@ -1,4 +1,5 @@
-//! `/api/v1/instances`: list (by job and state), get, cancel, retry.
+//! `/api/v1/instances`: list (by job and state), get, cancel, retry. Listed and got instances
+//! carry their chain's parent and children as they are now ([`InstanceView`]).
 
 use axum::Json;
 use axum::extract::State;
@@ -11,6 +12,7 @@ use super::extract::{PathArg, QueryArgs};
 use super::jobs::blocking;
 use crate::model::{Instance, InstanceId, StateKind};
 use crate::server::store::InstanceFilter;
+use crate::wire::admin::InstanceView;
 
 pub const MAX_LIST: usize = 10_000;
 
@@ -28,7 +30,7 @@ pub struct ListQuery {
 pub async fn list(
     State(state): State<ApiState>,
     QueryArgs(query): QueryArgs<ListQuery>,
-) -> Result<Json<Vec<Instance>>, ApiError> {
+) -> Result<Json<Vec<InstanceView>>, ApiError> {
     let states = match query.state.as_deref() {
         None | Some("") => Vec::new(),
         Some(list) => list
@@ -56,7 +58,7 @@ pub async fn list(
             Some(key) => Some(service.job(key)?.id),
             None => None,
         };
-        service.instances(&InstanceFilter {
+        service.instance_views(&InstanceFilter {
             job_id,
             states,
             before: query.before,
@@ -70,8 +72,10 @@ pub async fn list(
 pub async fn get(
     State(state): State<ApiState>,
     PathArg(id): PathArg<InstanceId>,
-) -> Result<Json<Instance>, ApiError> {
-    Ok(Json(blocking(move || state.service.instance(id)).await?))
+) -> Result<Json<InstanceView>, ApiError> {
+    Ok(Json(
+        blocking(move || state.service.instance_view(id)).await?,
+    ))
 }
 
 pub async fn cancel(

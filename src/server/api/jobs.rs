@@ -11,7 +11,7 @@ use super::extract::PathArg;
 use super::json::JsonBody;
 use crate::model::{Instance, Job};
 use crate::spec::JobSpec;
-use crate::wire::admin::JobSummary;
+use crate::wire::admin::{JobDetail, JobSummary};
 
 pub async fn create(
     State(state): State<ApiState>,
@@ -32,10 +32,10 @@ pub async fn list(State(state): State<ApiState>) -> Result<Json<Vec<JobSummary>>
 pub async fn get(
     State(state): State<ApiState>,
     PathArg(key): PathArg<String>,
-) -> Result<Json<Job>, ApiError> {
-    Ok(Json(
-        blocking(move || state.service.job(&key)).await?.redacted(),
-    ))
+) -> Result<Json<JobDetail>, ApiError> {
+    let mut detail = blocking(move || state.service.job_detail(&key)).await?;
+    detail.job.redact();
+    Ok(Json(detail))
 }
 
 pub async fn update(
