@@ -1,6 +1,8 @@
 //! Shared harness of the end-to-end tests: real `shoal` processes on 127.0.0.1, free ports, a
 //! temp data dir, and polling helpers with generous deadlines (no timing assertions here; timing
-//! goals live in the benchmarks).
+//! goals live in the benchmarks). A test waits for what happened (`eventually`), never for a time
+//! to pass: CI runs test binaries side by side on two cores. `SHOAL_TEST_KEEP_LOGS=DIR` keeps the
+//! process logs of a failing test.
 #![allow(dead_code)]
 
 pub mod group;
@@ -97,6 +99,33 @@ impl Drop for Node {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking() {
+            self.keep_log();
+        }
+    }
+}
+
+impl Node {
+    /// With `SHOAL_TEST_KEEP_LOGS=DIR`, a failing test's process logs are copied to
+    /// `DIR/<test>/<ms>-<name>.log` (its temp dir, and the logs in it, are removed).
+    fn keep_log(&self) {
+        let Some(keep) = std::env::var_os("SHOAL_TEST_KEEP_LOGS") else {
+            return;
+        };
+        let test = std::thread::current()
+            .name()
+            .unwrap_or("test")
+            .replace("::", "-");
+        let dir = Path::new(&keep).join(test);
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        let kept = dir.join(format!("{stamp}-{}.log", self.name));
+        if let Err(error) =
+            std::fs::create_dir_all(&dir).and_then(|()| std::fs::copy(&self.log, &kept))
+        {
+            eprintln!("could not keep {}: {error}", self.log.display());
+        }
     }
 }
 
