@@ -120,27 +120,6 @@ impl Drop for Gate {
     }
 }
 
-/// Waits until every thread of `node` is stopped by SIGSTOP, so that it does nothing more.
-fn wait_stopped(node: &Node) {
-    let tasks = format!("/proc/{}/task", node.pid());
-    eventually(&format!("{} to be stopped", node.name), || {
-        let threads = std::fs::read_dir(&tasks).ok()?;
-        let mut states = threads.map(|thread| {
-            let stat = std::fs::read_to_string(thread.ok()?.path().join("stat")).ok()?;
-            let state = stat
-                .rsplit_once(')')?
-                .1
-                .split_whitespace()
-                .next()?
-                .to_string();
-            Some(state)
-        });
-        states
-            .all(|state| state.as_deref() == Some("T"))
-            .then_some(())
-    });
-}
-
 fn add_on_demand(server: &Server, name: &str, url: &str, extra: &[&str]) {
     let mut args = vec!["job", "add", "--name", name, "--on-demand", "--url", url];
     args.extend_from_slice(extra);
@@ -389,8 +368,7 @@ fn a_late_report_after_failover_is_refused() {
     // Frozen while its request is held, past the failure timeout: the server fails the task
     // over to the other worker, whose request is answered at once. Attempt 1's answer waits
     // for the frozen worker in its socket.
-    paused.signal("STOP");
-    wait_stopped(&paused);
+    paused.pause();
     gate.open();
     let done = wait_state(&server, &id, "succeeded");
     assert_eq!(done["attempts"][1]["worker"], "other", "{done}");

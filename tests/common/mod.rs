@@ -76,6 +76,13 @@ impl Node {
         assert!(status.success(), "kill -{signal} {}", self.name);
     }
 
+    /// Sends SIGSTOP and waits until every thread of the process is stopped: `kill` returns
+    /// before a busy machine has stopped them, and meanwhile the process still answers.
+    pub fn pause(&self) {
+        self.signal("STOP");
+        wait_stopped_node(self);
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -327,4 +334,25 @@ impl TestTarget {
     pub fn url(&self, path: &str) -> String {
         self.target.url(path)
     }
+}
+
+/// Waits until every thread of `node` is stopped by SIGSTOP, so that it does nothing more.
+pub fn wait_stopped_node(node: &Node) {
+    let tasks = format!("/proc/{}/task", node.pid());
+    eventually(&format!("{} to be stopped", node.name), || {
+        let threads = std::fs::read_dir(&tasks).ok()?;
+        let mut states = threads.map(|thread| {
+            let stat = std::fs::read_to_string(thread.ok()?.path().join("stat")).ok()?;
+            let state = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .next()?
+                .to_string();
+            Some(state)
+        });
+        states
+            .all(|state| state.as_deref() == Some("T"))
+            .then_some(())
+    });
 }
