@@ -349,7 +349,10 @@ impl Cluster {
                 state: state.map(String::from),
                 limit: Some(limit),
             })
-            .await?)
+            .await?
+            .into_iter()
+            .map(|view| view.instance)
+            .collect())
     }
 }
 
@@ -1418,7 +1421,7 @@ async fn group(sizes: &Sizes) -> anyhow::Result<Vec<Row>> {
     while ticks(group.client.clone())
         .await?
         .iter()
-        .filter(|i| i.attempts.iter().any(|a| a.started_ms.is_some()))
+        .filter(|i| i.instance.attempts.iter().any(|a| a.started_ms.is_some()))
         .count()
         < 3
     {
@@ -1440,7 +1443,7 @@ async fn group(sizes: &Sizes) -> anyhow::Result<Vec<Row>> {
             .await
             .unwrap_or_default()
             .iter()
-            .flat_map(|i| &i.attempts)
+            .flat_map(|i| &i.instance.attempts)
             .map(|a| a.assigned_ms)
             .filter(|at| *at > killed_at)
             .min();

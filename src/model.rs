@@ -212,7 +212,17 @@ impl OverlapPolicy {
 /// The most fires a `buffer-all` job keeps waiting, so a stuck job cannot flood the queue.
 pub const MAX_BUFFERED_FIRES: u64 = 100;
 
-/// What the server tracks of a job's recent outcomes.
+/// What the server tracks of a job's recent outcomes, for `pause_after_failures`.
+///
+/// The alert rule keeps its own per-job memory ([`crate::alert::JobHealth`], in the store's
+/// `job_health` table). Both start from "failures since the last success", but they do not
+/// count the same thing, so they stay apart: this one counts every failed instance, without a
+/// window or a cap, only for a job with `pause_after_failures`, and starts afresh when the job
+/// is resumed; the alert rule's holds only the failures its policy's `on` listens to, within
+/// its threshold window and at most its threshold count, plus whether the job is red and when
+/// it last alerted, only for a job that alerts, and it must outlive a resume (a job that paused
+/// itself while red still owes its recovery alert). One count could not serve both without
+/// changing one of the two behaviours.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct JobHealth {
     /// Failed instances in a row since the last success.

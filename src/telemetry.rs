@@ -15,10 +15,14 @@ pub enum LogFormat {
     Json,
 }
 
+/// Shoal at info; chitchat's and openraft's routine warnings (a vote that crossed another, a
+/// peer not yet up during an election) stay out unless asked for; their errors still show.
+const DEFAULT_FILTER: &str = "info,chitchat=warn,openraft=error";
+
 /// Installs the global subscriber. The level comes from `SHOAL_LOG` (or `RUST_LOG`), `info` by
 /// default. Safe to call more than once (later calls are ignored), which embedded nodes rely on.
 pub fn init(format: LogFormat) {
-    let filter = filter_from_env("info,chitchat=warn");
+    let filter = filter_from_env(DEFAULT_FILTER);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stdout().is_terminal())
@@ -45,7 +49,7 @@ pub fn init_to_file(path: &Path) -> anyhow::Result<()> {
     let file = std::fs::File::create(path)
         .with_context(|| format!("cannot create the log file {}", path.display()))?;
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter_from_env("info,chitchat=warn"))
+        .with_env_filter(filter_from_env(DEFAULT_FILTER))
         .with_ansi(false)
         .with_writer(Mutex::new(file))
         .try_init();

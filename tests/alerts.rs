@@ -1,6 +1,7 @@
 //! Alerts and chains end to end, with real receivers on 127.0.0.1: a webhook receiver that
-//! counts and verifies signatures, a real SMTP server (Python's aiosmtpd), a receiver that is
-//! down then up, a server SIGKILLed before its alert was delivered, and a chain of three jobs.
+//! counts and verifies signatures, a real SMTP server (Python's aiosmtpd: plain, and requiring
+//! STARTTLS and AUTH), a receiver that is down then up, a server SIGKILLed before its alert was
+//! delivered, and a chain of three jobs (seen through the CLI and the console).
 
 mod common;
 
@@ -12,6 +13,9 @@ use std::sync::{Arc, Mutex};
 
 use common::{Server, TestTarget, eventually, free_tcp_port};
 use hmac::{Hmac, Mac};
+
+#[path = "../src/test_pki.rs"]
+mod test_pki;
 use sha2::Sha256;
 
 const KEY: &str = "test-hmac-key-0123456789";
@@ -306,13 +310,21 @@ fn an_alert_raised_before_a_sigkill_is_delivered_after_the_restart() {
     });
 }
 
-#[test]
-fn a_failure_mails_through_a_real_smtp_server() {
+/// Whether python3 with aiosmtpd is here; says the test is skipped when not.
+fn aiosmtpd_available() -> bool {
     let python = std::process::Command::new("python3")
         .args(["-c", "import aiosmtpd"])
         .status();
-    if !python.is_ok_and(|s| s.success()) {
+    let available = python.is_ok_and(|s| s.success());
+    if !available {
         eprintln!("SKIPPED: python3 with aiosmtpd is not installed (.ci/run installs it with pip)");
+    }
+    available
+}
+
+#[test]
+fn a_failure_mails_through_a_real_smtp_server() {
+    if !aiosmtpd_available() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -377,6 +389,160 @@ fn a_failure_mails_through_a_real_smtp_server() {
     });
 }
 
+/// An SMTP server (aiosmtpd) that requires STARTTLS before anything else and AUTH before any
+/// mail, accepts one login, and writes each mail it takes to `OUT/N.json` with what it knew of
+/// the session: whether it was under TLS (and which version), and who logged in.
+const SMTP_STARTTLS_AUTH: &str = r#"
+import json, os, ssl, sys, threading
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+
+host, port, cert, key, out, user, password = sys.argv[1:8]
+
+def authenticator(server, session, envelope, mechanism, data):
+    good = (isinstance(data, LoginPassword) and data.login.decode() == user
+            and data.password.decode() == password)
+    # handled=False: aiosmtpd answers a failure itself (535), rather than leaving it to us.
+    return AuthResult(success=good, handled=False, auth_data=data if good else None)
+
+class Keep:
+    async def handle_DATA(self, server, session, envelope):
+        tls = session.ssl or {}
+        ssl_object = tls.get("ssl_object")
+        record = {
+            "tls": session.ssl is not None,
+            "tls_version": ssl_object.version() if ssl_object else None,
+            "authenticated": bool(session.authenticated),
+            "login": session.auth_data.login.decode() if session.auth_data else None,
+            "rcpt_tos": envelope.rcpt_tos,
+            "content": envelope.content.decode("utf-8", "replace"),
+        }
+        path = os.path.join(out, "%d.json" % len(os.listdir(out)))
+        with open(path + ".part", "w") as f:
+            json.dump(record, f)
+        os.rename(path + ".part", path)
+        return "250 OK kept"
+
+context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+context.load_cert_chain(cert, key)
+Controller(Keep(), hostname=host, port=int(port), tls_context=context, require_starttls=True,
+           authenticator=authenticator, auth_required=True, auth_require_tls=True).start()
+print("ready", flush=True)
+threading.Event().wait()
+"#;
+
+/// A child process killed when dropped, so a failed test leaves no server behind.
+struct Stopped(std::process::Child);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_failure_mails_through_starttls_with_the_login() {
+    if !aiosmtpd_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pki = test_pki::TestPki::new();
+    let cert = write(dir.path(), "smtp.pem", &pki.server.cert_pem);
+    let key = write(dir.path(), "smtp.key", &pki.server.key_pem);
+    let ca = write(dir.path(), "ca.pem", &pki.ca_pem);
+    let script = write(dir.path(), "smtp.py", SMTP_STARTTLS_AUTH);
+    let out = dir.path().join("mail");
+    std::fs::create_dir(&out).unwrap();
+    let port = free_tcp_port();
+    let password = "app-s3cret-password";
+    let mut smtp = Stopped(
+        std::process::Command::new("python3")
+            .args([&script, "127.0.0.1", &port.to_string(), &cert, &key])
+            .args([&out.display().to_string(), "shoal", password])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("start aiosmtpd"),
+    );
+    let mut ready = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(smtp.0.stdout.take().unwrap()),
+        &mut ready,
+    )
+    .unwrap();
+    assert_eq!(ready.trim(), "ready", "aiosmtpd did not start");
+
+    let target = TestTarget::start();
+    let server = Server::start_up(dir.path(), &["--workers", "1"]);
+    let channel = |name: &str, password: &str| {
+        let file = write(
+            dir.path(),
+            &format!("{name}.toml"),
+            &format!(
+                "name = \"{name}\"\nkind = \"email\"\nhost = \"127.0.0.1\"\nport = {port}\n\
+                 tls = \"starttls\"\nusername = \"shoal\"\npassword = \"{password}\"\n\
+                 ca_file = \"{ca}\"\nfrom = \"shoal@example.com\"\nto = [\"oncall@example.com\"]\n"
+            ),
+        );
+        ok(&server, &["channel", "add", "--file", &file]);
+    };
+    channel("mail", password);
+    // The same relay with a wrong password: it must be refused, so a login that is not checked
+    // cannot pass for one that is.
+    channel("wrong", "not-the-password");
+    let job = write(
+        dir.path(),
+        "nightly.toml",
+        &format!(
+            "name = \"nightly\"\non_demand = true\n[http]\nurl = \"{}\"\n\
+             [alerts]\nchannels = [\"mail\", \"wrong\"]\n",
+            target.url("/fail")
+        ),
+    );
+    ok(&server, &["job", "add", "--file", &job]);
+    ok(&server, &["job", "run", "nightly"]);
+    let kept = eventually("the mail", || {
+        let text = std::fs::read_to_string(out.join("0.json")).ok()?;
+        serde_json::from_str::<serde_json::Value>(&text).ok()
+    });
+    let refused = eventually("the wrong login refused", || {
+        alerts(&server, "pending,failed").into_iter().find(|a| {
+            a["channel"] == "wrong" && a["answer"].as_str().is_some_and(|s| s.contains("535"))
+        })
+    });
+    drop(smtp);
+    assert_eq!(kept["tls"], true, "{kept}");
+    assert!(
+        kept["tls_version"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("TLSv1.")),
+        "{kept}"
+    );
+    assert_eq!(kept["authenticated"], true, "{kept}");
+    assert_eq!(kept["login"], "shoal", "{kept}");
+    assert_eq!(kept["rcpt_tos"][0], "oncall@example.com", "{kept}");
+    let content = kept["content"].as_str().unwrap_or_default();
+    assert!(content.contains("job nightly failed"), "{content}");
+    assert!(
+        std::fs::read_dir(&out).unwrap().count() == 1,
+        "only the right login delivers: {refused}"
+    );
+    let sent = alerts(&server, "sent");
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0]["channel"], "mail");
+    assert!(
+        sent[0]["answer"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("SMTP 250")),
+        "{sent:?}"
+    );
+    // The password went in; it never comes out.
+    let shown = ok(&server, &["channel", "show", "mail"])
+        + &ok(&server, &["channel", "list", "-o", "json"]);
+    assert!(!shown.contains(password), "{shown}");
+    assert!(!server.node.log_text().contains(password));
+}
+
 #[test]
 fn a_chain_of_three_passes_parents_along_and_a_cycle_is_refused() {
     let dir = tempfile::tempdir().unwrap();
@@ -431,9 +597,89 @@ fn a_chain_of_three_passes_parents_along_and_a_cycle_is_refused() {
             Some(middle["id"].to_string())
         ]
     );
+    // The API resolves each link to its job and state; the CLI shows them.
+    assert_eq!(middle["chain"]["parent"]["job_name"], "extract");
+    assert_eq!(middle["chain"]["parent"]["state"], "succeeded");
+    assert_eq!(middle["chain"]["children"][0]["job_name"], "report");
     let detail = ok(&server, &["instance", "show", &middle["id"].to_string()]);
     assert!(
-        detail.contains(&format!("parent:   instance {}", first["id"])),
+        detail.contains(&format!(
+            "parent:   instance {} of job extract (succeeded)",
+            first["id"]
+        )),
         "{detail}"
     );
+    assert!(
+        detail.contains(&format!(
+            "children: instance {} of job report (succeeded)",
+            last["id"]
+        )),
+        "{detail}"
+    );
+    // A job shows whom it queues and who queues it.
+    let load = ok(&server, &["job", "show", "load"]);
+    assert!(load.contains("# upstream: extract (on_success)"), "{load}");
+    assert!(load.contains("# downstream: report (on_success)"), "{load}");
+    let report = server.cli_json(&["job", "show", "report"]);
+    assert_eq!(report["upstream"][0]["job"], "load");
+    assert_eq!(report["upstream"][0]["on"], "on_success");
+
+    // The console, fed by the same API, shows the chain around the middle instance, and the
+    // middle job's place in it.
+    let screen = console_screen(&server, "3/load\n\n");
+    assert!(
+        screen.contains(&format!(
+            "parent     instance {} of extract · succeeded",
+            first["id"]
+        )),
+        "{screen}"
+    );
+    assert!(
+        screen.contains(&format!(
+            "children   instance {} of report · succeeded",
+            last["id"]
+        )),
+        "{screen}"
+    );
+    let screen = console_screen(&server, "2/load\n\n");
+    assert!(
+        screen.contains("upstream   extract (on success)"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("downstream report (on success)"),
+        "{screen}"
+    );
+}
+
+/// The console's screen (100×30) after one refresh from `server` through the console's own data
+/// source, and `keys` typed (`\n` is Enter).
+fn console_screen(server: &Server, keys: &str) -> String {
+    use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+    use shoal_tui::DataSource;
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let client = shoal::client::ApiClient::new(&server.url, None, &Default::default()).unwrap();
+    let mut source = shoal::client::console::ApiSource::new(client, runtime.handle().clone());
+    let mut app = shoal_tui::App::new(shoal_tui::Options::default());
+    app.apply_snapshot(source.refresh());
+    for c in keys.chars() {
+        let code = match c {
+            '\n' => KeyCode::Enter,
+            c => KeyCode::Char(c),
+        };
+        app.handle_key(KeyEvent::new(code, KeyModifiers::NONE));
+    }
+    let mut terminal = ratatui::Terminal::new(ratatui::backend::TestBackend::new(100, 30)).unwrap();
+    terminal
+        .draw(|frame| shoal_tui::render(&app, frame))
+        .unwrap();
+    let buffer = terminal.backend().buffer();
+    (0..buffer.area.height)
+        .map(|y| {
+            (0..buffer.area.width)
+                .map(|x| buffer[(x, y)].symbol())
+                .collect::<String>()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }

@@ -1,6 +1,7 @@
 //! The examples stay true: every job file of `examples/jobs/` is valid, and
 //! `examples/three-node.sh` brings up a working three-node cluster (server, two workers, the
-//! example target) that runs a task, then stops every process on SIGTERM.
+//! example target) that runs a task, then stops every process on SIGTERM; so does
+//! `examples/three-servers.sh` with a group of three servers.
 
 mod common;
 
@@ -136,4 +137,82 @@ fn three_node_script_runs_a_task_and_stops_everything() {
         )),
         "the target did not print the request:\n{output}"
     );
+}
+
+#[test]
+fn three_servers_script_forms_a_group_that_runs_a_task_and_stops_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let apis: Vec<String> = (0..3)
+        .map(|_| format!("127.0.0.1:{}", free_tcp_port()))
+        .collect();
+    let gossips: Vec<String> = (0..3)
+        .map(|_| format!("127.0.0.1:{}", free_udp_port()))
+        .collect();
+    let target = format!("127.0.0.1:{}", free_tcp_port());
+    let log = dir.path().join("three-servers.log");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/three-servers.sh");
+    let mut command = Command::new("bash");
+    command
+        .arg(&script)
+        .env("SHOAL", BIN)
+        .env("TARGET", example_target())
+        .env("TARGET_ADDR", &target)
+        .env("DATA", dir.path().join("data"))
+        .env_remove("SHOAL_SERVER")
+        .env_remove("SHOAL_TOKEN")
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(std::fs::File::create(dir.path().join("three-servers.err")).unwrap());
+    for k in 0..3 {
+        command.env(format!("API{}", k + 1), &apis[k]);
+        command.env(format!("GOSSIP{}", k + 1), &gossips[k]);
+    }
+    let mut child = command.spawn().unwrap();
+    let servers: String = apis
+        .iter()
+        .map(|api| format!("http://{api}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let cli_json = |args: &[&str]| -> Option<serde_json::Value> {
+        let mut all = args.to_vec();
+        all.extend_from_slice(&["--server", &servers, "--output", "json"]);
+        let out = cli(&all);
+        out.status
+            .success()
+            .then(|| serde_json::from_slice(&out.stdout).ok())
+            .flatten()
+    };
+    let job_files = example_jobs().len();
+    eventually(
+        "the script's group: three voting servers, one leading, and every example job",
+        || {
+            let group = cli_json(&["servers", "list"])?;
+            let rows = group.as_array()?;
+            let voters = rows.iter().filter(|r| r["voter"] == true).count();
+            let leaders = rows.iter().filter(|r| r["leader"] == true).count();
+            let jobs = cli_json(&["job", "list"])?;
+            (voters == 3 && leaders == 1 && jobs.as_array()?.len() == job_files).then_some(())
+        },
+    );
+    let id = cli_json(&["job", "run", "rebuild-index"]).unwrap()["id"].to_string();
+    eventually("rebuild-index to succeed through the group", || {
+        let instance = cli_json(&["instance", "show", &id])?;
+        (instance["state"] == "succeeded").then_some(())
+    });
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exited = eventually("the script to exit", || child.try_wait().unwrap());
+    let output = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        output.contains("group stopped"),
+        "script output ({exited}):\n{output}"
+    );
+    for port in apis.iter().chain([&target]) {
+        eventually(&format!("{port} to be free"), || {
+            std::net::TcpListener::bind(port).ok().map(drop)
+        });
+    }
 }

@@ -136,6 +136,14 @@ fn check(command: &[String]) -> Option<Vec<String>> {
         ["cargo", "test", "--workspace"]
         | ["cargo", "build", "--release", "--bins", "--examples"]
         | ["cargo", "install", "--path", "."] => None,
+        // The CLI's own environment: a variable it reads, set for the commands after it.
+        ["export", assignment] if assignment.starts_with("SHOAL_SERVER=") => {
+            let urls = assignment.trim_start_matches("SHOAL_SERVER=");
+            if let Err(error) = shoal::client::ApiClient::new(urls, None, &Default::default()) {
+                panic!("README {words:?}: {error:#}");
+            }
+            None
+        }
         [script] if script.ends_with(".sh") => {
             assert!(root.join(script).exists(), "{script} does not exist");
             None

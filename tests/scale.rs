@@ -213,7 +213,7 @@ fn thousands_of_jobs_with_queued_work_page_and_keep_the_no_worker_banner() {
         let page = runtime
             .block_on(client.instances_page(&query, before.as_deref()))
             .unwrap();
-        ids.extend(page.items.iter().map(|i| i.id));
+        ids.extend(page.items.iter().map(|v| v.instance.id));
         match page.next {
             Some(next) => before = Some(next),
             None => break,

@@ -256,6 +256,53 @@ impl Chain {
     }
 }
 
+/// Which field of a job's chain names another job: when the other job is queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChainOn {
+    OnSuccess,
+    OnFailure,
+    OnComplete,
+}
+
+impl ChainOn {
+    /// The field's name in a job file.
+    pub fn field(self) -> &'static str {
+        match self {
+            ChainOn::OnSuccess => "on_success",
+            ChainOn::OnFailure => "on_failure",
+            ChainOn::OnComplete => "on_complete",
+        }
+    }
+}
+
+/// One edge of the chain graph seen from a job: the job at its other end, and the field (of the
+/// job upstream) that names the one downstream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainEdge {
+    pub job: String,
+    pub on: ChainOn,
+}
+
+impl Chain {
+    /// The jobs this chain queues, each with the field naming it, in field order.
+    pub fn downstream(&self) -> Vec<ChainEdge> {
+        [
+            (ChainOn::OnSuccess, &self.on_success),
+            (ChainOn::OnFailure, &self.on_failure),
+            (ChainOn::OnComplete, &self.on_complete),
+        ]
+        .into_iter()
+        .flat_map(|(on, names)| {
+            names.iter().map(move |name| ChainEdge {
+                job: name.clone(),
+                on,
+            })
+        })
+        .collect()
+    }
+}
+
 /// How an instance ended, as far as alerts care.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ending {
@@ -265,7 +312,9 @@ pub enum Ending {
     Expired,
 }
 
-/// What the alert rule remembers of a job between its instances (stored per job).
+/// What the alert rule remembers of a job between its instances (stored per job, in the
+/// `job_health` table). Not the failure count of `pause_after_failures` (the job's own
+/// [`crate::model::JobHealth`]): see there why the two are kept apart.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct JobHealth {
     /// A failure alert was raised and no recovery since.

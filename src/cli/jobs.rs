@@ -6,10 +6,11 @@ use clap::{Args, Subcommand};
 
 use super::ClientArgs;
 use super::output::{self, Output};
+use crate::alert::ChainEdge;
 use crate::client::{ApiClient, InstanceQuery};
 use crate::model::{Instance, InstanceId, InstanceState, Job, Trigger, human_ms, rfc3339};
 use crate::spec::{HttpSpec, JobSpec, RetrySpec, TargetSpec, TlsSpec};
-use crate::wire::admin::{BackfillRequest, NextFires};
+use crate::wire::admin::{BackfillRequest, ChainLinks, InstanceView, NextFires};
 
 #[derive(Debug, Subcommand)]
 pub enum JobCommand {
@@ -374,16 +375,20 @@ pub async fn job(command: JobCommand, args: &ClientArgs) -> anyhow::Result<()> {
         }
         JobCommand::List { limit } => list_jobs(&client, limit, args.output).await,
         JobCommand::Show { job } => {
-            let job = client.job(&job).await?;
+            let detail = client.job_detail(&job).await?;
             match args.output {
-                Output::Json => output::print_json(&job),
+                Output::Json => output::print_json(&detail),
                 Output::Table => {
+                    let job = &detail.job;
                     let next = client.next_fires(&job.id.to_string(), 5).await?;
                     // Comments, so that the output is still a job file.
-                    println!("# job {} — next fire: {}", job.id, next_fire(&job));
+                    println!("# job {} — next fire: {}", job.id, next_fire(job));
                     println!("# schedule: {}", next.description);
                     for line in fire_lines(&next) {
                         println!("#   {line}");
+                    }
+                    for line in chain_lines(&detail.upstream, &job.def.chain.downstream()) {
+                        println!("# {line}");
                     }
                     if job.def.http.client.insecure() {
                         println!("{INSECURE_WARNING}");
@@ -446,6 +451,7 @@ pub async fn instance(command: InstanceCommand, args: &ClientArgs) -> anyhow::Re
             match args.output {
                 Output::Json => output::print_json(&instances),
                 Output::Table => {
+                    let instances: Vec<&Instance> = instances.iter().map(|v| &v.instance).collect();
                     print_instance_table(&instances);
                     Ok(())
                 }
@@ -474,6 +480,32 @@ pub async fn instance(command: InstanceCommand, args: &ClientArgs) -> anyhow::Re
             )
         }
     }
+}
+
+/// A job's place in chains, as lines: who queues it, and whom it queues ("upstream: extract
+/// (on_success)", "downstream: report (on_complete)"); nothing for a job in no chain.
+fn chain_lines(upstream: &[ChainEdge], downstream: &[ChainEdge]) -> Vec<String> {
+    let list = |edges: &[ChainEdge]| {
+        edges
+            .iter()
+            .map(|e| format!("{} ({})", e.job, e.on.field()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut lines = Vec::new();
+    if !upstream.is_empty() {
+        lines.push(format!(
+            "upstream: {} — their end queues this job",
+            list(upstream)
+        ));
+    }
+    if !downstream.is_empty() {
+        lines.push(format!(
+            "downstream: {} — queued by this job's end",
+            list(downstream)
+        ));
+    }
+    lines
 }
 
 /// The next fires as lines ("2026-06-01T12:00:00.000Z, runs 12:00:07.312Z"), or why there are
@@ -671,7 +703,15 @@ pub fn state_reason(state: &InstanceState) -> Option<String> {
     }
 }
 
-fn print_instance_table(instances: &[Instance]) {
+/// "instance 12 of job load (succeeded)", or what is known of one the server forgot.
+fn linked(chain: &ChainLinks, id: InstanceId) -> String {
+    match chain.get(id) {
+        Some(l) => format!("instance {id} of job {} ({})", l.job_name, l.state.as_str()),
+        None => format!("instance {id} (no longer kept)"),
+    }
+}
+
+fn print_instance_table(instances: &[&Instance]) {
     let rows: Vec<Vec<String>> = instances
         .iter()
         .map(|i| {
@@ -699,7 +739,8 @@ fn print_instance_table(instances: &[Instance]) {
     );
 }
 
-fn print_instance_detail(i: &Instance) {
+fn print_instance_detail(view: &InstanceView) {
+    let i = &view.instance;
     println!(
         "instance {} of job {:?} (job id {})",
         i.id, i.job_name, i.job_id
@@ -730,14 +771,14 @@ fn print_instance_detail(i: &Instance) {
         println!("broadcast copy for worker {worker}");
     }
     if let Some(parent) = i.parent {
-        println!("parent:   instance {parent} (its end queued this one)");
-    }
-    if !i.children.is_empty() {
-        let ids: Vec<String> = i.children.iter().map(u64::to_string).collect();
         println!(
-            "children: instance(s) {} (queued by its end)",
-            ids.join(", ")
+            "parent:   {} — its end queued this one",
+            linked(&view.chain, parent)
         );
+    }
+    for (n, child) in i.children.iter().enumerate() {
+        let label = if n == 0 { "children:" } else { "" };
+        println!("{label:<10}{}", linked(&view.chain, *child));
     }
     println!("fire at:  {}", rfc3339(i.fire_at_ms));
     if let Some(run_at) = i.run_at_ms {

@@ -233,7 +233,8 @@ struct ServerArgs {
     /// In a group, snapshot the store every N log entries and compact the log behind it.
     #[arg(long, default_value_t = crate::server::DEFAULT_SNAPSHOT_EVERY, value_name = "N", hide = true)]
     raft_snapshot_every: u64,
-    /// Delete finished instances whose last change is older than this (`forever` keeps them).
+    /// Delete finished instances whose last change is older than this, and alerts sent or given
+    /// up longer ago (`forever` keeps them).
     #[arg(
         long,
         env = "SHOAL_RETAIN_AGE",

@@ -15,14 +15,17 @@ use std::time::Duration;
 
 use anyhow::Context;
 use shoal_tui::{
-    Action, AttemptRow, DataSource, InstanceRow, InstanceStatus, JobRow, MemberState, Options,
-    Snapshot, Stats, Unplaceable, UnplaceableTotals, WorkerRow,
+    Action, AttemptRow, ChainLink, ChainOn, DataSource, InstanceRow, InstanceStatus, JobLink,
+    JobRow, MemberState, Options, Snapshot, Stats, Unplaceable, UnplaceableTotals, WorkerRow,
 };
 use tokio::runtime::Handle;
 
+use crate::alert::ChainEdge;
 use crate::client::{ApiClient, ClientError, InstanceQuery};
-use crate::model::{Attempt, Instance, InstanceState, StateKind, UnixMs, now_ms};
-use crate::wire::admin::{ClusterInfo, JobSummary, MemberRow, QueueSummary};
+use crate::model::{Attempt, Instance, InstanceId, InstanceState, StateKind, UnixMs, now_ms};
+use crate::wire::admin::{
+    ChainLinks, ClusterInfo, InstanceView, JobSummary, MemberRow, QueueSummary,
+};
 
 /// The most a refresh may take; past it the console shows the server as unreachable and keeps
 /// its last data.
@@ -199,23 +202,23 @@ fn queued(instance: &Instance) -> String {
 }
 
 /// Both lists as one, newest first, each instance once.
-fn newest_first(mut newest: Vec<Instance>, finished: Vec<Instance>) -> Vec<Instance> {
+fn newest_first(mut newest: Vec<InstanceView>, finished: Vec<InstanceView>) -> Vec<InstanceView> {
     newest.extend(finished);
-    newest.sort_unstable_by_key(|i| std::cmp::Reverse(i.id));
-    newest.dedup_by_key(|i| i.id);
+    newest.sort_unstable_by_key(|v| std::cmp::Reverse(v.instance.id));
+    newest.dedup_by_key(|v| v.instance.id);
     newest
 }
 
 /// Builds the console's snapshot from what the API returned at `now`. `instances` are some of
-/// the newest, newest first (as the API lists them); every count of the queue, and the
-/// no-worker banner, come from `queue`.
+/// the newest, newest first (as the API lists them), each with its chain's links; every count
+/// of the queue, and the no-worker banner, come from `queue`.
 pub fn snapshot(
     server: &str,
     cluster: &ClusterInfo,
     members: &[MemberRow],
     jobs: &[JobSummary],
     queue: &QueueSummary,
-    instances: &[Instance],
+    instances: &[InstanceView],
     now: UnixMs,
 ) -> Snapshot {
     let workers: Vec<WorkerRow> = members.iter().map(worker_row).collect();
@@ -323,6 +326,31 @@ fn job_row(summary: &JobSummary) -> JobRow {
             Err(error) => format!("# cannot show the definition as TOML: {error}\n"),
         },
         insecure_tls: def.http.client.insecure(),
+        upstream: summary.upstream.iter().map(job_link).collect(),
+        downstream: def.chain.downstream().iter().map(job_link).collect(),
+    }
+}
+
+fn job_link(edge: &ChainEdge) -> JobLink {
+    JobLink {
+        job: edge.job.clone(),
+        on: match edge.on {
+            crate::alert::ChainOn::OnSuccess => ChainOn::Success,
+            crate::alert::ChainOn::OnFailure => ChainOn::Failure,
+            crate::alert::ChainOn::OnComplete => ChainOn::Complete,
+        },
+    }
+}
+
+/// The instance `id` of a chain as the console shows it: as the server answered, or forgotten.
+fn chain_link(chain: &ChainLinks, id: InstanceId) -> ChainLink {
+    match chain.get(id) {
+        Some(linked) => ChainLink::Kept {
+            id,
+            job: linked.job_name.clone(),
+            status: status(linked.state),
+        },
+        None => ChainLink::Forgotten { id },
     }
 }
 
@@ -337,7 +365,8 @@ fn status(kind: StateKind) -> InstanceStatus {
     }
 }
 
-fn instance_row(instance: &Instance) -> InstanceRow {
+fn instance_row(view: &InstanceView) -> InstanceRow {
+    let instance = &view.instance;
     let reason = match &instance.state {
         InstanceState::Queued { reason, .. } => reason.as_ref().map(ToString::to_string),
         InstanceState::Failed { reason } | InstanceState::Cancelled { reason } => {
@@ -360,6 +389,12 @@ fn instance_row(instance: &Instance) -> InstanceRow {
         updated_ms: instance.updated_ms,
         reason,
         attempts: instance.attempts.iter().map(attempt_row).collect(),
+        parent: instance.parent.map(|id| chain_link(&view.chain, id)),
+        children: instance
+            .children
+            .iter()
+            .map(|id| chain_link(&view.chain, *id))
+            .collect(),
     }
 }
 
@@ -498,6 +533,7 @@ mod tests {
             queued,
             running,
             last_result: Some(StateKind::Failed),
+            upstream: Vec::new(),
         }
     }
 
@@ -624,7 +660,7 @@ mod tests {
             &members,
             &jobs,
             &queue(),
-            &instances,
+            &views(instances),
             NOW,
         )
     }
@@ -664,6 +700,97 @@ mod tests {
         }
     }
 
+    /// Instances as the API lists them, with no chain links.
+    fn views(instances: impl IntoIterator<Item = Instance>) -> Vec<InstanceView> {
+        instances
+            .into_iter()
+            .map(|instance| InstanceView {
+                instance,
+                chain: ChainLinks::default(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn chains_are_shown_with_each_linked_job_and_state() {
+        use crate::alert::{ChainEdge, ChainOn as On};
+        use crate::wire::admin::LinkedInstance;
+        let cluster = ClusterInfo {
+            cluster: "c".into(),
+            server_id: "s".into(),
+            version: "0".into(),
+            gossip_addr: "127.0.0.1:1".into(),
+            storage_degraded: None,
+            group: None,
+        };
+        let mut load = job(5, "load", 0, 0);
+        load.job.def.chain.on_success = vec!["report".into()];
+        load.job.def.chain.on_complete = vec!["audit".into()];
+        load.upstream = vec![ChainEdge {
+            job: "extract".into(),
+            on: On::OnFailure,
+        }];
+        let mut middle = instance(7, "load", InstanceState::Succeeded, 1_000);
+        middle.parent = Some(6);
+        middle.children = vec![8, 9];
+        let linked = |id, job_name: &str, state| LinkedInstance {
+            id,
+            job_id: 1,
+            job_name: job_name.into(),
+            state,
+        };
+        let view = InstanceView {
+            instance: middle,
+            chain: ChainLinks {
+                parent: Some(linked(6, "extract", StateKind::Failed)),
+                // 9 was forgotten by retention: the server left it out.
+                children: vec![linked(8, "report", StateKind::Running)],
+            },
+        };
+        let snapshot = snapshot("s", &cluster, &[], &[load], &queue(), &[view], NOW);
+        let row = &snapshot.instances[0];
+        assert_eq!(
+            row.parent,
+            Some(ChainLink::Kept {
+                id: 6,
+                job: "extract".into(),
+                status: InstanceStatus::Failed
+            })
+        );
+        assert_eq!(
+            row.children,
+            [
+                ChainLink::Kept {
+                    id: 8,
+                    job: "report".into(),
+                    status: InstanceStatus::Running
+                },
+                ChainLink::Forgotten { id: 9 },
+            ]
+        );
+        let job = &snapshot.jobs[0];
+        assert_eq!(
+            job.upstream,
+            [JobLink {
+                job: "extract".into(),
+                on: ChainOn::Failure
+            }]
+        );
+        assert_eq!(
+            job.downstream,
+            [
+                JobLink {
+                    job: "report".into(),
+                    on: ChainOn::Success
+                },
+                JobLink {
+                    job: "audit".into(),
+                    on: ChainOn::Complete
+                },
+            ]
+        );
+    }
+
     #[test]
     fn the_banner_comes_from_the_queue_summary_with_the_fix_command() {
         let snapshot = build();
@@ -698,9 +825,12 @@ mod tests {
     fn newest_first_merges_the_two_lists_once_each() {
         let queued = |id| instance(id, "j", queued(None), 0);
         let done = |id| instance(id, "j", InstanceState::Succeeded, 0);
-        let merged = newest_first(vec![queued(9), queued(8), done(7)], vec![done(7), done(3)]);
+        let merged = newest_first(
+            views([queued(9), queued(8), done(7)]),
+            views([done(7), done(3)]),
+        );
         assert_eq!(
-            merged.iter().map(|i| i.id).collect::<Vec<_>>(),
+            merged.iter().map(|v| v.instance.id).collect::<Vec<_>>(),
             [9, 8, 7, 3]
         );
     }

@@ -18,8 +18,8 @@ use crate::model::{Instance, InstanceId, Job};
 use crate::spec::JobSpec;
 use crate::tls::{ClientTls, HTTPS_REQUIRED_HEADER, TlsFailure};
 use crate::wire::admin::{
-    BackfillRequest, BackfillResult, ClusterInfo, ErrorBody, JobSummary, MemberRow, NextFires,
-    QueueSummary, ServerChange, ServerRow,
+    BackfillRequest, BackfillResult, ClusterInfo, ErrorBody, InstanceView, JobDetail, JobSummary,
+    MemberRow, NextFires, QueueSummary, ServerChange, ServerRow,
 };
 
 pub const DEFAULT_SERVER: &str = "http://127.0.0.1:7070";
@@ -209,6 +209,11 @@ impl ApiClient {
     }
 
     pub async fn job(&self, key: &str) -> Result<Job, ClientError> {
+        Ok(self.job_detail(key).await?.job)
+    }
+
+    /// The job and the jobs whose end queues it.
+    pub async fn job_detail(&self, key: &str) -> Result<JobDetail, ClientError> {
         self.call(Method::GET, &job_path(key, ""), None::<&()>)
             .await
     }
@@ -261,7 +266,7 @@ impl ApiClient {
         &self,
         query: &InstanceQuery,
         before: Option<&str>,
-    ) -> Result<Page<Instance>, ClientError> {
+    ) -> Result<Page<InstanceView>, ClientError> {
         let mut params = url::form_urlencoded::Serializer::new(String::new());
         if let Some(job) = &query.job {
             params.append_pair("job", job);
@@ -281,7 +286,7 @@ impl ApiClient {
 
     /// Instances newest first, page by page until `query.limit` (default 100) are found or
     /// there are no more.
-    pub async fn instances(&self, query: &InstanceQuery) -> Result<Vec<Instance>, ClientError> {
+    pub async fn instances(&self, query: &InstanceQuery) -> Result<Vec<InstanceView>, ClientError> {
         let wanted = query.limit.unwrap_or(100);
         let mut instances = Vec::new();
         let mut before: Option<String> = None;
@@ -299,7 +304,7 @@ impl ApiClient {
         }
     }
 
-    pub async fn instance(&self, id: InstanceId) -> Result<Instance, ClientError> {
+    pub async fn instance(&self, id: InstanceId) -> Result<InstanceView, ClientError> {
         self.call(Method::GET, &format!("/api/v1/instances/{id}"), None::<&()>)
             .await
     }

@@ -78,6 +78,10 @@ pub enum Command {
     },
     /// Retention: forget finished instances (an unfinished one is never forgotten).
     Forget { instances: Vec<(JobId, InstanceId)> },
+    /// Retention: forget alerts sent or given up (a pending one is never forgotten). A command
+    /// of its own rather than a field of `Forget`: a server that does not know it refuses to
+    /// decode it instead of ignoring the field and keeping what the others forgot.
+    ForgetAlerts { alerts: Vec<AlertId> },
     /// The wall clock stepped (or the server started): bring back every next fire that lies
     /// implausibly far ahead of `at` for its schedule (see `schedule::clock_corrected_fire`).
     Reschedule { at: UnixMs },
@@ -190,6 +194,7 @@ impl Command {
             Command::Dispatch { .. } => "dispatch",
             Command::Report { .. } => "report",
             Command::Forget { .. } => "forget",
+            Command::ForgetAlerts { .. } => "forget-alerts",
             Command::Reschedule { .. } => "reschedule",
             Command::PutChannel { .. } => "put-channel",
             Command::DeleteChannel { .. } => "delete-channel",
@@ -260,6 +265,7 @@ mod tests {
             Command::Forget {
                 instances: vec![(1, 2)],
             },
+            Command::ForgetAlerts { alerts: vec![3, 4] },
             Command::Reschedule { at: 7 },
             Command::PutChannel {
                 def: crate::alert::spec::ChannelSpec {

@@ -75,6 +75,8 @@ pub struct Feed {
     is_recording: std::sync::atomic::AtomicBool,
     /// Who is told of every commit and its effects (the server's metrics), if anyone.
     observer: std::sync::OnceLock<std::sync::Arc<dyn Observer>>,
+    /// How many published commits changed a job's definition (see [`Feed::definitions_changed`]).
+    definitions: std::sync::atomic::AtomicU64,
 }
 
 /// Watches commits from outside the state machine (metrics): told of each durable commit and of
@@ -94,6 +96,10 @@ impl Feed {
         if let Some(observer) = self.observer.get() {
             observer.published(&effects);
         }
+        if effects.timing_changed {
+            self.definitions
+                .fetch_add(1, std::sync::atomic::Ordering::Release);
+        }
         let (dispatcher, scheduler) = (effects.wakes_dispatcher(), effects.wakes_scheduler());
         if let Some(feed) = lock(&self.written).as_mut() {
             feed.extend(effects.written);
@@ -107,6 +113,14 @@ impl Feed {
         if effects.alerts {
             self.alerts.notify_one();
         }
+    }
+
+    /// How many published commits changed a job's definition (created, updated, paused,
+    /// resumed, deleted, rescheduled): what is derived from every job's definition (the chains'
+    /// upstream) is read again only when this moved. It moves after the commit is durable, so
+    /// a read begun after taking it sees every change it counts.
+    pub fn definitions_changed(&self) -> u64 {
+        self.definitions.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Appends encoded commands, in apply order, to the recording, if one is open. A failed

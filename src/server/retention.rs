@@ -1,6 +1,6 @@
-//! The retention sweeper: every `interval`, deletes finished instance history that the policy no
-//! longer keeps (see [`crate::server::store::Retention`]), a bounded batch per transaction so that the
-//! scheduler and dispatcher never wait long for the write lock.
+//! The retention sweeper: every `interval`, deletes finished instance history and settled alerts
+//! that the policy no longer keeps (see [`crate::server::store::Retention`]), a bounded batch per
+//! command so that the scheduler and dispatcher never wait long for the write lock.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,10 +41,11 @@ pub async fn run(
                     tracing::debug!(
                         by_age = swept.by_age,
                         by_count = swept.by_count,
-                        "retention deleted finished instances"
+                        alerts = swept.alerts,
+                        "retention deleted finished instances and settled alerts"
                     );
                 }
-                swept.total() as usize >= SWEEP_BATCH
+                swept.full(SWEEP_BATCH)
             }
             Ok(Err(error)) if error.is_storage_fault() => {
                 tracing::debug!(%error, "retention: storage refuses writes");
@@ -72,18 +73,25 @@ pub async fn run(
     }
 }
 
-/// Forgets at most `batch` finished instances that `policy` no longer keeps: found in a read
-/// snapshot, forgotten by one `Forget` command. Call again while it returns a full batch.
+/// Forgets at most `batch` finished instances and at most `batch` settled alerts that `policy`
+/// no longer keeps: found in a read snapshot, forgotten by a `Forget` and a `ForgetAlerts`
+/// command. Call again while it returns a full batch ([`Swept::full`]).
 pub fn sweep_batch(
     engine: &dyn Engine,
     policy: &Retention,
     now: UnixMs,
     batch: usize,
 ) -> Result<Swept, ApplyError> {
-    let (doomed, swept) = engine.store().expired(policy, now, batch)?;
+    let (doomed, mut swept) = engine.store().expired(policy, now, batch)?;
     if !doomed.is_empty() {
         let forgotten = engine.propose(Command::Forget { instances: doomed })?;
         debug_assert!(matches!(forgotten, Response::Forgot(_)));
+    }
+    let alerts = engine.store().expired_alerts(policy, now, batch)?;
+    swept.alerts = alerts.len() as u64;
+    if !alerts.is_empty() {
+        let forgotten = engine.propose(Command::ForgetAlerts { alerts })?;
+        debug_assert!(matches!(forgotten, Response::ForgotAlerts(_)));
     }
     Ok(swept)
 }
@@ -101,7 +109,8 @@ pub fn sweep(
         let swept = sweep_batch(engine, policy, now, batch)?;
         total.by_age += swept.by_age;
         total.by_count += swept.by_count;
-        if (swept.total() as usize) < batch {
+        total.alerts += swept.alerts;
+        if !swept.full(batch) {
             return Ok(total);
         }
     }

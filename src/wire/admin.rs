@@ -4,7 +4,8 @@
 use serde::{Deserialize, Serialize};
 use shoal_gossip::{GroupRole, GroupStatus, Member, MemberState, Role};
 
-use crate::model::{InstanceId, Job, JobId, StateKind, UnixMs};
+use crate::alert::ChainEdge;
+use crate::model::{Instance, InstanceId, Job, JobId, StateKind, UnixMs};
 use crate::reason::QueueReason;
 
 /// One row of `GET /api/v1/members`.
@@ -185,6 +186,73 @@ pub struct JobSummary {
     pub running: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_result: Option<StateKind>,
+    /// The jobs whose end queues this one (its downstream is its own `on_success` …).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub upstream: Vec<ChainEdge>,
+}
+
+/// `GET /api/v1/jobs/{key}`: the job and the jobs whose end queues it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobDetail {
+    #[serde(flatten)]
+    pub job: Job,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub upstream: Vec<ChainEdge>,
+}
+
+/// An instance as `GET /api/v1/instances` and `GET /api/v1/instances/{id}` show it: as stored,
+/// plus the instances its chain links it to, as they are now.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InstanceView {
+    #[serde(flatten)]
+    pub instance: Instance,
+    #[serde(default, skip_serializing_if = "ChainLinks::is_empty")]
+    pub chain: ChainLinks,
+}
+
+/// An instance's parent (whose end queued it) and children (queued by its end), each with its
+/// job and state now. One the server no longer keeps (retention forgot it) is left out; its id
+/// is still in the instance's `parent` or `children`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ChainLinks {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<LinkedInstance>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub children: Vec<LinkedInstance>,
+}
+
+impl ChainLinks {
+    pub fn is_empty(&self) -> bool {
+        self.parent.is_none() && self.children.is_empty()
+    }
+
+    /// The linked instance `id`, if the server still keeps it.
+    pub fn get(&self, id: InstanceId) -> Option<&LinkedInstance> {
+        self.parent
+            .iter()
+            .chain(&self.children)
+            .find(|linked| linked.id == id)
+    }
+}
+
+/// Another instance of the same chain, in a few fields.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LinkedInstance {
+    pub id: InstanceId,
+    pub job_id: JobId,
+    pub job_name: String,
+    pub state: StateKind,
+}
+
+impl From<&Instance> for LinkedInstance {
+    fn from(instance: &Instance) -> Self {
+        LinkedInstance {
+            id: instance.id,
+            job_id: instance.job_id,
+            job_name: instance.job_name.clone(),
+            state: instance.state.kind(),
+        }
+    }
 }
 
 /// `GET /api/v1/queue`: the whole queue, counted over every unfinished instance (never a page of

@@ -1,6 +1,8 @@
 //! Shared harness of the end-to-end tests: real `shoal` processes on 127.0.0.1, free ports, a
 //! temp data dir, and polling helpers with generous deadlines (no timing assertions here; timing
-//! goals live in the benchmarks).
+//! goals live in the benchmarks). A test waits for what happened (`eventually`), never for a time
+//! to pass: CI runs test binaries side by side on two cores. `SHOAL_TEST_KEEP_LOGS=DIR` keeps the
+//! process logs of a failing test.
 #![allow(dead_code)]
 
 pub mod group;
@@ -74,6 +76,13 @@ impl Node {
         assert!(status.success(), "kill -{signal} {}", self.name);
     }
 
+    /// Sends SIGSTOP and waits until every thread of the process is stopped: `kill` returns
+    /// before a busy machine has stopped them, and meanwhile the process still answers.
+    pub fn pause(&self) {
+        self.signal("STOP");
+        wait_stopped_node(self);
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -97,6 +106,33 @@ impl Drop for Node {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking() {
+            self.keep_log();
+        }
+    }
+}
+
+impl Node {
+    /// With `SHOAL_TEST_KEEP_LOGS=DIR`, a failing test's process logs are copied to
+    /// `DIR/<test>/<ms>-<name>.log` (its temp dir, and the logs in it, are removed).
+    fn keep_log(&self) {
+        let Some(keep) = std::env::var_os("SHOAL_TEST_KEEP_LOGS") else {
+            return;
+        };
+        let test = std::thread::current()
+            .name()
+            .unwrap_or("test")
+            .replace("::", "-");
+        let dir = Path::new(&keep).join(test);
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        let kept = dir.join(format!("{stamp}-{}.log", self.name));
+        if let Err(error) =
+            std::fs::create_dir_all(&dir).and_then(|()| std::fs::copy(&self.log, &kept))
+        {
+            eprintln!("could not keep {}: {error}", self.log.display());
+        }
     }
 }
 
@@ -298,4 +334,25 @@ impl TestTarget {
     pub fn url(&self, path: &str) -> String {
         self.target.url(path)
     }
+}
+
+/// Waits until every thread of `node` is stopped by SIGSTOP, so that it does nothing more.
+pub fn wait_stopped_node(node: &Node) {
+    let tasks = format!("/proc/{}/task", node.pid());
+    eventually(&format!("{} to be stopped", node.name), || {
+        let threads = std::fs::read_dir(&tasks).ok()?;
+        let mut states = threads.map(|thread| {
+            let stat = std::fs::read_to_string(thread.ok()?.path().join("stat")).ok()?;
+            let state = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .next()?
+                .to_string();
+            Some(state)
+        });
+        states
+            .all(|state| state.as_deref() == Some("T"))
+            .then_some(())
+    });
 }

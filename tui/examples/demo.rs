@@ -117,6 +117,8 @@ fn cluster() -> Snapshot {
                 "name = \"{name}\"\nschedule = \"every 30s\"\n\n[http]\nurl = \"https://{name}.internal/run\"\nmethod = \"POST\"\ntimeout = \"30s\""
             ),
             insecure_tls: *name == "index-rebuild",
+            upstream: Vec::new(),
+            downstream: Vec::new(),
         })
         .collect();
     let instances = (0..500u64)
@@ -146,6 +148,8 @@ fn cluster() -> Snapshot {
                         "{\n  \"status\": \"unavailable\",\n\t\"retry_after\": 30\n}".into(),
                     ),
                 }],
+                parent: None,
+                children: Vec::new(),
             }
         })
         .collect();

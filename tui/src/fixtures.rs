@@ -77,6 +77,8 @@ pub fn big_snapshot(worker_count: usize, instance_count: usize) -> Snapshot {
             paused: i % 17 == 0,
             definition: format!("name = \"job-{i:03}\""),
             insecure_tls: false,
+            upstream: Vec::new(),
+            downstream: Vec::new(),
         })
         .collect();
     let statuses = InstanceStatus::ALL;
@@ -106,6 +108,8 @@ pub fn big_snapshot(worker_count: usize, instance_count: usize) -> Snapshot {
                     error: Some("upstream returned 500".into()),
                     excerpt: Some("{\"error\":\"db timeout\"}".into()),
                 }],
+                parent: None,
+                children: Vec::new(),
             }
         })
         .collect();

@@ -25,8 +25,8 @@ mod views;
 pub use action::Action;
 pub use app::{App, Options, Outcome, View};
 pub use snapshot::{
-    AttemptRow, InstanceRow, InstanceStatus, JobRow, MemberState, Snapshot, Stats, Unplaceable,
-    UnplaceableTotals, WorkerRow,
+    AttemptRow, ChainLink, ChainOn, InstanceRow, InstanceStatus, JobLink, JobRow, MemberState,
+    Snapshot, Stats, Unplaceable, UnplaceableTotals, WorkerRow,
 };
 pub use source::DataSource;
 pub use terminal::{Input, drive, run};

@@ -86,6 +86,36 @@ pub struct JobRow {
     pub definition: String,
     /// The job skips TLS certificate verification: its detail (and its instances') say so in red.
     pub insecure_tls: bool,
+    /// The jobs whose end queues this one.
+    pub upstream: Vec<JobLink>,
+    /// The jobs this one's end queues.
+    pub downstream: Vec<JobLink>,
+}
+
+/// A job at the other end of a chain edge, and when the edge queues the job downstream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JobLink {
+    pub job: String,
+    pub on: ChainOn,
+}
+
+/// When a chain queues the job downstream: on the upstream instance's success, failure, or
+/// either.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChainOn {
+    Success,
+    Failure,
+    Complete,
+}
+
+impl ChainOn {
+    pub fn label(self) -> &'static str {
+        match self {
+            ChainOn::Success => "on success",
+            ChainOn::Failure => "on failure",
+            ChainOn::Complete => "on completion",
+        }
+    }
 }
 
 /// Lifecycle of one run of a job.
@@ -166,6 +196,23 @@ pub struct InstanceRow {
     /// Why it is queued, or why it failed.
     pub reason: Option<String>,
     pub attempts: Vec<AttemptRow>,
+    /// For an instance queued by the end of another (a chain): that one.
+    pub parent: Option<ChainLink>,
+    /// The instances its end queued, in the order it queued them.
+    pub children: Vec<ChainLink>,
+}
+
+/// Another instance of the same chain, as an instance's detail lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ChainLink {
+    /// As it is now.
+    Kept {
+        id: u64,
+        job: String,
+        status: InstanceStatus,
+    },
+    /// The server no longer keeps it (its history was forgotten): only its id is known.
+    Forgotten { id: u64 },
 }
 
 /// One HTTP attempt of an instance on a worker.

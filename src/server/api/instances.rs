@@ -1,4 +1,5 @@
-//! `/api/v1/instances`: list (by job and state), get, cancel, retry.
+//! `/api/v1/instances`: list (by job and state), get, cancel, retry. Listed and got instances
+//! carry their chain's parent and children as they are now ([`InstanceView`]).
 
 use axum::Json;
 use axum::extract::State;
@@ -12,6 +13,7 @@ use super::jobs::blocking;
 use super::paging;
 use crate::model::{Instance, InstanceId, StateKind};
 use crate::server::store::InstanceFilter;
+use crate::wire::admin::InstanceView;
 
 /// The most instances one page holds.
 pub const MAX_LIST: usize = 10_000;
@@ -35,7 +37,7 @@ pub struct ListQuery {
 pub async fn list(
     State(state): State<ApiState>,
     QueryArgs(query): QueryArgs<ListQuery>,
-) -> Result<(HeaderMap, Json<Vec<Instance>>), ApiError> {
+) -> Result<(HeaderMap, Json<Vec<InstanceView>>), ApiError> {
     let states = match query.state.as_deref() {
         None | Some("") => Vec::new(),
         Some(list) => list
@@ -61,7 +63,7 @@ pub async fn list(
             Some(key) => Some(service.job(key)?.id),
             None => None,
         };
-        service.instances_page(&InstanceFilter {
+        service.instance_views_page(&InstanceFilter {
             job_id,
             states,
             before: query.before,
@@ -85,8 +87,10 @@ pub async fn list(
 pub async fn get(
     State(state): State<ApiState>,
     PathArg(id): PathArg<InstanceId>,
-) -> Result<Json<Instance>, ApiError> {
-    Ok(Json(blocking(move || state.service.instance(id)).await?))
+) -> Result<Json<InstanceView>, ApiError> {
+    Ok(Json(
+        blocking(move || state.service.instance_view(id)).await?,
+    ))
 }
 
 pub async fn cancel(

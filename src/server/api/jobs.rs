@@ -13,7 +13,7 @@ use super::json::JsonBody;
 use super::paging;
 use crate::model::{Instance, Job, JobId};
 use crate::spec::JobSpec;
-use crate::wire::admin::JobSummary;
+use crate::wire::admin::{JobDetail, JobSummary};
 
 pub async fn create(
     State(state): State<ApiState>,
@@ -75,10 +75,10 @@ pub async fn list(
 pub async fn get(
     State(state): State<ApiState>,
     PathArg(key): PathArg<String>,
-) -> Result<Json<Job>, ApiError> {
-    Ok(Json(
-        blocking(move || state.service.job(&key)).await?.redacted(),
-    ))
+) -> Result<Json<JobDetail>, ApiError> {
+    let mut detail = blocking(move || state.service.job_detail(&key)).await?;
+    detail.job.redact();
+    Ok(Json(detail))
 }
 
 pub async fn update(

@@ -6,6 +6,7 @@
 //!
 //! Nothing here sends anything; the delivery loop (`server::alerts`) does, after the commit.
 
+use super::job_cache::JobCache;
 use super::{Result, create_instance_with_parent};
 use crate::alert::{self, Alert, AlertPolicy, AlertStatus, Delivery, Ending};
 use crate::model::{Instance, InstanceState, Job, Trigger, UnixMs};
@@ -14,10 +15,12 @@ use crate::server::store::{StoreError, WriteTx};
 
 /// Called with an instance about to be written in a terminal state (`ended`): queues its chain's
 /// instances (recording them as its children) and raises its alerts. `expired`: it failed by
-/// its dispatch timeout. A cancelled instance sets off nothing.
-pub fn on_end(
+/// its dispatch timeout. A cancelled instance sets off nothing. Jobs are read through the
+/// command's `jobs`.
+pub(super) fn on_end(
     tx: &mut WriteTx,
     effects: &mut Effects,
+    jobs: &mut JobCache,
     ended: &mut Instance,
     expired: bool,
     at: UnixMs,
@@ -28,10 +31,18 @@ pub fn on_end(
         InstanceState::Failed { .. } => Ending::Failed,
         _ => return Ok(()),
     };
-    let Some(job) = tx.job(ended.job_id)? else {
+    let Some(job) = jobs.get(tx, ended.job_id)? else {
         return Ok(());
     };
-    chain(tx, effects, &job, ended, ending == Ending::Succeeded, at)?;
+    chain(
+        tx,
+        effects,
+        jobs,
+        &job,
+        ended,
+        ending == Ending::Succeeded,
+        at,
+    )?;
     raise(tx, effects, &job, ended, ending, at)?;
     Ok(())
 }
@@ -39,18 +50,18 @@ pub fn on_end(
 fn chain(
     tx: &mut WriteTx,
     effects: &mut Effects,
+    jobs: &mut JobCache,
     job: &Job,
     ended: &mut Instance,
     succeeded: bool,
     at: UnixMs,
 ) -> Result<()> {
     for name in job.def.chain.targets(succeeded) {
-        let Some(child_job) = tx
-            .job_id_by_name(name)?
-            .map(|id| tx.job(id))
-            .transpose()?
-            .flatten()
-        else {
+        let child_job = match tx.job_id_by_name(name)? {
+            Some(id) => jobs.get(tx, id)?,
+            None => None,
+        };
+        let Some(child_job) = child_job else {
             // Deleting a chained job is refused; this is a record from before that rule.
             continue;
         };

@@ -12,6 +12,7 @@
 //! checks what only the store can tell (names, concurrency, the job's retry policy), and writes.
 
 mod ended;
+mod job_cache;
 mod links;
 mod reschedule;
 pub mod transitions;
@@ -28,6 +29,7 @@ use crate::server::effects::Effects;
 use crate::server::store::{StoreError, WriteTx};
 use crate::spec::FieldError;
 use crate::wire::{Refusal, ReportAck, TaskEvent};
+use job_cache::JobCache;
 
 /// Why a command was refused (nothing of it was written), or the store failed.
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +79,8 @@ pub enum Response {
     Reported(ReportAck),
     /// How many finished instances were forgotten.
     Forgot(u64),
+    /// How many settled (sent or given up) alerts were forgotten.
+    ForgotAlerts(u64),
     /// The jobs whose next fire a `Reschedule` brought back: (name, stored, new).
     Rescheduled(Vec<(String, UnixMs, Option<UnixMs>)>),
     /// The channel as stored (as it was, for a delete).
@@ -154,6 +158,9 @@ pub fn apply(tx: &mut WriteTx, command: &Command) -> Result<Applied> {
             Response::Reported(report(tx, &mut effects, worker, *at, events)?)
         }
         Command::Forget { instances } => Response::Forgot(tx.forget_finished(instances)?),
+        Command::ForgetAlerts { alerts } => {
+            Response::ForgotAlerts(tx.forget_settled_alerts(alerts)?)
+        }
         Command::Reschedule { at } => {
             Response::Rescheduled(reschedule::apply(tx, &mut effects, *at)?)
         }
@@ -381,7 +388,7 @@ fn cancel(tx: &mut WriteTx, effects: &mut Effects, id: InstanceId, at: UnixMs) -
     })?;
     tx.replace_instance(Some(&instance.state), &cancelled)?;
     note_moved(effects, &instance, &cancelled);
-    instance_ended(tx, instance.job_id, at)?;
+    instance_ended(tx, &mut JobCache::default(), instance.job_id, at)?;
     Ok(cancelled)
 }
 
@@ -509,6 +516,7 @@ fn dispatch(
 ) -> Result<Vec<InstanceId>> {
     let mut applied = Vec::new();
     let mut ended_jobs = BTreeSet::new();
+    let mut jobs = JobCache::default();
     for step in steps {
         let Some(instance) = tx.instance(step.instance())? else {
             continue;
@@ -535,7 +543,7 @@ fn dispatch(
             }
             DispatchStep::Expire { reason, .. } => {
                 // The dispatcher judged the timeout; the job's own setting confirms it.
-                let Some(job) = tx.job(instance.job_id)? else {
+                let Some(job) = jobs.get(tx, instance.job_id)? else {
                     continue;
                 };
                 let timeout = job.def.dispatch_timeout_ms;
@@ -549,7 +557,7 @@ fn dispatch(
                 transitions::expire(&instance, reason, &human_ms(timeout), at)
             }
             DispatchStep::Orphan { .. } => {
-                if tx.job(instance.job_id)?.is_some() {
+                if jobs.get(tx, instance.job_id)?.is_some() {
                     continue;
                 }
                 match &instance.state {
@@ -575,19 +583,19 @@ fn dispatch(
         };
         if next.state.is_terminal() {
             let expired = matches!(step, DispatchStep::Expire { .. });
-            ended::on_end(tx, effects, &mut next, expired, at)?;
+            ended::on_end(tx, effects, &mut jobs, &mut next, expired, at)?;
         }
         tx.replace_instance(Some(&instance.state), &next)?;
         note_moved(effects, &instance, &next);
         if next.state.is_terminal() {
             ended_jobs.insert(next.job_id);
-            track_failures(tx, effects, &next, at)?;
+            track_failures(tx, effects, &mut jobs, &next, at)?;
         }
         applied.push(next.id);
     }
     // Once per job, after all of its instances moved.
     for job_id in ended_jobs {
-        instance_ended(tx, job_id, at)?;
+        instance_ended(tx, &mut jobs, job_id, at)?;
     }
     Ok(applied)
 }
@@ -626,6 +634,8 @@ fn report(
 ) -> Result<ReportAck> {
     let mut ack = ReportAck::default();
     let mut ended_jobs = BTreeSet::new();
+    // Each job read once for the whole report, however many of its instances end in it.
+    let mut jobs = JobCache::default();
     for event in events {
         let (id, attempt) = event.key();
         let Some(instance) = tx.instance(id)? else {
@@ -645,8 +655,8 @@ fn report(
                 let retry = if result.succeeded {
                     RetryPolicy::default()
                 } else {
-                    tx.job(instance.job_id)?
-                        .map(|job| job.def.retry)
+                    jobs.get(tx, instance.job_id)?
+                        .map(|job| job.def.retry.clone())
                         .unwrap_or_default()
                 };
                 transitions::finish(&instance, worker, result, &retry, at)
@@ -655,13 +665,13 @@ fn report(
         match next {
             Ok(mut next) => {
                 if next.state.is_terminal() {
-                    ended::on_end(tx, effects, &mut next, false, at)?;
+                    ended::on_end(tx, effects, &mut jobs, &mut next, false, at)?;
                 }
                 tx.replace_instance(Some(&instance.state), &next)?;
                 note_moved(effects, &instance, &next);
                 if next.state.is_terminal() {
                     ended_jobs.insert(next.job_id);
-                    track_failures(tx, effects, &next, at)?;
+                    track_failures(tx, effects, &mut jobs, &next, at)?;
                 }
                 ack.applied += 1;
             }
@@ -674,17 +684,19 @@ fn report(
     }
     // Once per job, after all of its instances in this report moved.
     for job_id in ended_jobs {
-        instance_ended(tx, job_id, at)?;
+        instance_ended(tx, &mut jobs, job_id, at)?;
     }
     Ok(ack)
 }
 
 /// Counts a job's failed instances in a row (a success resets the count) and pauses the job when
 /// the count reaches its `pause_after_failures`, saying why. Only jobs with that setting keep
-/// the count, so the hot path of other jobs reads nothing more.
+/// the count, so the hot path of other jobs writes nothing more (and reads the job from
+/// `jobs`, where the command's earlier steps left it).
 fn track_failures(
     tx: &mut WriteTx,
     effects: &mut Effects,
+    jobs: &mut JobCache,
     ended: &Instance,
     at: UnixMs,
 ) -> Result<()> {
@@ -693,12 +705,13 @@ fn track_failures(
         InstanceState::Succeeded => None,
         _ => return Ok(()),
     };
-    let Some(mut job) = tx.job(ended.job_id)? else {
+    let Some(job) = jobs.get(tx, ended.job_id)? else {
         return Ok(());
     };
     let Some(limit) = job.def.pause_after_failures else {
         return Ok(());
     };
+    let mut job = Job::clone(&job);
     match failed {
         None if job.health.consecutive_failures == 0 => return Ok(()),
         None => job.health.consecutive_failures = 0,
@@ -717,7 +730,7 @@ fn track_failures(
             }
         }
     }
-    tx.put_job(&job)?;
+    jobs.put(tx, job)?;
     Ok(())
 }
 
@@ -843,8 +856,13 @@ fn cancel_fired_ahead(
 
 /// Book-keeping when an instance of `job_id` ends: a fixed-delay job's next run is measured from
 /// this moment.
-fn instance_ended(tx: &mut WriteTx, job_id: JobId, at: UnixMs) -> Result<(), StoreError> {
-    let Some(mut job) = tx.job(job_id)? else {
+fn instance_ended(
+    tx: &mut WriteTx,
+    jobs: &mut JobCache,
+    job_id: JobId,
+    at: UnixMs,
+) -> Result<(), StoreError> {
+    let Some(job) = jobs.get(tx, job_id)? else {
         return Ok(());
     };
     if let Schedule::FixedDelay { .. } = job.def.schedule
@@ -852,8 +870,9 @@ fn instance_ended(tx: &mut WriteTx, job_id: JobId, at: UnixMs) -> Result<(), Sto
         && job.next_fire_ms.is_none()
         && tx.active_count(job_id)? == 0
     {
+        let mut job = Job::clone(&job);
         job.next_fire_ms = crate::schedule::fire_after_run(&job.def, at);
-        tx.put_job(&job)?;
+        jobs.put(tx, job)?;
     }
     Ok(())
 }
@@ -897,3 +916,6 @@ pub(crate) fn missing_job(key: &str) -> ApplyError {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod hot_path_tests;

@@ -21,7 +21,7 @@ use openraft::{Config, Raft, RaftNetworkFactory, ServerState};
 use super::log_store::LogStore;
 use super::network::{PeerWire, WireError, base_url};
 use super::state_machine::StateMachine;
-use super::types::{Answer, Forwarded, NodeId, TypeConfig};
+use super::types::{Answer, Answers, Forwarded, NodeId, Proposal, TypeConfig};
 use crate::server::command::Command;
 use crate::server::engine::{Engine, GroupUnavailable};
 use crate::server::machine::{ApplyError, Response};
@@ -62,67 +62,25 @@ pub trait Reachability: Send + Sync {
 
 /// The replicated engine of one server.
 pub struct RaftEngine {
-    id: NodeId,
-    raft: Raft<TypeConfig>,
+    group: GroupView,
     store: Arc<Store>,
     wire: PeerWire,
-    reachability: Arc<dyn Reachability>,
+    /// Commands waiting to go into the next log entry, when this server leads.
+    batches: Arc<Batches>,
     /// The runtime the Raft node runs on; `propose` is called from blocking threads and waits
     /// on it.
     runtime: tokio::runtime::Handle,
 }
 
-impl RaftEngine {
-    /// `store` must be the store the node's state machine applies to.
-    pub fn new(
-        id: NodeId,
-        raft: Raft<TypeConfig>,
-        store: Arc<Store>,
-        wire: PeerWire,
-        reachability: Arc<dyn Reachability>,
-        runtime: tokio::runtime::Handle,
-    ) -> RaftEngine {
-        RaftEngine {
-            id,
-            raft,
-            store,
-            wire,
-            reachability,
-            runtime,
-        }
-    }
+/// The Raft node, and how many of its group's servers are reachable.
+#[derive(Clone)]
+struct GroupView {
+    id: NodeId,
+    raft: Raft<TypeConfig>,
+    reachability: Arc<dyn Reachability>,
+}
 
-    pub fn raft(&self) -> &Raft<TypeConfig> {
-        &self.raft
-    }
-
-    /// The group as this server sees it, for `/api/v1/cluster` and the console's header.
-    pub fn view(&self) -> crate::wire::admin::ClusterGroup {
-        let metrics = self.raft.metrics().borrow().clone();
-        let (reachable, members, quorum) = self.counts();
-        let membership = metrics.membership_config.membership();
-        let in_group = membership.voter_ids().next().is_some();
-        crate::wire::admin::ClusterGroup {
-            role: match metrics.state {
-                _ if !in_group => shoal_gossip::GroupRole::Forming,
-                ServerState::Leader => shoal_gossip::GroupRole::Leader,
-                ServerState::Follower => shoal_gossip::GroupRole::Follower,
-                ServerState::Candidate => shoal_gossip::GroupRole::Candidate,
-                ServerState::Learner => shoal_gossip::GroupRole::Learner,
-                ServerState::Shutdown => shoal_gossip::GroupRole::Forming,
-            },
-            term: metrics.current_term,
-            applied: metrics.last_applied.map(|id| id.index).unwrap_or(0),
-            leader_api: metrics
-                .current_leader
-                .and_then(|id| membership.get_node(&id))
-                .map(|node| node.addr.clone()),
-            reachable,
-            members,
-            quorum,
-        }
-    }
-
+impl GroupView {
     /// Voters of the group, those reachable, and a quorum.
     fn counts(&self) -> (usize, usize, usize) {
         let metrics = self.raft.metrics().borrow().clone();
@@ -148,38 +106,177 @@ impl RaftEngine {
             quorum,
         }
     }
+}
 
-    /// Commits `command` as the leader. `NotLeader` when this server does not lead (any more).
-    pub async fn propose_as_leader(&self, command: Command) -> Forwarded {
-        let (reachable, members, quorum) = self.counts();
-        // Refused before it enters the log: a command appended without a quorum would take effect
-        // whenever servers came back, long after its caller was told it failed.
-        if reachable < quorum {
-            return Forwarded::Unavailable(GroupUnavailable::NoQuorum {
-                reachable,
-                members,
-                quorum,
-                outcome_unknown: false,
-            });
-        }
-        match tokio::time::timeout(COMMIT_TIMEOUT, self.raft.client_write(command)).await {
-            Ok(Ok(written)) => Forwarded::Answered {
-                answer: written.data,
-                index: written.log_id.index,
-            },
-            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward)))) => {
-                Forwarded::NotLeader {
-                    leader: forward.leader_id,
-                }
+/// Most commands in one log entry.
+const MAX_BATCH: usize = 1_024;
+
+/// Commands proposed on the leader, waiting for the next log entry.
+#[derive(Default)]
+struct Batches {
+    pending: std::sync::Mutex<Vec<(Command, tokio::sync::oneshot::Sender<Forwarded>)>>,
+    wake: tokio::sync::Notify,
+    closed: std::sync::atomic::AtomicBool,
+}
+
+impl Batches {
+    fn take(&self) -> Vec<(Command, tokio::sync::oneshot::Sender<Forwarded>)> {
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let take = pending.len().min(MAX_BATCH);
+        let rest = pending.split_off(take);
+        std::mem::replace(&mut *pending, rest)
+    }
+}
+
+/// Commits the waiting commands, as many as are waiting in one entry, one entry at a time: while
+/// an entry is being committed the next one fills (group commit, as the local engine's).
+async fn batch_loop(group: GroupView, batches: Arc<Batches>) {
+    loop {
+        let batch = batches.take();
+        if batch.is_empty() {
+            if batches.closed.load(std::sync::atomic::Ordering::Acquire) {
+                return;
             }
-            Ok(Err(error)) => Forwarded::Unavailable(GroupUnavailable::NoQuorum {
+            batches.wake.notified().await;
+            continue;
+        }
+        let (commands, waiting): (Vec<Command>, Vec<_>) = batch.into_iter().unzip();
+        let outcome = commit(&group, commands).await;
+        for (k, waiter) in waiting.into_iter().enumerate() {
+            let answer = match &outcome {
+                Ok((answers, index)) => match answers.get(k) {
+                    Some(answer) => Forwarded::Answered {
+                        answer: answer.clone(),
+                        index: *index,
+                    },
+                    None => Forwarded::Answered {
+                        answer: Answer::NoCommand,
+                        index: *index,
+                    },
+                },
+                Err(other) => other.clone(),
+            };
+            let _ = waiter.send(answer);
+        }
+    }
+}
+
+/// Commits one entry of `commands`: their answers and the entry's index, or why not.
+async fn commit(group: &GroupView, commands: Vec<Command>) -> Result<(Answers, u64), Forwarded> {
+    let (reachable, members, quorum) = group.counts();
+    // Refused before it enters the log: a command appended without a quorum would take effect
+    // whenever servers came back, long after its caller was told it failed.
+    if reachable < quorum {
+        return Err(Forwarded::Unavailable(GroupUnavailable::NoQuorum {
+            reachable,
+            members,
+            quorum,
+            outcome_unknown: false,
+        }));
+    }
+    let written =
+        tokio::time::timeout(COMMIT_TIMEOUT, group.raft.client_write(Proposal(commands))).await;
+    match written {
+        Ok(Ok(written)) => Ok((written.data, written.log_id.index)),
+        Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward)))) => {
+            Err(Forwarded::NotLeader {
+                leader: forward.leader_id,
+            })
+        }
+        Ok(Err(error)) => Err(Forwarded::Unavailable(GroupUnavailable::NoQuorum {
+            reachable,
+            members,
+            quorum,
+            outcome_unknown: !matches!(error, RaftError::APIError(_)),
+        })),
+        Err(_elapsed) => {
+            let (reachable, members, quorum) = group.counts();
+            Err(Forwarded::Unavailable(GroupUnavailable::NoQuorum {
                 reachable,
                 members,
                 quorum,
-                outcome_unknown: !matches!(error, RaftError::APIError(_)),
-            }),
-            Err(_elapsed) => {
-                let (reachable, members, quorum) = self.counts();
+                outcome_unknown: true,
+            }))
+        }
+    }
+}
+
+impl RaftEngine {
+    /// `store` must be the store the node's state machine applies to.
+    pub fn new(
+        id: NodeId,
+        raft: Raft<TypeConfig>,
+        store: Arc<Store>,
+        wire: PeerWire,
+        reachability: Arc<dyn Reachability>,
+        runtime: tokio::runtime::Handle,
+    ) -> RaftEngine {
+        let group = GroupView {
+            id,
+            raft,
+            reachability,
+        };
+        let batches = Arc::new(Batches::default());
+        runtime.spawn(batch_loop(group.clone(), batches.clone()));
+        RaftEngine {
+            group,
+            store,
+            wire,
+            batches,
+            runtime,
+        }
+    }
+
+    pub fn raft(&self) -> &Raft<TypeConfig> {
+        &self.group.raft
+    }
+
+    /// The group as this server sees it, for `/api/v1/cluster` and the console's header.
+    pub fn view(&self) -> crate::wire::admin::ClusterGroup {
+        let metrics = self.group.raft.metrics().borrow().clone();
+        let (reachable, members, quorum) = self.group.counts();
+        let membership = metrics.membership_config.membership();
+        let in_group = membership.voter_ids().next().is_some();
+        crate::wire::admin::ClusterGroup {
+            role: match metrics.state {
+                _ if !in_group => shoal_gossip::GroupRole::Forming,
+                ServerState::Leader => shoal_gossip::GroupRole::Leader,
+                ServerState::Follower => shoal_gossip::GroupRole::Follower,
+                ServerState::Candidate => shoal_gossip::GroupRole::Candidate,
+                ServerState::Learner => shoal_gossip::GroupRole::Learner,
+                ServerState::Shutdown => shoal_gossip::GroupRole::Forming,
+            },
+            term: metrics.current_term,
+            applied: metrics.last_applied.map(|id| id.index).unwrap_or(0),
+            leader_api: metrics
+                .current_leader
+                .and_then(|id| membership.get_node(&id))
+                .map(|node| node.addr.clone()),
+            reachable,
+            members,
+            quorum,
+        }
+    }
+
+    fn no_leader(&self) -> GroupUnavailable {
+        self.group.no_leader()
+    }
+
+    /// Commits `command` as the leader, in the next log entry with whatever else is proposed
+    /// meanwhile. `NotLeader` when this server does not lead (any more).
+    pub async fn propose_as_leader(&self, command: Command) -> Forwarded {
+        let (done, answer) = tokio::sync::oneshot::channel();
+        self.batches
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((command, done));
+        self.batches.wake.notify_one();
+        match answer.await {
+            Ok(answer) => answer,
+            // The batch loop stopped (the server is stopping) with the command taken.
+            Err(_) => {
+                let (reachable, members, quorum) = self.group.counts();
                 Forwarded::Unavailable(GroupUnavailable::NoQuorum {
                     reachable,
                     members,
@@ -192,7 +289,7 @@ impl RaftEngine {
 
     /// Hands `command` to the leader `leader` and waits to apply what it committed.
     async fn forward(&self, leader: NodeId, command: &Command) -> Result<Answer, ApplyError> {
-        let metrics = self.raft.metrics().borrow().clone();
+        let metrics = self.group.raft.metrics().borrow().clone();
         let Some(node) = metrics
             .membership_config
             .membership()
@@ -220,6 +317,7 @@ impl RaftEngine {
             Forwarded::Answered { answer, index } => {
                 // Read-your-writes on this server; the answer stands even if applying lags.
                 let _ = self
+                    .group
                     .raft
                     .wait(Some(READ_OWN_WRITE_WAIT))
                     .applied_index_at_least(Some(index), "the forwarded command is applied here")
@@ -235,24 +333,26 @@ impl RaftEngine {
         // During an election (or before a new server hears from the group) there is briefly no
         // leader: wait for one rather than refuse at once.
         let _ = self
+            .group
             .raft
             .wait(Some(LEADER_WAIT))
             .metrics(|m| m.current_leader.is_some(), "a leader is known")
             .await;
-        let metrics = self.raft.metrics().borrow().clone();
+        let metrics = self.group.raft.metrics().borrow().clone();
+        let id = self.group.id;
         let answer = match metrics.current_leader {
-            Some(leader) if leader == self.id && metrics.state == ServerState::Leader => {
+            Some(leader) if leader == id && metrics.state == ServerState::Leader => {
                 match self.propose_as_leader(command.clone()).await {
                     Forwarded::Answered { answer, .. } => answer,
                     // Deposed meanwhile: hand it to the new leader, if there is one.
                     Forwarded::NotLeader {
                         leader: Some(leader),
-                    } if leader != self.id => self.forward(leader, &command).await?,
+                    } if leader != id => self.forward(leader, &command).await?,
                     Forwarded::NotLeader { .. } => return Err(self.no_leader().into()),
                     Forwarded::Unavailable(error) => return Err(error.into()),
                 }
             }
-            Some(leader) if leader != self.id => self.forward(leader, &command).await?,
+            Some(leader) if leader != id => self.forward(leader, &command).await?,
             _ => return Err(self.no_leader().into()),
         };
         match answer {
@@ -262,6 +362,15 @@ impl RaftEngine {
                 "the log answered a command with an entry that carries none".into(),
             ))),
         }
+    }
+}
+
+impl Drop for RaftEngine {
+    fn drop(&mut self) {
+        self.batches
+            .closed
+            .store(true, std::sync::atomic::Ordering::Release);
+        self.batches.wake.notify_one();
     }
 }
 

@@ -26,8 +26,8 @@ use super::snapshot::{
     set_applied_in_image,
 };
 use super::types::{
-    Answer, Entry, LogId, Refusal, Snapshot, SnapshotMeta, StorageError, StorageIOError,
-    StoredMembership, TypeConfig, decode, encode,
+    Answer, Answers, Entry, LogId, Proposal, Refusal, Snapshot, SnapshotMeta, StorageError,
+    StorageIOError, StoredMembership, TypeConfig, decode, encode,
 };
 use crate::server::machine;
 use crate::server::store::{Store, StoreError};
@@ -63,7 +63,7 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// Applies `entries` in one write transaction and records the last one as applied.
-fn apply_entries(store: &Store, entries: &[Entry]) -> Result<Vec<Answer>, StoreError> {
+fn apply_entries(store: &Store, entries: &[Entry]) -> Result<Vec<Answers>, StoreError> {
     let encoding = |error: rmp_serde::encode::Error| StoreError::Corrupt {
         table: "raft_applied",
         reason: error.to_string(),
@@ -73,18 +73,24 @@ fn apply_entries(store: &Store, entries: &[Entry]) -> Result<Vec<Answer>, StoreE
         let mut membership = None;
         for entry in entries {
             let answer = match &entry.payload {
-                EntryPayload::Blank => Answer::NoCommand,
-                EntryPayload::Normal(command) => match machine::apply(tx, command) {
-                    Ok(applied) => {
-                        tx.announce(applied.effects);
-                        Answer::Applied(applied.response)
+                EntryPayload::Blank => vec![Answer::NoCommand],
+                EntryPayload::Normal(Proposal(commands)) => {
+                    let mut each = Vec::with_capacity(commands.len());
+                    for command in commands {
+                        each.push(match machine::apply(tx, command) {
+                            Ok(applied) => {
+                                tx.announce(applied.effects);
+                                Answer::Applied(applied.response)
+                            }
+                            // A refusal wrote nothing; a store failure abandons the whole batch.
+                            Err(error) => Answer::Refused(Refusal::from_apply_error(error)?),
+                        });
                     }
-                    // A refusal wrote nothing; a store failure abandons the whole batch.
-                    Err(error) => Answer::Refused(Refusal::from_apply_error(error)?),
-                },
+                    each
+                }
                 EntryPayload::Membership(changed) => {
                     membership = Some(StoredMembership::new(Some(entry.log_id), changed.clone()));
-                    Answer::NoCommand
+                    vec![Answer::NoCommand]
                 }
             };
             answers.push(answer);
@@ -119,7 +125,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         Ok((last, membership))
     }
 
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Answer>, StorageError>
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Answers>, StorageError>
     where
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,

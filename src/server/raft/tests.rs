@@ -9,7 +9,7 @@ use openraft::{CommittedLeaderId, EntryPayload};
 
 use super::log_store::LogStore;
 use super::state_machine::StateMachine;
-use super::types::{Answer, Entry, LogId, Refusal, StorageError, TypeConfig};
+use super::types::{Answer, Entry, LogId, Proposal, Refusal, StorageError, TypeConfig};
 use crate::server::command::Command;
 use crate::server::machine::Response;
 use crate::server::store::Store;
@@ -36,7 +36,7 @@ fn log_store_and_state_machine_pass_openraft_storage_suite() -> Result<(), Stora
 fn entry(index: u64, command: Command) -> Entry {
     Entry {
         log_id: LogId::new(CommittedLeaderId::new(1, 0), index),
-        payload: EntryPayload::Normal(command),
+        payload: EntryPayload::Normal(Proposal(vec![command])),
     }
 }
 
@@ -64,18 +64,15 @@ async fn committed_commands_are_applied_refusals_answered_and_the_position_kept(
         ])
         .await
         .unwrap();
+    // One answer per entry, each one per command of its proposal.
+    let answers: Vec<&Answer> = answers.iter().flatten().collect();
+    assert!(matches!(answers[0], Answer::Applied(Response::Job(job)) if job.def.name == "nightly"));
     assert!(
-        matches!(&answers[0], Answer::Applied(Response::Job(job)) if job.def.name == "nightly")
-    );
-    assert!(
-        matches!(&answers[1], Answer::Refused(Refusal::Conflict(why)) if why.contains("nightly")),
+        matches!(answers[1], Answer::Refused(Refusal::Conflict(why)) if why.contains("nightly")),
         "{:?}",
         answers[1]
     );
-    assert!(matches!(
-        &answers[2],
-        Answer::Applied(Response::Instance(_))
-    ));
+    assert!(matches!(answers[2], Answer::Applied(Response::Instance(_))));
     assert_eq!(store.read().unwrap().job_count().unwrap(), 1);
     assert_eq!(store.read().unwrap().instance_count().unwrap(), 1);
 
@@ -161,4 +158,34 @@ async fn a_snapshot_installed_on_a_fresh_server_gives_an_identical_store() {
         .unwrap()
         .expect("kept as current");
     assert_eq!(current.meta, snapshot.meta);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proposal_of_several_commands_answers_each_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path()).unwrap());
+    let mut machine = StateMachine::new(store.clone(), dir.path());
+    let create = |name: &str| Command::CreateJob {
+        def: test_support::on_demand(name),
+        at: 1_000,
+    };
+    let answers = machine
+        .apply([Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 0), 1),
+            // The second is refused (the name is taken); the first and third still apply.
+            payload: EntryPayload::Normal(Proposal(vec![create("a"), create("a"), create("b")])),
+        }])
+        .await
+        .unwrap();
+    assert_eq!(answers.len(), 1, "one answer list per entry");
+    let each = &answers[0];
+    assert_eq!(each.len(), 3);
+    assert!(matches!(&each[0], Answer::Applied(Response::Job(job)) if job.def.name == "a"));
+    assert!(
+        matches!(&each[1], Answer::Refused(Refusal::Conflict(_))),
+        "{:?}",
+        each[1]
+    );
+    assert!(matches!(&each[2], Answer::Applied(Response::Job(job)) if job.def.name == "b"));
+    assert_eq!(store.read().unwrap().job_count().unwrap(), 2);
 }

@@ -1,5 +1,5 @@
-//! The types Shoal's Raft group is built from: a log entry carries a [`Command`], applying it
-//! answers an [`Answer`]; nodes are numbered (`u64`) and reached at an address
+//! The types Shoal's Raft group is built from: a log entry carries a [`Proposal`] — the
+//! commands proposed together, applied in order — and applying it answers one [`Answer`] each; nodes are numbered (`u64`) and reached at an address
 //! ([`openraft::BasicNode`]). Also the one encoding used for what the engine writes to disk
 //! (log entries, votes, log ids, memberships, snapshots).
 //!
@@ -17,14 +17,31 @@ use crate::spec::FieldError;
 openraft::declare_raft_types!(
     /// Shoal's Raft type configuration.
     pub TypeConfig:
-        D = Command,
-        R = Answer,
+        D = Proposal,
+        R = Answers,
         NodeId = NodeId,
         Node = openraft::BasicNode,
         SnapshotData = Cursor<Vec<u8>>,
 );
 
 pub type NodeId = u64;
+
+/// The commands of one log entry, applied in order in one transaction. The leader gathers the
+/// commands proposed while its previous entry was being committed into the next one: openraft
+/// makes each entry durable before it takes the next, so one command per entry would bound the
+/// group by the disk's fsync rate.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Proposal(pub Vec<Command>);
+
+impl std::fmt::Display for Proposal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} command(s)", self.0.len())
+    }
+}
+
+/// What applying one entry answered: one [`Answer`] per command of its proposal (one
+/// [`Answer::NoCommand`] for an entry that carries none).
+pub type Answers = Vec<Answer>;
 pub type Entry = openraft::Entry<TypeConfig>;
 pub type LogId = openraft::LogId<NodeId>;
 pub type Vote = openraft::Vote<NodeId>;

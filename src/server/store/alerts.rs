@@ -182,6 +182,28 @@ impl WriteTx {
         }
     }
 
+    /// Deletes the given alerts that are settled (sent or given up), skipping any still pending
+    /// (or already gone): retention forgets history, never an alert not yet delivered. Settled
+    /// alerts are not in the pending index, so only the record goes. Returns how many went.
+    pub fn forget_settled_alerts(&mut self, ids: &[AlertId]) -> Result<u64> {
+        let mut table = self.txn.open_table(ALERTS).map_err(db_error)?;
+        let mut forgotten = 0;
+        for id in ids {
+            let settled = match table.get(*id).map_err(db_error)? {
+                Some(bytes) => {
+                    let alert: Alert = decode("alerts", bytes.value())?;
+                    !matches!(alert.status, AlertStatus::Pending { .. })
+                }
+                None => false,
+            };
+            if settled {
+                table.remove(*id).map_err(db_error)?;
+                forgotten += 1;
+            }
+        }
+        Ok(forgotten)
+    }
+
     /// Inserts or replaces an alert, keeping the pending index in step. `previous` is its status
     /// as stored (`None` for a new alert).
     pub fn put_alert(&mut self, previous: Option<&AlertStatus>, alert: &Alert) -> Result<()> {

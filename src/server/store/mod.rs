@@ -344,6 +344,9 @@ pub struct WriteTx {
     announced: Effects,
     /// Encoded commands to record once this transaction commits (see [`WriteTx::journal`]).
     journal: Vec<Vec<u8>>,
+    /// Job records read and decoded so far (tests check the state machine's hot paths by it).
+    #[cfg(test)]
+    pub(crate) job_reads: std::cell::Cell<usize>,
 }
 
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
@@ -539,6 +542,8 @@ impl WriteTx {
             written: Vec::new(),
             announced: Effects::default(),
             journal: Vec::new(),
+            #[cfg(test)]
+            job_reads: std::cell::Cell::new(0),
         }
     }
 
@@ -592,6 +597,8 @@ impl WriteTx {
     }
 
     pub fn job(&self, id: JobId) -> Result<Option<Job>> {
+        #[cfg(test)]
+        self.job_reads.set(self.job_reads.get() + 1);
         reads::job(&self.txn.open_table(JOBS).map_err(db_error)?, id)
     }
 
@@ -602,9 +609,16 @@ impl WriteTx {
     /// Inserts or replaces a job, keeping the name and due indexes in step.
     pub fn put_job(&mut self, job: &Job) -> Result<()> {
         let old = self.job(job.id)?;
+        self.replace_job(old.as_ref(), job)
+    }
+
+    /// [`WriteTx::put_job`] for a caller that already holds the stored job: `old` is the job as
+    /// read (or last written) in this same transaction, `None` when there is none. It saves
+    /// reading and decoding the record again.
+    pub fn replace_job(&mut self, old: Option<&Job>, job: &Job) -> Result<()> {
         {
             let mut names = self.txn.open_table(JOB_NAMES).map_err(db_error)?;
-            if let Some(old) = &old
+            if let Some(old) = old
                 && old.def.name != job.def.name
             {
                 names.remove(old.def.name.as_str()).map_err(db_error)?;
@@ -615,7 +629,7 @@ impl WriteTx {
         }
         {
             let mut due = self.txn.open_table(DUE).map_err(db_error)?;
-            if let Some(fire) = old.as_ref().and_then(|o| o.next_fire_ms) {
+            if let Some(fire) = old.and_then(|o| o.next_fire_ms) {
                 due.remove((key_ms(fire), job.id)).map_err(db_error)?;
             }
             if let Some(fire) = job.next_fire_ms {

@@ -1,19 +1,21 @@
-//! Instance history retention: deletes finished instances that are older than the age limit, or
-//! beyond the newest `per_job` of their job, in bounded batches (one short write transaction
-//! each, through [`Store::write`]). Never touches an unfinished instance: retention only forgets
-//! history, it never loses work. Freed pages are reused by redb, so under a steady load the file
-//! stops growing.
+//! History retention: finds finished instances that are older than the age limit, or beyond the
+//! newest `per_job` of their job, and alerts settled (sent or given up) longer ago than the age
+//! limit, in bounded batches; forgetting them is a command each (`Forget`, `ForgetAlerts`). Never
+//! touches an unfinished instance or a pending alert: retention only forgets history, it never
+//! loses work. Freed pages are reused by redb, so under a steady load the file stops growing.
 
 use redb::ReadableTable;
 
-use super::tables::{ACTIVE, INSTANCES, JOB_INSTANCES};
+use super::tables::{ACTIVE, ALERTS, INSTANCES, JOB_INSTANCES};
 use super::{Result, Store, WriteTx, db_error, decode};
+use crate::alert::{Alert, AlertId, AlertStatus};
 use crate::model::{Instance, InstanceId, JobId, UnixMs};
 
 /// How much finished history to keep. `None` keeps everything on that axis.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Retention {
-    /// Finished instances whose last change is older than this are deleted.
+    /// Finished instances whose last change is older than this are deleted, and so are alerts
+    /// sent or given up longer ago.
     pub max_age_ms: Option<u64>,
     /// Per job, only this many of the newest instances are kept (older finished ones go).
     pub per_job: Option<u64>,
@@ -32,13 +34,23 @@ impl Default for Retention {
 /// What one sweep removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Swept {
+    /// Finished instances past the age limit.
     pub by_age: u64,
+    /// Finished instances beyond their job's `per_job`.
     pub by_count: u64,
+    /// Settled alerts past the age limit.
+    pub alerts: u64,
 }
 
 impl Swept {
     pub fn total(&self) -> u64 {
-        self.by_age + self.by_count
+        self.by_age + self.by_count + self.alerts
+    }
+
+    /// Whether a sweep of batches of `batch` filled one: more may be due.
+    pub fn full(&self, batch: usize) -> bool {
+        let batch = batch as u64;
+        self.by_age + self.by_count >= batch || self.alerts >= batch
     }
 }
 
@@ -116,6 +128,44 @@ impl Store {
             }
         }
         Ok((doomed, swept))
+    }
+
+    /// Up to `batch` alerts settled (sent or given up) before `now` minus the age limit, oldest
+    /// first, found in a read snapshot; none when the policy keeps everything by age. Forgetting
+    /// them is a command (`Command::ForgetAlerts`); a settled alert never changes, so what the
+    /// snapshot saw still holds then.
+    pub fn expired_alerts(
+        &self,
+        policy: &Retention,
+        now: UnixMs,
+        batch: usize,
+    ) -> Result<Vec<AlertId>> {
+        let Some(max_age) = policy.max_age_ms else {
+            return Ok(Vec::new());
+        };
+        let cutoff = now.saturating_sub(i64::try_from(max_age).unwrap_or(i64::MAX));
+        let txn = self.read()?.txn;
+        let alerts = txn.open_table(ALERTS).map_err(db_error)?;
+        let mut doomed = Vec::new();
+        // Ids grow with creation time, and an alert settles after it was raised: walk from the
+        // oldest until one is too young to have settled before the cutoff.
+        for entry in alerts.iter().map_err(db_error)? {
+            if doomed.len() >= batch {
+                break;
+            }
+            let (_, bytes) = entry.map_err(db_error)?;
+            let alert: Alert = decode("alerts", bytes.value())?;
+            if alert.created_ms >= cutoff {
+                break;
+            }
+            match alert.status {
+                AlertStatus::Sent { at_ms } | AlertStatus::Failed { at_ms } if at_ms < cutoff => {
+                    doomed.push(alert.id);
+                }
+                _ => {}
+            }
+        }
+        Ok(doomed)
     }
 
     /// The size of the database file in bytes.

@@ -67,7 +67,8 @@ fn old_finished_instances_go_unfinished_ones_stay() {
         swept,
         Swept {
             by_age: 5,
-            by_count: 0
+            by_count: 0,
+            alerts: 0
         }
     );
     let mut kept = old_queued.clone();
@@ -109,7 +110,8 @@ fn only_the_newest_per_job_are_kept_and_never_an_unfinished_one_is_lost() {
         swept,
         Swept {
             by_age: 0,
-            by_count: 20
+            by_count: 20,
+            alerts: 0
         }
     );
     let mut kept = unfinished.clone();
@@ -146,4 +148,100 @@ fn the_file_stops_growing_under_a_steady_load_with_sweeps() {
         last <= warm + warm / 2,
         "the file kept growing: {warm} bytes after round 10, {last} after round 30 ({sizes:?})"
     );
+}
+
+/// An alert of job 1 raised at `created`, in `status`.
+fn alert(id: u64, created: UnixMs, status: crate::alert::AlertStatus) -> crate::alert::Alert {
+    crate::alert::Alert {
+        id,
+        channel: "ops".into(),
+        event: crate::alert::AlertEvent::Failure,
+        job_id: 1,
+        job_name: "job".into(),
+        instance: id,
+        attempts: 1,
+        reason: "HTTP 500".into(),
+        created_ms: created,
+        status,
+        tries: 1,
+        answer: None,
+    }
+}
+
+#[test]
+fn alerts_settled_past_the_age_limit_go_pending_ones_stay() {
+    use crate::alert::AlertStatus::{Failed, Pending, Sent};
+    use crate::server::command::Command;
+    use crate::server::engine::Engine;
+    let dir = tempfile::tempdir().unwrap();
+    let store = std::sync::Arc::new(Store::open(dir.path()).unwrap());
+    let alerts = [
+        alert(1, HOUR, Sent { at_ms: HOUR + 1 }),
+        alert(2, HOUR, Failed { at_ms: 2 * HOUR }),
+        // Raised long ago but still being tried: never forgotten.
+        alert(
+            3,
+            HOUR,
+            Pending {
+                next_at_ms: 20 * HOUR,
+            },
+        ),
+        alert(4, 2 * HOUR, Sent { at_ms: 2 * HOUR }),
+        // Raised before the cutoff, settled after it: kept, its outcome is recent.
+        alert(5, 3 * HOUR, Failed { at_ms: 9 * HOUR }),
+        alert(6, 10 * HOUR, Sent { at_ms: 10 * HOUR }),
+    ];
+    store
+        .write(|tx| {
+            for a in &alerts {
+                tx.put_alert(None, a)?;
+            }
+            Ok::<_, StoreError>(())
+        })
+        .unwrap();
+    let kept = |store: &Store| {
+        let mut ids: Vec<u64> = store
+            .read()
+            .unwrap()
+            .alerts(&crate::server::store::AlertFilter::default())
+            .unwrap()
+            .iter()
+            .map(|a| a.id)
+            .collect();
+        ids.sort();
+        ids
+    };
+    // Keeping everything by age keeps every alert.
+    let forever = Retention {
+        max_age_ms: None,
+        per_job: Some(1),
+    };
+    let engine = test_support::engine(&store);
+    crate::server::retention::sweep(&engine, &forever, 100 * HOUR, 2).unwrap();
+    assert_eq!(kept(&store), [1, 2, 3, 4, 5, 6]);
+
+    let policy = Retention {
+        max_age_ms: Some(5 * HOUR as u64),
+        per_job: None,
+    };
+    // Batches of 2: the sweep goes on while a batch is full.
+    let swept = crate::server::retention::sweep(&engine, &policy, 12 * HOUR, 2).unwrap();
+    assert_eq!(swept.alerts, 3);
+    assert_eq!(kept(&store), [3, 5, 6]);
+    // The pending one is due later, still where the delivery loop finds it.
+    let (due, _) = store.read().unwrap().due_alerts(20 * HOUR, 10).unwrap();
+    assert_eq!(due.iter().map(|a| a.id).collect::<Vec<_>>(), [3]);
+
+    // The command itself never forgets a pending alert, whatever it is given.
+    let forgot = engine
+        .propose(Command::ForgetAlerts {
+            alerts: vec![3, 5, 99],
+        })
+        .unwrap();
+    assert_eq!(
+        forgot,
+        crate::server::machine::Response::ForgotAlerts(1),
+        "only the settled one"
+    );
+    assert_eq!(kept(&store), [3, 6]);
 }

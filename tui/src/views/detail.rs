@@ -10,7 +10,7 @@ use ratatui::widgets::{Block, Padding, Paragraph};
 
 use crate::app::{App, Detail, DetailTarget};
 use crate::format;
-use crate::snapshot::{AttemptRow, InstanceRow, JobRow, Snapshot, WorkerRow};
+use crate::snapshot::{AttemptRow, ChainLink, InstanceRow, JobLink, JobRow, Snapshot, WorkerRow};
 use crate::theme::Theme;
 
 /// Width of the field labels ("schedule  ").
@@ -245,6 +245,13 @@ fn job_lines(snapshot: &Snapshot, j: &JobRow, ctx: &Ctx) -> Vec<Line<'static>> {
     if let Some(last) = j.last_result {
         ctx.field(&mut out, "last", last.label().into(), t.status(last));
     }
+    // Its place in chains: who queues it, whom it queues.
+    if !j.upstream.is_empty() {
+        ctx.field(&mut out, "upstream", job_links(&j.upstream), plain);
+    }
+    if !j.downstream.is_empty() {
+        ctx.field(&mut out, "downstream", job_links(&j.downstream), plain);
+    }
     for stuck in snapshot.unplaceable.iter().filter(|u| u.job == j.name) {
         ctx.field(&mut out, "stuck", stuck.reason.clone(), t.bad());
         ctx.field(&mut out, "fix", stuck.fix.clone(), t.key());
@@ -300,6 +307,12 @@ fn instance_lines(snapshot: &Snapshot, i: &InstanceRow, ctx: &Ctx) -> Vec<Line<'
     {
         ctx.field(&mut out, "tls", INSECURE_TLS.into(), t.bad());
     }
+    if let Some(parent) = &i.parent {
+        chain_line(&mut out, "parent", parent, ctx);
+    }
+    for (n, child) in i.children.iter().enumerate() {
+        chain_line(&mut out, if n == 0 { "children" } else { "" }, child, ctx);
+    }
     ctx.heading(
         &mut out,
         format!("attempts ({}, newest first)", i.attempts.len()),
@@ -313,6 +326,32 @@ fn instance_lines(snapshot: &Snapshot, i: &InstanceRow, ctx: &Ctx) -> Vec<Line<'
         attempt_lines(&mut out, a, ctx);
     }
     out
+}
+
+/// "load (on success), audit (on failure)".
+fn job_links(links: &[JobLink]) -> String {
+    links
+        .iter()
+        .map(|l| format!("{} ({})", l.job, l.on.label()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// "parent     instance 41 of extract · succeeded", the status in its colour.
+fn chain_line(out: &mut Vec<Line<'static>>, label: &str, link: &ChainLink, ctx: &Ctx) {
+    let t = ctx.theme;
+    let mut spans = vec![Span::styled(format!("{label:<LABEL$}"), t.dim())];
+    match link {
+        ChainLink::Kept { id, job, status } => {
+            spans.push(Span::raw(format!("instance {id} of {job} · ")));
+            spans.push(Span::styled(status.label(), t.status(*status)));
+        }
+        ChainLink::Forgotten { id } => {
+            spans.push(Span::raw(format!("instance {id} · ")));
+            spans.push(Span::styled("no longer kept", t.dim()));
+        }
+    }
+    out.push(Line::from(spans));
 }
 
 /// "#3 on w2 · 12:02:04 UTC (1m ago) · took 1.2s · HTTP 500", then its error
@@ -446,6 +485,71 @@ mod tests {
         type_text(&mut app, "2j");
         app.handle_key(key(KeyCode::Enter));
         assert!(!screen(&render_lines(&app, 100, 30)).contains("INSECURE"));
+    }
+
+    #[test]
+    fn instance_detail_shows_its_chain_parent_and_children() {
+        for (w, h) in SIZES {
+            let mut app = app_with(chained());
+            type_text(&mut app, "3/load");
+            app.handle_key(key(KeyCode::Enter));
+            app.handle_key(key(KeyCode::Enter));
+            let lines = render_lines(&app, w, h);
+            line_with(&lines, "instances › instance 107 › attempts");
+            let parent = line_with(&lines, "parent");
+            assert!(
+                parent.contains("instance 106 of extract · succeeded"),
+                "{parent}"
+            );
+            let children = lines
+                .iter()
+                .position(|l| l.contains("children"))
+                .unwrap_or_else(|| panic!("no children:\n{}", screen(&lines)));
+            assert!(
+                lines[children].contains("instance 108 of report · running"),
+                "{}",
+                lines[children]
+            );
+            assert!(
+                lines[children + 1].contains("instance 109 · no longer kept"),
+                "{}",
+                lines[children + 1]
+            );
+        }
+        // The chain's last step shows only its parent; an instance in no chain shows neither.
+        let mut app = app_with(chained());
+        type_text(&mut app, "3/report");
+        app.handle_key(key(KeyCode::Enter));
+        app.handle_key(key(KeyCode::Enter));
+        let lines = render_lines(&app, 100, 30);
+        assert!(line_with(&lines, "parent").contains("instance 107 of load · succeeded"));
+        assert!(!screen(&lines).contains("children"));
+        let mut app = app_with(chained());
+        type_text(&mut app, "4");
+        app.handle_key(key(KeyCode::Enter));
+        let lines = render_lines(&app, 100, 30);
+        line_with(&lines, "instance 103 of billing-sync");
+        assert!(!screen(&lines).contains("parent"));
+    }
+
+    #[test]
+    fn job_detail_shows_upstream_and_downstream_jobs() {
+        let mut app = app_with(chained());
+        type_text(&mut app, "2/load");
+        app.handle_key(key(KeyCode::Enter));
+        app.handle_key(key(KeyCode::Enter));
+        let lines = render_lines(&app, 100, 30);
+        line_with(&lines, "jobs › load (#5) › definition");
+        assert!(line_with(&lines, "upstream").contains("extract (on success)"));
+        assert!(
+            line_with(&lines, "downstream").contains("report (on success), audit (on completion)")
+        );
+        // A job in no chain shows neither.
+        let mut app = app_with(chained());
+        type_text(&mut app, "2");
+        app.handle_key(key(KeyCode::Enter));
+        let screen = screen(&render_lines(&app, 100, 30));
+        assert!(!screen.contains("upstream") && !screen.contains("downstream"));
     }
 
     #[test]

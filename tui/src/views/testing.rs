@@ -44,6 +44,8 @@ fn instance(id: u64, job_id: u64, job: &str, status: InstanceStatus) -> Instance
         updated_ms: NOW - (110 - id as i64) * 10_000,
         reason: None,
         attempts: Vec::new(),
+        parent: None,
+        children: Vec::new(),
     }
 }
 
@@ -71,6 +73,8 @@ pub(crate) fn healthy() -> Snapshot {
             paused: false,
             definition: "name = \"nightly-report\"\nschedule = \"0 0 2 * * *\"\n\n[http]\nurl = \"https://reports.internal/run\"\nmethod = \"POST\"".into(),
             insecure_tls: false,
+            upstream: Vec::new(),
+            downstream: Vec::new(),
         },
         JobRow {
             id: 2,
@@ -83,6 +87,8 @@ pub(crate) fn healthy() -> Snapshot {
             paused: false,
             definition: "name = \"billing-sync\"\ntags = [\"billing\"]".into(),
             insecure_tls: false,
+            upstream: Vec::new(),
+            downstream: Vec::new(),
         },
         JobRow {
             id: 3,
@@ -95,6 +101,8 @@ pub(crate) fn healthy() -> Snapshot {
             paused: true,
             definition: "name = \"cleanup\"".into(),
             insecure_tls: false,
+            upstream: Vec::new(),
+            downstream: Vec::new(),
         },
     ];
 
@@ -167,6 +175,54 @@ pub(crate) fn stuck() -> Snapshot {
         unplaceable_totals: UnplaceableTotals { queued: 7, jobs: 1 },
         ..healthy()
     }
+}
+
+/// [`healthy`] plus a chain of three jobs, extract → load → report (on success), and one run
+/// of it: extract's instance 106 queued load's 107, whose end queued report's 108 (running) and
+/// an audit instance the server has since forgotten (109).
+pub(crate) fn chained() -> Snapshot {
+    let mut snapshot = healthy();
+    let link = |job: &str, on: ChainOn| JobLink {
+        job: job.into(),
+        on,
+    };
+    let job = |id: u64, name: &str, upstream: Vec<JobLink>, downstream: Vec<JobLink>| JobRow {
+        id,
+        name: name.into(),
+        schedule: "on demand".into(),
+        last_result: Some(InstanceStatus::Succeeded),
+        definition: format!("name = \"{name}\""),
+        upstream,
+        downstream,
+        ..JobRow::default()
+    };
+    snapshot.jobs.extend([
+        job(4, "extract", vec![], vec![link("load", ChainOn::Success)]),
+        job(
+            5,
+            "load",
+            vec![link("extract", ChainOn::Success)],
+            vec![
+                link("report", ChainOn::Success),
+                link("audit", ChainOn::Complete),
+            ],
+        ),
+        job(6, "report", vec![link("load", ChainOn::Success)], vec![]),
+    ]);
+    let kept = |row: &InstanceRow| ChainLink::Kept {
+        id: row.id,
+        job: row.job.clone(),
+        status: row.status,
+    };
+    let mut extract = instance(106, 4, "extract", InstanceStatus::Succeeded);
+    let mut load = instance(107, 5, "load", InstanceStatus::Succeeded);
+    let mut report = instance(108, 6, "report", InstanceStatus::Running);
+    report.parent = Some(kept(&load));
+    load.parent = Some(kept(&extract));
+    load.children = vec![kept(&report), ChainLink::Forgotten { id: 109 }];
+    extract.children = vec![kept(&load)];
+    snapshot.instances.splice(0..0, [report, load, extract]);
+    snapshot
 }
 
 pub(crate) fn app_with(snapshot: Snapshot) -> App {
