@@ -284,6 +284,14 @@ async fn poll_loop(
                 tokio::select! {
                     _ = shutdown.wait() => return,
                     _ = tokio::time::sleep(backoff) => {}
+                    // Gossip names another leader of the server group (the one polled died): go
+                    // to it now rather than after the backoff.
+                    changed = members.changed() => {
+                        if changed.is_ok() && context.link.should_leave(&members.borrow(), &server) {
+                            context.link.forget(&server).await;
+                            continue;
+                        }
+                    }
                 }
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }
