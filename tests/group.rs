@@ -283,11 +283,14 @@ fn a_server_is_added_to_the_group_and_removed_again() {
         group.join_addr(),
     ];
     fourth.start();
-    let leader_url = format!("http://{}", group.servers[group.leader()].api);
+    // Changes sent to a follower are handed to the leader.
+    let leader = group.leader();
+    let follower = (0..3).find(|k| *k != leader).unwrap();
+    let follower_url = format!("http://{}", group.servers[follower].api);
     let servers = |args: &[&str]| -> Value {
         let mut all = vec!["servers"];
         all.extend_from_slice(args);
-        all.extend_from_slice(&["--server", &leader_url, "--output", "json"]);
+        all.extend_from_slice(&["--server", &follower_url, "--output", "json"]);
         let out = cli(&all);
         assert!(
             out.status.success(),
@@ -298,7 +301,7 @@ fn a_server_is_added_to_the_group_and_removed_again() {
     };
     // Gossip must have brought s4 to the leader before it can be added.
     eventually("s4 to be seen in gossip", || {
-        let out = cli(&["members", "--server", &leader_url, "--output", "json"]);
+        let out = cli(&["members", "--server", &follower_url, "--output", "json"]);
         String::from_utf8_lossy(&out.stdout)
             .contains("\"s4\"")
             .then_some(())

@@ -22,7 +22,7 @@ use super::error::ApiError;
 use crate::server::command::Command;
 use crate::server::group::{members_of, node_id};
 use crate::server::raft::engine::RaftEngine;
-use crate::server::raft::network::CONTENT_TYPE;
+use crate::server::raft::network::{CONTENT_TYPE, base_url};
 use crate::server::raft::types::{NodeId, decode, encode};
 use crate::wire::admin::{ServerChange, ServerRow};
 
@@ -122,8 +122,18 @@ pub async fn list(State(state): State<ApiState>) -> Result<Json<Vec<ServerRow>>,
 pub async fn add(
     State(state): State<ApiState>,
     super::json::JsonBody(change): super::json::JsonBody<ServerChange>,
-) -> Result<Json<Vec<ServerRow>>, ApiError> {
+) -> Result<Response, ApiError> {
     let engine = engine(&state)?.clone();
+    if let Some(forwarded) = to_leader(
+        &engine,
+        reqwest::Method::POST,
+        "/api/v1/servers",
+        Some(serde_json::json!({ "id": change.id })),
+    )
+    .await?
+    {
+        return Ok(forwarded);
+    }
     let view = state.membership.view();
     let Some(member) = view
         .members
@@ -149,7 +159,7 @@ pub async fn add(
         .await
         .map_err(|error| change_failed("making it a voter", error))?;
     tracing::info!(server = %change.id, raft_id = id, "server added to the group");
-    list(State(state)).await
+    Ok(list(State(state)).await?.into_response())
 }
 
 /// `DELETE /api/v1/servers/{id}`: removes a server from the group (it stops voting and is no
@@ -157,8 +167,15 @@ pub async fn add(
 pub async fn remove(
     State(state): State<ApiState>,
     Path(server): Path<String>,
-) -> Result<Json<Vec<ServerRow>>, ApiError> {
+) -> Result<Response, ApiError> {
     let engine = engine(&state)?.clone();
+    let path = format!(
+        "/api/v1/servers/{}",
+        url::form_urlencoded::byte_serialize(server.as_bytes()).collect::<String>()
+    );
+    if let Some(forwarded) = to_leader(&engine, reqwest::Method::DELETE, &path, None).await? {
+        return Ok(forwarded);
+    }
     let id = server
         .parse::<NodeId>()
         .ok()
@@ -183,12 +200,55 @@ pub async fn remove(
         .await
         .map_err(|error| change_failed("removing it from the group", error))?;
     tracing::info!(server = %server, raft_id = id, "server removed from the group");
-    list(State(state)).await
+    Ok(list(State(state)).await?.into_response())
+}
+
+/// On a follower, hands a membership change to the leader and answers what the leader answered;
+/// `None` on the leader (it makes the change itself).
+async fn to_leader(
+    engine: &RaftEngine,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> Result<Option<Response>, ApiError> {
+    let view = engine.view();
+    if view.role == shoal_gossip::GroupRole::Leader {
+        return Ok(None);
+    }
+    let Some(leader) = view.leader_api else {
+        return Err(ApiError::Group(
+            crate::server::engine::GroupUnavailable::NoLeader {
+                reachable: view.reachable,
+                members: view.members,
+                quorum: view.quorum,
+            },
+        ));
+    };
+    let (status, bytes) = engine
+        .wire()
+        .forward_json(&base_url(&leader), method, path, body.as_ref())
+        .await
+        .map_err(|error| {
+            ApiError::Group(crate::server::engine::GroupUnavailable::LeaderUnreachable {
+                leader: leader.clone(),
+                cause: error.to_string(),
+            })
+        })?;
+    let status = axum::http::StatusCode::from_u16(status.as_u16())
+        .unwrap_or(axum::http::StatusCode::BAD_GATEWAY);
+    Ok(Some(
+        (
+            status,
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            bytes,
+        )
+            .into_response(),
+    ))
 }
 
 fn change_failed(step: &str, error: impl std::fmt::Display) -> ApiError {
     ApiError::Conflict(format!(
-        "changing the group failed while {step}: {error} (send the change to the leader; \
-         `shoal members` shows which server it is)"
+        "changing the group failed while {step}: {error} (`shoal servers list` shows the group; \
+         try again once it has a leader)"
     ))
 }

@@ -262,6 +262,11 @@ impl RaftEngine {
         self.group.no_leader()
     }
 
+    /// The wire to the other servers of the group.
+    pub fn wire(&self) -> &PeerWire {
+        &self.wire
+    }
+
     /// Commits `command` as the leader, in the next log entry with whatever else is proposed
     /// meanwhile. `NotLeader` when this server does not lead (any more).
     pub async fn propose_as_leader(&self, command: Command) -> Forwarded {

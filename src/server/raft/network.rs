@@ -110,6 +110,39 @@ impl PeerWire {
     }
 }
 
+impl PeerWire {
+    /// Sends an admin API request (`method path`, a JSON body) to the server at `base`, as this
+    /// server, and returns its status and body as they are: how a follower hands a membership
+    /// change to the leader.
+    pub async fn forward_json(
+        &self,
+        base: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<(reqwest::StatusCode, axum::body::Bytes), WireError> {
+        let url = format!("{base}{path}");
+        let mut request = self
+            .http
+            .request(method, &url)
+            .timeout(Duration::from_secs(60));
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let unreachable = |e: reqwest::Error| WireError::Unreachable {
+            url: url.clone(),
+            cause: error_chain(&e),
+        };
+        let response = request.send().await.map_err(unreachable)?;
+        let status = response.status();
+        let bytes = response.bytes().await.map_err(unreachable)?;
+        Ok((status, bytes))
+    }
+}
+
 fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
