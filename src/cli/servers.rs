@@ -1,6 +1,6 @@
 //! `shoal servers …`: the servers of a replicated group — list them with their role, term and
-//! lag, add a server to the group, remove one. Changes go to the group's leader (the CLI tries
-//! each `--server` given until one answers).
+//! lag, add a server to the group, remove one. Any server takes a change (a follower hands it to
+//! the leader); the CLI tries each `--server` given until one answers.
 
 use clap::Subcommand;
 
