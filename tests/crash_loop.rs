@@ -168,14 +168,15 @@ fn job_identity(job: &Value) -> Value {
 }
 
 fn all_instances(server: &dyn System) -> Vec<Value> {
+    every_instance(|path| server.call("GET", path, None))
+}
+
+/// Every instance, page by page, through `get` (a GET of the path given).
+fn every_instance(get: impl Fn(&str) -> Value) -> Vec<Value> {
     let mut out = Vec::new();
     let mut before = String::new();
     loop {
-        let page = server.call(
-            "GET",
-            &format!("/api/v1/instances?limit=10000{before}"),
-            None,
-        );
+        let page = get(&format!("/api/v1/instances?limit=10000{before}"));
         let page = page.as_array().cloned().unwrap_or_default();
         let done = page.len() < 10_000;
         if let Some(last) = page.last() {
@@ -333,26 +334,7 @@ fn a_group_of_three_survives_its_leader_killed_under_load() {
     let listings: Vec<Vec<Value>> = group
         .servers
         .iter()
-        .map(|server| {
-            let mut all = Vec::new();
-            let mut before = String::new();
-            loop {
-                let page = server.call(
-                    "GET",
-                    &format!("/api/v1/instances?limit=10000{before}"),
-                    None,
-                );
-                let page = page.as_array().cloned().unwrap_or_default();
-                let done = page.len() < 10_000;
-                if let Some(last) = page.last() {
-                    before = format!("&before={}", last["id"]);
-                }
-                all.extend(page);
-                if done {
-                    break all;
-                }
-            }
-        })
+        .map(|server| every_instance(|path| server.call("GET", path, None)))
         .collect();
     for (k, listing) in listings.iter().enumerate().skip(1) {
         assert!(

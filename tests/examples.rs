@@ -57,6 +57,17 @@ fn example_target() -> PathBuf {
     path
 }
 
+/// A CLI command's JSON output against `server` (one URL or several), `None` while it fails.
+fn cli_json_at(server: &str, args: &[&str]) -> Option<serde_json::Value> {
+    let mut all = args.to_vec();
+    all.extend_from_slice(&["--server", server, "--output", "json"]);
+    let out = cli(&all);
+    out.status
+        .success()
+        .then(|| serde_json::from_slice(&out.stdout).ok())
+        .flatten()
+}
+
 #[test]
 fn three_node_script_runs_a_task_and_stops_everything() {
     let dir = tempfile::tempdir().unwrap();
@@ -81,15 +92,7 @@ fn three_node_script_runs_a_task_and_stops_everything() {
         .spawn()
         .unwrap();
     let url = format!("http://{api}");
-    let cli_json = |args: &[&str]| -> Option<serde_json::Value> {
-        let mut all = args.to_vec();
-        all.extend_from_slice(&["--server", &url, "--output", "json"]);
-        let out = cli(&all);
-        out.status
-            .success()
-            .then(|| serde_json::from_slice(&out.stdout).ok())
-            .flatten()
-    };
+    let cli_json = |args: &[&str]| cli_json_at(&url, args);
     let job_files = example_jobs().len();
     eventually(
         "the script's cluster: 2 live workers and every example job",
@@ -173,15 +176,7 @@ fn three_servers_script_forms_a_group_that_runs_a_task_and_stops_everything() {
         .map(|api| format!("http://{api}"))
         .collect::<Vec<_>>()
         .join(",");
-    let cli_json = |args: &[&str]| -> Option<serde_json::Value> {
-        let mut all = args.to_vec();
-        all.extend_from_slice(&["--server", &servers, "--output", "json"]);
-        let out = cli(&all);
-        out.status
-            .success()
-            .then(|| serde_json::from_slice(&out.stdout).ok())
-            .flatten()
-    };
+    let cli_json = |args: &[&str]| cli_json_at(&servers, args);
     let job_files = example_jobs().len();
     eventually(
         "the script's group: three voting servers, one leading, and every example job",
