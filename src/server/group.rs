@@ -25,7 +25,7 @@ use tokio::task::JoinHandle;
 
 use crate::server::dispatch::Dispatcher;
 use crate::server::effects::Feed;
-use crate::server::raft::engine::Reachability;
+use crate::server::raft::engine::{Reachability, group_role};
 use crate::server::raft::types::{NodeId, TypeConfig};
 use crate::shutdown::{self, Shutdown, ShutdownTrigger};
 
@@ -179,7 +179,7 @@ async fn form(
             if logged_waiting != 0 {
                 tracing::info!(
                     "a server group already exists: waiting for its leader to replicate to this \
-                     server (a server new to the group is added with `shoal server add`)"
+                     server (a server new to the group is added with `shoal servers add ID`)"
                 );
                 logged_waiting = 0;
             }
@@ -212,17 +212,6 @@ async fn form(
     }
 }
 
-fn role_of(state: ServerState, in_group: bool) -> GroupRole {
-    match state {
-        _ if !in_group => GroupRole::Forming,
-        ServerState::Leader => GroupRole::Leader,
-        ServerState::Follower => GroupRole::Follower,
-        ServerState::Candidate => GroupRole::Candidate,
-        ServerState::Learner => GroupRole::Learner,
-        ServerState::Shutdown => GroupRole::Forming,
-    }
-}
-
 /// Publishes role and term at once on every change, and the applied index at most twice a
 /// second (it moves with every command).
 async fn publish_status(
@@ -247,7 +236,7 @@ async fn publish_status(
                     .next()
                     .is_some();
             GroupStatus {
-                role: role_of(m.state, in_group),
+                role: group_role(m.state, in_group),
                 term: m.current_term,
                 applied: m.last_applied.map(|id| id.index).unwrap_or(0),
             }
@@ -263,7 +252,7 @@ async fn publish_status(
         // Role changes go out at once; mere progress waits out the rest of the half second.
         let next = metrics.borrow().clone();
         if published
-            .is_some_and(|p| p.term == next.current_term && p.role == role_of(next.state, true))
+            .is_some_and(|p| p.term == next.current_term && p.role == group_role(next.state, true))
         {
             tokio::select! {
                 _ = shutdown.wait() => return,

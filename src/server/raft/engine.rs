@@ -60,6 +60,19 @@ pub trait Reachability: Send + Sync {
     fn is_reachable(&self, addr: &str) -> bool;
 }
 
+/// A server's role in its group as gossip and the API name it (`Forming` before it is in one).
+pub fn group_role(state: ServerState, in_group: bool) -> shoal_gossip::GroupRole {
+    use shoal_gossip::GroupRole;
+    match state {
+        _ if !in_group => GroupRole::Forming,
+        ServerState::Leader => GroupRole::Leader,
+        ServerState::Follower => GroupRole::Follower,
+        ServerState::Candidate => GroupRole::Candidate,
+        ServerState::Learner => GroupRole::Learner,
+        ServerState::Shutdown => GroupRole::Forming,
+    }
+}
+
 /// The replicated engine of one server.
 pub struct RaftEngine {
     group: GroupView,
@@ -238,14 +251,7 @@ impl RaftEngine {
         let membership = metrics.membership_config.membership();
         let in_group = membership.voter_ids().next().is_some();
         crate::wire::admin::ClusterGroup {
-            role: match metrics.state {
-                _ if !in_group => shoal_gossip::GroupRole::Forming,
-                ServerState::Leader => shoal_gossip::GroupRole::Leader,
-                ServerState::Follower => shoal_gossip::GroupRole::Follower,
-                ServerState::Candidate => shoal_gossip::GroupRole::Candidate,
-                ServerState::Learner => shoal_gossip::GroupRole::Learner,
-                ServerState::Shutdown => shoal_gossip::GroupRole::Forming,
-            },
+            role: group_role(metrics.state, in_group),
             term: metrics.current_term,
             applied: metrics.last_applied.map(|id| id.index).unwrap_or(0),
             leader_api: metrics
