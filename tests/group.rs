@@ -287,6 +287,21 @@ fn a_server_is_added_to_the_group_and_removed_again() {
     let leader = group.leader();
     let follower = (0..3).find(|k| *k != leader).unwrap();
     let follower_url = format!("http://{}", group.servers[follower].api);
+    // A client given several servers moves to the leader once a follower names it; one not
+    // given the leader's URL stays where it was sent (its token goes nowhere else).
+    let leader_url = format!("http://{}", group.servers[leader].api);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let both = format!("{follower_url},{leader_url}");
+    for (servers, expected) in [(&both, &leader_url), (&follower_url, &follower_url)] {
+        let client = shoal::client::ApiClient::new(servers, None, &Default::default()).unwrap();
+        assert_eq!(client.server_url(), follower_url);
+        runtime.block_on(client.run_job("job")).unwrap();
+        assert_eq!(
+            client.server_url(),
+            expected,
+            "the server a client of {servers} calls after a follower answered"
+        );
+    }
     let servers = |args: &[&str]| -> Value {
         let mut all = vec!["servers"];
         all.extend_from_slice(args);

@@ -19,7 +19,7 @@ use crate::spec::JobSpec;
 use crate::tls::{ClientTls, HTTPS_REQUIRED_HEADER, TlsFailure};
 use crate::wire::admin::{
     BackfillRequest, BackfillResult, ClusterInfo, ErrorBody, InstanceView, JobDetail, JobSummary,
-    MemberRow, NextFires, QueueSummary, ServerChange, ServerRow,
+    LEADER_HEADER, MemberRow, NextFires, QueueSummary, ServerChange, ServerRow,
 };
 
 pub const DEFAULT_SERVER: &str = "http://127.0.0.1:7070";
@@ -27,7 +27,8 @@ pub const DEFAULT_SERVER: &str = "http://127.0.0.1:7070";
 /// A client of one server, or of the servers of a group (`--server` with several URLs,
 /// comma-separated): a call goes to the server that answered last, and moves to the next one
 /// only when a connection cannot be made — never after a request was sent, so that no write is
-/// made twice.
+/// made twice. When a follower answers and names the group's leader, and the leader is one of
+/// the URLs given, the next calls go to the leader.
 #[derive(Clone)]
 pub struct ApiClient {
     bases: Arc<Vec<url::Url>>,
@@ -418,11 +419,24 @@ impl ApiClient {
                 }
                 Err(Attempt::NotConnected(error) | Attempt::Failed(error)) => return Err(error),
                 Ok(answer) => {
-                    self.current.store(index, Ordering::Relaxed);
+                    let next = self.leader_named(&answer.1).unwrap_or(index);
+                    self.current.store(next, Ordering::Relaxed);
                     return Ok(answer);
                 }
             }
         }
+    }
+
+    /// Which of this client's servers a follower's answer names as the group's leader (see
+    /// [`LEADER_HEADER`]): the next calls go there. A leader not among the URLs this client was
+    /// given is never called: the token goes only where the operator sent it.
+    fn leader_named(&self, headers: &reqwest::header::HeaderMap) -> Option<usize> {
+        let named = url::Url::parse(headers.get(LEADER_HEADER)?.to_str().ok()?).ok()?;
+        self.bases.iter().position(|base| {
+            base.scheme() == named.scheme()
+                && base.host() == named.host()
+                && base.port_or_known_default() == named.port_or_known_default()
+        })
     }
 
     async fn call_one<T: DeserializeOwned>(

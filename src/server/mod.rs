@@ -391,10 +391,18 @@ impl RunningServer {
         for task in self.background {
             let _ = task.await;
         }
-        if let Some(raft) = self.raft
-            && let Err(error) = raft.shutdown().await
-        {
-            tracing::warn!(%error, "stopping the Raft node");
+        if let Some(raft) = self.raft {
+            if let Err(error) = raft.shutdown().await {
+                tracing::warn!(%error, "stopping the Raft node");
+            }
+            // A group's store commits behind its log: what it applied last is made durable, so
+            // a restart has nothing to apply again.
+            let store = self.service.store().clone();
+            match tokio::task::spawn_blocking(move || store.persist()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => tracing::warn!(%error, "making the store durable at stop"),
+                Err(error) => tracing::warn!(%error, "making the store durable at stop"),
+            }
         }
         drop(self.service);
         self.membership.leave().await;

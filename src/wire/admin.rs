@@ -8,6 +8,10 @@ use crate::alert::ChainEdge;
 use crate::model::{Instance, InstanceId, Job, JobId, StateKind, UnixMs};
 use crate::reason::QueueReason;
 
+/// A header on the answers of a server that does not lead its group: the leader's API URL.
+/// Clients given several servers' URLs send their next requests to the one it names.
+pub const LEADER_HEADER: &str = "shoal-leader";
+
 /// One row of `GET /api/v1/members`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MemberRow {

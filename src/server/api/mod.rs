@@ -87,6 +87,10 @@ pub fn router(state: ApiState, tokens: Tokens) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             tokens.clone(),
             auth::require_scope,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.group.clone(),
+            raft::name_the_leader,
         ));
     let group = Router::new()
         .route("/append", post(raft::append))

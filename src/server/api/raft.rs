@@ -24,7 +24,7 @@ use crate::server::group::{members_of, node_id};
 use crate::server::raft::engine::RaftEngine;
 use crate::server::raft::network::{CONTENT_TYPE, base_url};
 use crate::server::raft::types::{NodeId, decode, encode};
-use crate::wire::admin::{ServerChange, ServerRow};
+use crate::wire::admin::{LEADER_HEADER, ServerChange, ServerRow};
 
 /// Largest body on `/raft/v1`: a batch of log entries or a snapshot chunk.
 pub const MAX_RAFT_BODY: usize = 64 * 1024 * 1024;
@@ -251,4 +251,21 @@ fn change_failed(step: &str, error: impl std::fmt::Display) -> ApiError {
         "changing the group failed while {step}: {error} (`shoal servers list` shows the group; \
          try again once it has a leader)"
     ))
+}
+
+/// Adds [`LEADER_HEADER`] to a follower's answers, naming the leader's API: a client given the
+/// URLs of several servers sends its next requests there, saving the hop a write forwarded by a
+/// follower takes (and the follower's wait to apply it).
+pub async fn name_the_leader(
+    State(group): State<Option<Arc<RaftEngine>>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let mut response = next.run(request).await;
+    if let Some(leader) = group.as_ref().and_then(|group| group.leader_elsewhere())
+        && let Ok(value) = axum::http::HeaderValue::from_str(&leader)
+    {
+        response.headers_mut().insert(LEADER_HEADER, value);
+    }
+    response
 }

@@ -268,6 +268,19 @@ impl RaftEngine {
         self.group.no_leader()
     }
 
+    /// The leader's API URL when another server leads: what a follower's answers name in
+    /// [`LEADER_HEADER`](crate::wire::admin::LEADER_HEADER).
+    pub fn leader_elsewhere(&self) -> Option<String> {
+        let metrics = self.group.raft.metrics();
+        let metrics = metrics.borrow();
+        let leader = metrics.current_leader.filter(|id| *id != self.group.id)?;
+        metrics
+            .membership_config
+            .membership()
+            .get_node(&leader)
+            .map(|node| base_url(&node.addr))
+    }
+
     /// The wire to the other servers of the group.
     pub fn wire(&self) -> &PeerWire {
         &self.wire

@@ -151,7 +151,13 @@ impl GroupCommit {
         };
         state.committing = true;
         drop(state);
-        let (txn, effects, journal) = batch.tx.into_parts();
+        let (mut txn, effects, journal) = batch.tx.into_parts();
+        if !store.commits_are_durable() {
+            // Behind a durable log (see `Store::commit_behind_log`). redb refuses this only for a
+            // transaction that changed persistent savepoints, which the store never makes; the
+            // commit is then simply durable.
+            let _ = txn.set_durability(redb::Durability::None);
+        }
         let started = std::time::Instant::now();
         let end = match txn.commit() {
             Ok(()) => {

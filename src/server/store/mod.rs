@@ -2,7 +2,8 @@
 //! scheduler and dispatcher need. The only module that touches redb.
 //!
 //! Promises: every change runs in a write transaction passed to [`Store::write`]; it is committed
-//! (durably) before `write` returns, and a closure that returns an error commits nothing. Callers
+//! (durably, unless the store is a Raft group's state machine behind its durable log) before
+//! `write` returns, and a closure that returns an error commits nothing. Callers
 //! acknowledge a change only after `write` returned. Concurrent writers share commits (see
 //! `group_commit`), so a change may run more than once and must have no effect outside `tx`. A
 //! file of an unknown schema version is refused, never rewritten; a second process opening the
@@ -87,6 +88,9 @@ pub struct Store {
     /// Where the effects announced by committed transactions are published, in commit order.
     feed: std::sync::Arc<Feed>,
     health: health::Health,
+    /// Set when the store is the state machine of a Raft group: commits are not made durable
+    /// one by one, the group's log is (see [`Store::commit_behind_log`]).
+    behind_log: std::sync::atomic::AtomicBool,
 }
 
 /// What one [`Store::try_recover`] did.
@@ -121,6 +125,36 @@ impl Store {
             group: group_commit::GroupCommit::default(),
             feed: std::sync::Arc::default(),
             health: health::Health::default(),
+            behind_log: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    /// From now on, commits are not made durable one by one (no fsync each): for a store that is
+    /// the state machine of a Raft group. The group's log is durable before anything is applied
+    /// here, and every transaction records the log position it applied (see
+    /// `raft/state_machine.rs`), so a crash only takes the store back to an earlier consistent
+    /// point, from which the log is applied again. [`Store::persist`] makes everything committed
+    /// so far durable; the state machine calls it before a snapshot lets the log be compacted.
+    pub fn commit_behind_log(&self) {
+        self.behind_log
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Whether commits wait for the disk (see [`Store::commit_behind_log`]).
+    fn commits_are_durable(&self) -> bool {
+        !self.behind_log.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Makes every commit so far durable (one fsync), waiting for the write in progress. A no-op
+    /// in effect for a store whose commits are durable anyway. Blocking.
+    pub fn persist(&self) -> Result<()> {
+        self.group.when_idle(|| {
+            let db = self.database(WriteOutcome::NotWritten)?;
+            let committed = db
+                .begin_write()
+                .map_err(db_error)
+                .and_then(|txn| txn.commit().map_err(db_error));
+            committed.map_err(|error| self.classify_write_error(error, WriteOutcome::Unknown))
         })
     }
 
@@ -197,6 +231,15 @@ impl Store {
         let Some(degraded) = self.health.degraded() else {
             return Recovery::NotNeeded;
         };
+        if !self.commits_are_durable() {
+            // Reopening would drop the commits not yet durable while the group's Raft node
+            // counts them applied; a restart applies them again from the log instead.
+            return Recovery::Failed(
+                "the store of a server in a group is not reopened in place: restart the server \
+                 (it applies the group's log again from its last durable point)"
+                    .into(),
+            );
+        }
         if degraded.fault == crate::wire::admin::StorageFault::NoSpace
             && let Some(free) = health::free_bytes(&self.dir)
             && free < health::MIN_FREE_TO_REOPEN
@@ -284,7 +327,8 @@ fn check_schema(db: &Database, path: &Path) -> Result<()> {
 }
 
 impl Store {
-    /// Runs `change` in a write transaction and returns once it is durably committed; an `Err`
+    /// Runs `change` in a write transaction and returns once it is durably committed (committed
+    /// only, for a store behind a Raft log: see [`Store::commit_behind_log`]); an `Err`
     /// (or a panic) writes nothing of it. Changes of concurrent callers share one commit, and a
     /// change may be run again when another change of its batch failed: it must not act outside
     /// `tx` (only its last run counts). If the commit fails, `write` fails. What the change
