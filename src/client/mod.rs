@@ -631,4 +631,28 @@ mod tests {
         assert_eq!(next_cursor(&several, "after").as_deref(), Some("9"));
         assert_eq!(next_cursor(&HeaderMap::new(), "after"), None);
     }
+
+    #[test]
+    fn the_leader_named_by_a_follower_is_taken_only_from_the_urls_given() {
+        let client = super::ApiClient::new(
+            "http://10.0.0.5:7070, https://s2.example:443/, http://10.0.0.7:7070",
+            None,
+            &Default::default(),
+        )
+        .unwrap();
+        let named = |leader: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(super::LEADER_HEADER, HeaderValue::from_str(leader).unwrap());
+            client.leader_named(&headers)
+        };
+        assert_eq!(named("http://10.0.0.7:7070"), Some(2));
+        // The default port is the same port; a path does not matter.
+        assert_eq!(named("https://s2.example/"), Some(1));
+        // Another scheme, port or host is another server: never called.
+        assert_eq!(named("https://10.0.0.7:7070"), None);
+        assert_eq!(named("http://10.0.0.7:7071"), None);
+        assert_eq!(named("http://10.0.0.9:7070"), None);
+        assert_eq!(named("not a url"), None);
+        assert_eq!(client.leader_named(&HeaderMap::new()), None);
+    }
 }
