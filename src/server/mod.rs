@@ -401,7 +401,7 @@ impl RunningServer {
             match tokio::task::spawn_blocking(move || store.persist()).await {
                 Ok(Ok(())) => {}
                 Ok(Err(error)) => tracing::warn!(%error, "making the store durable at stop"),
-                Err(error) => tracing::warn!(%error, "making the store durable at stop"),
+                Err(error) => tracing::error!(%error, "the task making the store durable panicked"),
             }
         }
         drop(self.service);

@@ -145,8 +145,8 @@ impl Store {
         !self.behind_log.load(std::sync::atomic::Ordering::Acquire)
     }
 
-    /// Makes every commit so far durable (one fsync), waiting for the write in progress. A no-op
-    /// in effect for a store whose commits are durable anyway. Blocking.
+    /// Makes every commit so far durable (one fsync), waiting for the write in progress. Harmless
+    /// but useless for a store whose commits are durable anyway. Blocking.
     pub fn persist(&self) -> Result<()> {
         self.group.when_idle(|| {
             let db = self.database(WriteOutcome::NotWritten)?;
