@@ -190,3 +190,99 @@ fn a_group_of_one_commits_applies_and_resumes_after_a_restart() {
     assert_eq!(engine.store().read().unwrap().job_count().unwrap(), 2);
     rt.block_on(engine.raft().shutdown()).unwrap();
 }
+
+/// The log keeps its newest entries in memory and older ones only in its file (see
+/// `log_store.rs`): reads across both give every entry, in order, while the node runs and from
+/// the file alone after a restart.
+#[test]
+fn the_log_reads_alike_from_memory_and_file_while_running_and_after_a_restart() {
+    use openraft::storage::RaftLogStorage;
+    use openraft::{EntryPayload, Raft, RaftLogReader};
+
+    use super::log_store::LogStore;
+    use super::state_machine::StateMachine;
+    use super::types::Proposal;
+
+    // More entries than the log keeps in memory once they are durable.
+    const PROPOSALS: usize = 600;
+    let rt = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path()).unwrap());
+    let log = LogStore::open(dir.path()).unwrap();
+    let machine = StateMachine::new(store, dir.path());
+    let config = Arc::new(Config::default().validate().unwrap());
+    let raft: Raft<TypeConfig> = rt
+        .block_on(Raft::new(SERVER, config, NoPeers, log.clone(), machine))
+        .unwrap();
+    let members = BTreeMap::from([(SERVER, BasicNode::new("127.0.0.1:0"))]);
+    rt.block_on(raft.initialize(members)).unwrap();
+    rt.block_on(
+        raft.wait(Some(Duration::from_secs(10)))
+            .current_leader(SERVER, "the only server leads"),
+    )
+    .unwrap();
+    for k in 0..PROPOSALS {
+        let create = Command::CreateJob {
+            def: test_support::on_demand(&format!("job-{k:04}")),
+            at: 1_000 + k as i64,
+        };
+        rt.block_on(raft.client_write(Proposal(vec![create])))
+            .unwrap();
+    }
+    let last = raft.metrics().borrow().last_log_index.unwrap();
+
+    // Every index from the first to the last, each once, the proposals in the order made.
+    let check = |entries: &[super::types::Entry]| {
+        let indexes: Vec<u64> = entries.iter().map(|entry| entry.log_id.index).collect();
+        let first = indexes[0];
+        assert_eq!(indexes, (first..=last).collect::<Vec<_>>());
+        let names: Vec<String> = entries
+            .iter()
+            .filter_map(|entry| match &entry.payload {
+                EntryPayload::Normal(Proposal(commands)) => match &commands[..] {
+                    [Command::CreateJob { def, .. }] => Some(def.name.clone()),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect();
+        let made: Vec<String> = (0..PROPOSALS).map(|k| format!("job-{k:04}")).collect();
+        assert_eq!(names, made);
+    };
+    let mut reader = log.clone();
+    let running = rt.block_on(reader.try_get_log_entries(0..)).unwrap();
+    check(&running);
+    // A range across where memory takes over from the file, and one past the end.
+    let middle = last - 256;
+    let across = rt
+        .block_on(reader.try_get_log_entries(middle - 10..middle + 10))
+        .unwrap();
+    let indexes: Vec<u64> = across.iter().map(|entry| entry.log_id.index).collect();
+    assert_eq!(indexes, (middle - 10..middle + 10).collect::<Vec<_>>());
+    assert!(
+        rt.block_on(reader.try_get_log_entries(last + 1..last + 5))
+            .unwrap()
+            .is_empty()
+    );
+
+    rt.block_on(raft.shutdown()).unwrap();
+    drop((raft, log, reader));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut reopened = loop {
+        match LogStore::open(dir.path()) {
+            Ok(log) => break log,
+            Err(StoreError::InUse(_)) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(error) => panic!("reopening the log: {error}"),
+        }
+    };
+    let state = rt.block_on(reopened.get_log_state()).unwrap();
+    assert_eq!(state.last_log_id.map(|id| id.index), Some(last));
+    let restarted = rt.block_on(reopened.try_get_log_entries(0..)).unwrap();
+    check(&restarted);
+    assert_eq!(
+        restarted.iter().map(|e| e.log_id).collect::<Vec<_>>(),
+        running.iter().map(|e| e.log_id).collect::<Vec<_>>()
+    );
+}
