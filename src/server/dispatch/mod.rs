@@ -46,7 +46,12 @@ const POLLING_WINDOW: Duration = Duration::from_secs(30);
 /// A worker whose recent tasks took less than this on average is handed work ahead (see
 /// [`Dispatcher::prefetch`]); slower tasks would keep a prefetched one waiting too long.
 const PREFETCH_TASKS_UNDER_MS: f64 = 100.0;
-/// Weight of the newest task in a worker's average task time.
+/// Most work handed ahead to one worker, in multiples of its capacity (see
+/// [`Dispatcher::prefetch`]): a bound on what waits for one worker while another might be free,
+/// and on what a lost worker's lease holds back.
+const PREFETCH_MAX_CAPACITIES: u32 = 4;
+/// Weight of the newest task in a worker's average task time, and of the newest refill in the
+/// average refill time.
 const TASK_TIME_WEIGHT: f64 = 0.2;
 
 #[derive(Clone)]
@@ -66,6 +71,9 @@ struct Inner {
     last_poll: Mutex<HashMap<String, Instant>>,
     /// Each worker's recent task time (ms, a moving average of its reports).
     task_ms: Mutex<HashMap<String, f64>>,
+    /// How long a pass that hands out work takes until its assignments are committed (ms, a
+    /// moving average): how long a worker's outbox waits to be refilled.
+    refill_ms: Mutex<f64>,
     started: Instant,
     /// The wall clock when `started` was taken: leases are set and checked on
     /// [`Dispatcher::lease_clock`], which a wall-clock step does not move.
@@ -103,6 +111,7 @@ impl Dispatcher {
                 round_robin: Mutex::new(HashMap::new()),
                 last_poll: Mutex::new(HashMap::new()),
                 task_ms: Mutex::new(HashMap::new()),
+                refill_ms: Mutex::new(0.0),
                 started: Instant::now(),
                 started_wall_ms: now_ms(),
                 join_hint,
@@ -236,6 +245,7 @@ impl Dispatcher {
     /// has room left. Returns the earliest `not_before_ms` still ahead of `now`, when the next
     /// pass should run at the latest.
     fn pass(&self, now: UnixMs, scope: PassScope) -> Result<Option<UnixMs>, ApplyError> {
+        let started = Instant::now();
         let view = self.inner.membership.view();
         let mut working_set = locked(&self.inner.working_set);
         working_set.refresh(self.store())?;
@@ -316,6 +326,10 @@ impl Dispatcher {
         let Response::Dispatched(applied) = self.inner.engine.propose(command)? else {
             return Ok(held_until);
         };
+        let refill_ms = started.elapsed().as_secs_f64() * 1_000.0;
+        let mut average = locked(&self.inner.refill_ms);
+        *average += TASK_TIME_WEIGHT * (refill_ms - *average);
+        drop(average);
         let applied: HashSet<u64> = applied.into_iter().collect();
         for (worker, delivery) in plan.deliveries {
             if applied.contains(&delivery.instance) {
@@ -529,15 +543,22 @@ impl Dispatcher {
     /// How many assignments each worker may hold beyond its capacity, waiting in its outbox.
     /// A worker running short tasks frees slots faster than a dispatch commit refills them:
     /// with work committed ahead, its next poll is answered at once rather than after a pass
-    /// and a durable commit. Only for workers whose recent tasks were short (a prefetched task
-    /// waits for a slot on its worker, even if another frees first), and at most its capacity.
+    /// and a commit. Enough to keep it busy while its outbox is refilled — the tasks it ends in
+    /// one refill (a pass and its commit, longer in a group of servers, where a commit is a
+    /// round of replication), at least its capacity and at most [`PREFETCH_MAX_CAPACITIES`]
+    /// times it. Only for workers whose recent tasks were short: a prefetched task waits for a
+    /// slot on its worker, even if another frees first.
     fn prefetch(&self, view: &MembershipView) -> HashMap<String, u32> {
+        let refill_ms = *locked(&self.inner.refill_ms);
         locked(&self.inner.task_ms)
             .iter()
             .filter(|(_, ms)| **ms < PREFETCH_TASKS_UNDER_MS)
-            .filter_map(|(worker, _)| {
-                view.get(worker)
-                    .map(|member| (worker.clone(), member.info.capacity))
+            .filter_map(|(worker, ms)| {
+                let member = view.get(worker)?;
+                Some((
+                    worker.clone(),
+                    prefetch_allowance(member.info.capacity, *ms, refill_ms),
+                ))
             })
             .collect()
     }
@@ -707,6 +728,15 @@ enum PassScope {
     /// full pass (at most one tick). Without this, every report re-examined a queue that can be
     /// far longer than the room.
     Quick,
+}
+
+/// Work handed ahead to a worker of `capacity` whose tasks take `task_ms` on average, when a
+/// refill of its outbox takes `refill_ms` (see [`Dispatcher::prefetch`]).
+fn prefetch_allowance(capacity: u32, task_ms: f64, refill_ms: f64) -> u32 {
+    // A task of no measurable time (under the reports' millisecond) counts as a tenth of one.
+    let tasks_per_slot = (refill_ms / task_ms.max(0.1)).ceil();
+    let capacities = tasks_per_slot.clamp(1.0, f64::from(PREFETCH_MAX_CAPACITIES)) as u32;
+    capacity.saturating_mul(capacities)
 }
 
 /// The steps one pass will propose, and the assignments to hand out once they apply.

@@ -152,3 +152,22 @@ async fn a_buffered_fire_waits_while_its_job_runs_max_concurrent() {
         other => panic!("the buffered fire should wait with a reason, not be {other:?}"),
     }
 }
+
+/// Work handed ahead covers the tasks a worker ends while its outbox is refilled: its capacity
+/// at the least (and when a refill is quicker than a task), more as refills slow (a group's
+/// replicated commits), never more than the cap.
+#[test]
+fn work_handed_ahead_covers_a_refill_within_bounds() {
+    use super::{PREFETCH_MAX_CAPACITIES, prefetch_allowance};
+    // Tasks of 20 ms, refilled in 2: one capacity, as before any refill was measured.
+    assert_eq!(prefetch_allowance(16, 20.0, 2.0), 16);
+    assert_eq!(prefetch_allowance(16, 20.0, 0.0), 16);
+    // Tasks of 2 ms, refilled in 5: three tasks per slot per refill.
+    assert_eq!(prefetch_allowance(16, 2.0, 5.0), 48);
+    // Tasks of no measurable time: the cap.
+    assert_eq!(
+        prefetch_allowance(16, 0.0, 5.0),
+        16 * PREFETCH_MAX_CAPACITIES
+    );
+    assert_eq!(prefetch_allowance(0, 0.0, 5.0), 0);
+}
