@@ -42,6 +42,17 @@ pub async fn run(store: Arc<Store>, mut shutdown: Shutdown) {
             Ok(Recovery::Failed(error)) => {
                 tracing::debug!(%error, "storage: reopen failed; retrying");
             }
+            Ok(Recovery::RestartNeeded) => {
+                // Usually moot: the failed apply has stopped the group's Raft node, and the
+                // process exits for a restart.
+                tracing::error!(
+                    "storage: the store of a server in a group is not reopened in place (that \
+                     would drop what the group counts applied); restart the server once the \
+                     disk is fixed: it applies the group's log again from its last durable point"
+                );
+                shutdown.wait().await;
+                return;
+            }
             Err(error) => tracing::error!(%error, "storage recovery task panicked"),
         }
         tokio::select! {

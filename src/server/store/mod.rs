@@ -104,6 +104,11 @@ pub enum Recovery {
     Recovered,
     /// Tried and failed: try again later.
     Failed(String),
+    /// Not tried, and never will be in this process: the store commits behind a Raft group's
+    /// log (see [`Store::commit_behind_log`]), and reopening it in place would drop commits the
+    /// group's node counts applied. Restarting the server applies the log again from the
+    /// store's last durable point.
+    RestartNeeded,
 }
 
 impl Store {
@@ -232,13 +237,7 @@ impl Store {
             return Recovery::NotNeeded;
         };
         if !self.commits_are_durable() {
-            // Reopening would drop the commits not yet durable while the group's Raft node
-            // counts them applied; a restart applies them again from the log instead.
-            return Recovery::Failed(
-                "the store of a server in a group is not reopened in place: restart the server \
-                 (it applies the group's log again from its last durable point)"
-                    .into(),
-            );
+            return Recovery::RestartNeeded;
         }
         if degraded.fault == crate::wire::admin::StorageFault::NoSpace
             && let Some(free) = health::free_bytes(&self.dir)

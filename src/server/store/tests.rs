@@ -227,3 +227,29 @@ fn active_counts_follow_every_transition_and_are_rebuilt_on_open() {
     assert_eq!(read.active_count(job.id).unwrap(), 2);
     assert_eq!(read.active_count(other.id).unwrap(), 1);
 }
+
+/// After an I/O error a store reopens its database in place and resumes — unless it commits
+/// behind a Raft group's log: reopening would drop commits the group counts applied, so it says a
+/// restart is needed and stays degraded (writes refused) until then.
+#[test]
+fn a_store_behind_a_log_is_not_reopened_in_place_after_an_io_error() {
+    use crate::wire::admin::StorageFault;
+
+    let alone = tempfile::tempdir().unwrap();
+    let store = Store::open(alone.path()).unwrap();
+    store
+        .health
+        .failed(StorageFault::Io, "a test's I/O error", alone.path());
+    assert!(store.degraded().is_some());
+    assert!(matches!(store.try_recover(), Recovery::Recovered));
+    assert!(store.degraded().is_none());
+
+    let grouped = tempfile::tempdir().unwrap();
+    let store = Store::open(grouped.path()).unwrap();
+    store.commit_behind_log();
+    store
+        .health
+        .failed(StorageFault::Io, "a test's I/O error", grouped.path());
+    assert!(matches!(store.try_recover(), Recovery::RestartNeeded));
+    assert!(store.degraded().is_some(), "writes stay refused");
+}
