@@ -82,6 +82,19 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// Makes `raft` a group of one (when `initialize`) and waits until it leads it.
+fn lead_alone(rt: &tokio::runtime::Runtime, raft: &openraft::Raft<TypeConfig>, initialize: bool) {
+    if initialize {
+        let members = BTreeMap::from([(SERVER, BasicNode::new("127.0.0.1:0"))]);
+        rt.block_on(raft.initialize(members)).unwrap();
+    }
+    rt.block_on(
+        raft.wait(Some(Duration::from_secs(10)))
+            .current_leader(SERVER, "the only server leads"),
+    )
+    .unwrap();
+}
+
 /// Starts the node on `dir` and waits until it leads its group of one.
 fn start(rt: &tokio::runtime::Runtime, dir: &std::path::Path, initialize: bool) -> RaftEngine {
     // After a shutdown, openraft's state machine task may still be letting go of the files for
@@ -112,15 +125,7 @@ fn start(rt: &tokio::runtime::Runtime, dir: &std::path::Path, initialize: bool) 
             Err(error) => panic!("starting the node: {error:#}"),
         }
     };
-    if initialize {
-        let members = BTreeMap::from([(SERVER, BasicNode::new("127.0.0.1:0"))]);
-        rt.block_on(raft.initialize(members)).unwrap();
-    }
-    rt.block_on(
-        raft.wait(Some(Duration::from_secs(10)))
-            .current_leader(SERVER, "the only server leads"),
-    )
-    .unwrap();
+    lead_alone(rt, &raft, initialize);
     RaftEngine::new(
         SERVER,
         raft,
@@ -214,13 +219,7 @@ fn the_log_reads_alike_from_memory_and_file_while_running_and_after_a_restart() 
     let raft: Raft<TypeConfig> = rt
         .block_on(Raft::new(SERVER, config, NoPeers, log.clone(), machine))
         .unwrap();
-    let members = BTreeMap::from([(SERVER, BasicNode::new("127.0.0.1:0"))]);
-    rt.block_on(raft.initialize(members)).unwrap();
-    rt.block_on(
-        raft.wait(Some(Duration::from_secs(10)))
-            .current_leader(SERVER, "the only server leads"),
-    )
-    .unwrap();
+    lead_alone(&rt, &raft, true);
     for k in 0..PROPOSALS {
         let create = Command::CreateJob {
             def: test_support::on_demand(&format!("job-{k:04}")),
