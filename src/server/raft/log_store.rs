@@ -167,36 +167,41 @@ impl LogStore {
             .map_err(std::io::Error::other)
     }
 
-    fn read_state<T: serde::de::DeserializeOwned>(
+    /// Runs `read` in one read transaction of the file.
+    fn read<T>(
         &self,
-        key: &str,
-    ) -> Result<Option<T>, StorageIOError> {
+        read: impl FnOnce(&redb::ReadTransaction) -> Result<T, redb::Error>,
+    ) -> Result<T, StorageIOError> {
         let txn = self
             .db
             .begin_read()
             .map_err(|e| io_read(redb::Error::from(e)))?;
-        let table = txn
-            .open_table(STATE)
-            .map_err(|e| io_read(redb::Error::from(e)))?;
-        match table.get(key).map_err(|e| io_read(redb::Error::from(e)))? {
-            Some(bytes) => decode(bytes.value()).map(Some).map_err(io_read),
-            None => Ok(None),
-        }
+        read(&txn).map_err(io_read)
+    }
+
+    fn read_state<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &str,
+    ) -> Result<Option<T>, StorageIOError> {
+        let bytes = self.read(|txn| {
+            let value = txn.open_table(STATE)?.get(key)?;
+            Ok(value.map(|bytes| bytes.value().to_vec()))
+        })?;
+        bytes
+            .map(|bytes| decode(&bytes).map_err(io_read))
+            .transpose()
     }
 
     /// Entries `from..to` read from the file.
     fn read_file(&self, from: u64, to: u64) -> Result<Vec<Entry>, StorageIOError> {
-        let read = || {
-            let txn = self.db.begin_read()?;
-            let table = txn.open_table(LOG)?;
+        let rows = self.read(|txn| {
             let mut rows = Vec::new();
-            for row in table.range::<u64>(from..to)? {
+            for row in txn.open_table(LOG)?.range::<u64>(from..to)? {
                 let (_, bytes) = row?;
                 rows.push(bytes.value().to_vec());
             }
-            Ok::<_, redb::Error>(rows)
-        };
-        let rows = read().map_err(io_read)?;
+            Ok(rows)
+        })?;
         rows.iter()
             .map(|bytes| decode::<Entry>(bytes).map_err(io_read))
             .collect()
@@ -380,28 +385,15 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .await
             .map_err(io_read)?;
         let last_purged_log_id: Option<LogId> = self.read_state(LAST_PURGED)?;
-        let newest = self
-            .tail()
-            .entries
-            .last_key_value()
-            .map(|(_, kept)| kept.entry.log_id);
-        let last = match newest {
-            Some(id) => Some(id),
-            None => {
-                let txn = self
-                    .db
-                    .begin_read()
-                    .map_err(|e| io_read(redb::Error::from(e)))?;
-                let table = txn
-                    .open_table(LOG)
-                    .map_err(|e| io_read(redb::Error::from(e)))?;
-                match table.last().map_err(|e| io_read(redb::Error::from(e)))? {
-                    Some((_, bytes)) => {
-                        Some(decode::<Entry>(bytes.value()).map_err(io_read)?.log_id)
-                    }
-                    None => None,
-                }
-            }
+        // With every write in the file, its last entry is the log's (the tail's, if any).
+        let last = self.read(|txn| {
+            let log = txn.open_table(LOG)?;
+            let last = log.last()?;
+            Ok(last.map(|(_, bytes)| bytes.value().to_vec()))
+        })?;
+        let last = match last {
+            Some(bytes) => Some(decode::<Entry>(&bytes).map_err(io_read)?.log_id),
+            None => None,
         };
         Ok(LogState {
             last_purged_log_id,
